@@ -1,0 +1,143 @@
+"""Hourglass: ``create_app()``, the module-level ``app`` for gunicorn, and ``serve``.
+
+The only module that imports both ``portal`` and ``scheduler``: it wires the
+scheduler and the container backend into ``app.extensions`` where the portal
+finds them. ``flask --app app serve`` is what ``make run`` calls.
+"""
+
+import atexit
+import logging
+import os
+from pathlib import Path
+
+import click
+from flask import Flask, render_template
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from htmx_flask import Htmx
+
+from portal import auth, db, health, i18n, users
+from portal.config import from_environment, load_secret_key
+from portal.extensions import csrf, limiter
+from portal.miner import area as miner_area
+from portal.miner import bp as miner_bp
+from portal.renter import area as renter_area
+from portal.renter import bp as renter_bp
+from scheduler.podman import PodmanBackend
+from scheduler.podman_service import LocalPodmanService
+from scheduler.service import SchedulerService
+
+AREAS = {"miner": miner_area, "renter": renter_area}
+ERRORS = {
+    400: _l("The request was not understood (a form may have expired: reload the page)."),
+    403: _l("You may not open this page."),
+    404: _l("There is nothing here."),
+    429: _l("Too many attempts. Wait a minute and try again."),
+}
+
+
+def create_app(test_config=None):
+    """Build the app from environment settings, overridden by ``test_config``."""
+    root = Path(__file__).resolve().parent
+    app = Flask(__name__, instance_path=os.environ.get("HOURGLASS_INSTANCE",
+                                                        str(root / "instance")))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(from_environment(app.instance_path))
+    app.config.update(test_config or {})
+    if "SECRET_KEY" not in (test_config or {}):
+        app.config["SECRET_KEY"] = load_secret_key(app.instance_path)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    Htmx(app)
+    auth.init_app(app)
+    i18n.init_app(app)
+    users.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(miner_bp)
+    app.register_blueprint(renter_bp)
+    _init_pages(app)
+    _init_scheduler(app)
+    app.cli.add_command(serve_command)
+    return app
+
+
+def _init_pages(app):
+    @app.context_processor
+    def navigation():
+        role = current_user.role if current_user.is_authenticated else None
+        return {"area": AREAS.get(role)}
+
+    def error_page(exc):
+        return render_template("error.html", code=exc.code, message=ERRORS[exc.code]), exc.code
+
+    for code in ERRORS:
+        app.register_error_handler(code, error_page)
+
+
+def _init_scheduler(app):
+    backend = PodmanBackend(app.config["PODMAN_URL"])
+    service = SchedulerService(
+        enabled=app.config["SCHEDULER_ENABLED"],
+        tick_seconds=app.config["SCHEDULER_TICK_SECONDS"],
+        lease_seconds=app.config["LEADER_LEASE_SECONDS"],
+    )
+    app.extensions["hourglass.backend"] = backend
+    app.extensions["hourglass.scheduler"] = service
+    if service.enabled:
+        service.start()
+        atexit.register(service.shutdown)
+
+
+def __getattr__(name):
+    """``app`` for gunicorn and ``flask --app app``, built on first use, not on import."""
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)
+
+
+@click.command("serve")
+def serve_command():
+    """Start Hourglass as ``make run`` does: Podman service, migrations, first miner, gunicorn.
+
+    Listens on HOST:PORT (127.0.0.1:8000). Starts a Podman API service in the
+    instance folder unless HOURGLASS_PODMAN_URL names one, and stops it on exit.
+    """
+    from flask import current_app
+    from gunicorn.app.base import BaseApplication
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    instance = current_app.instance_path
+    current_app.extensions["hourglass.scheduler"].shutdown()  # workers run their own
+    service = None
+    if "HOURGLASS_PODMAN_URL" not in os.environ:
+        service = LocalPodmanService(instance).start()
+        os.environ["HOURGLASS_PODMAN_URL"] = service.url
+    os.environ.setdefault("HOURGLASS_SCHEDULER", "on")
+    os.environ["HOURGLASS_INSTANCE"] = instance
+    try:
+        db.upgrade()
+        password = users.ensure_first_miner()
+        if password:
+            click.echo(f"Created the first miner account '{users.FIRST_MINER}'. "
+                       f"Its password, shown this once: {password}")
+        host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+        click.echo(f"Hourglass on http://{host}:{port}/  (miners: /miner/login)")
+
+        class Server(BaseApplication):
+            def load_config(self):
+                self.cfg.set("bind", f"{host}:{port}")
+                self.cfg.set("worker_class", "gthread")
+                self.cfg.set("workers", int(os.environ.get("HOURGLASS_WORKERS", "1")))
+                self.cfg.set("threads", int(os.environ.get("HOURGLASS_THREADS", "32")))
+                self.cfg.set("graceful_timeout", 10)
+
+            def load(self):
+                return create_app()
+
+        Server().run()
+    finally:
+        if service:
+            service.stop()

@@ -1,0 +1,1 @@
+"""The web portal: pages, JSON API, models and money. Never imports ``scheduler``."""

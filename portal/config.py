@@ -1,0 +1,70 @@
+"""Settings from environment variables, with safe defaults.
+
+Every setting Hourglass reads is listed here (and in the README). The secret
+key is never a default: it comes from ``SECRET_KEY`` or is generated once
+into the instance folder with mode 0600.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+# Keys that tutorials and sample configs ship with; refusing them stops a
+# copied example from signing real sessions.
+WEAK_KEYS = {"dev", "secret", "changeme", "change-me", "development", "test", "key", "password"}
+MIN_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message says which and how to fix it."""
+
+
+def _env_bool(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "on", "true", "yes"}
+
+
+def from_environment(instance_path):
+    """Return the settings dict for an app whose instance folder is ``instance_path``."""
+    instance = Path(instance_path)
+    return {
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{instance / 'hourglass.db'}"),
+        "PODMAN_URL": os.environ.get(
+            "HOURGLASS_PODMAN_URL", f"unix://{instance / 'podman.sock'}"
+        ),
+        "SCHEDULER_ENABLED": _env_bool("HOURGLASS_SCHEDULER", False),
+        "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
+        "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
+        "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
+        "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),
+        "SESSION_COOKIE_SECURE": _env_bool("HOURGLASS_SECURE_COOKIES", False),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "LANGUAGES": ["en", "zh_CN"],
+        "BABEL_TRANSLATION_DIRECTORIES": str(Path(__file__).parent / "translations"),
+    }
+
+
+def load_secret_key(instance_path):
+    """Return ``SECRET_KEY`` from the environment or the instance folder.
+
+    Generates ``instance/secret_key`` (0600) on first use. Raises ConfigError
+    for a key that is short or well known, wherever it came from.
+    """
+    key = os.environ.get("SECRET_KEY")
+    if key is None:
+        path = Path(instance_path) / "secret_key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        key = path.read_text().strip()
+    if key.lower() in WEAK_KEYS or len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY is too weak (a known example or under {MIN_KEY_LENGTH} characters); "
+            "unset it to have one generated into the instance folder."
+        )
+    return key

@@ -1,0 +1,72 @@
+"""The database: a deferred peewee database, per-request connections, migrations.
+
+SQLite in WAL mode under the instance folder by default; PostgreSQL when
+``DATABASE_URL`` says so. The schema changes only through peewee-migrate
+files in ``migrations/`` (``flask --app app db upgrade``).
+"""
+
+from pathlib import Path
+
+import click
+from peewee import DatabaseProxy
+from peewee_migrate import Router
+from playhouse.db_url import connect
+
+database = DatabaseProxy()
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def open_database(url):
+    """Return a peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+    if url.startswith("sqlite"):
+        db = connect(url, pragmas=SQLITE_PRAGMAS)
+    else:
+        db = connect(url)
+    return db
+
+
+def router():
+    """The peewee-migrate router over this project's ``migrations/`` folder."""
+    return Router(database, migrate_dir=MIGRATIONS_DIR)
+
+
+def upgrade():
+    """Apply every migration not yet applied; returns the names applied."""
+    with database.connection_context():
+        return router().run()
+
+
+def _connect():
+    database.connect(reuse_if_open=True)
+
+
+def _close(exc=None):
+    if not database.is_closed():
+        database.close()
+
+
+def init_app(app):
+    """Bind the models to ``DATABASE_URL``, open a connection per request, add ``db`` CLI."""
+    database.initialize(open_database(app.config["DATABASE_URL"]))
+    app.before_request(_connect)
+    app.teardown_appcontext(_close)
+    app.cli.add_command(db_cli)
+
+
+@click.group("db", help="Database schema commands.")
+def db_cli():
+    pass
+
+
+@db_cli.command("upgrade", help="Apply pending migrations.")
+def upgrade_command():
+    applied = upgrade()
+    click.echo(f"Applied {len(applied)} migration(s)." if applied else "Database is up to date.")

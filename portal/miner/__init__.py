@@ -1,0 +1,26 @@
+"""The miner's area under ``/miner``: only miners get in (see ``auth.require_role``)."""
+
+from flask import Blueprint, render_template
+
+from portal.auth import require_role
+from portal.models import Group, User
+from portal.pages import MINER_MENU, MINER_PLANNED, Area
+
+bp = Blueprint("miner", __name__, url_prefix="/miner")
+bp.before_request(require_role("miner"))
+area = Area(bp, MINER_MENU, MINER_PLANNED)
+
+
+@bp.get("/")
+def overview():
+    counts = {
+        "renters": User.select().where(User.role == "renter").count(),
+        "miners": User.select().where(User.role == "miner").count(),
+        "groups": Group.select().count(),
+    }
+    return render_template("miner/overview.html", counts=counts)
+
+
+from portal.miner import users  # noqa: E402,F401  (registers its routes on bp)
+
+area.register_placeholder()

@@ -1,0 +1,4 @@
+"""The in-process scheduler: container backend, leader lease, periodic jobs.
+
+May import ``portal`` models; ``portal`` never imports this package.
+"""
