@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -35,7 +35,8 @@ class CheckboxesField(SelectMultipleField):
 class UserForm(FlaskForm):
     name = StringField(_l("User name"), validators=[DataRequired(), Length(max=32)])
     display_name = StringField(_l("Display name"), validators=[Optional(), Length(max=128)])
-    role = SelectField(_l("Role"), choices=[("renter", _l("renter")), ("miner", _l("miner"))])
+    role = SelectField(_l("Role"), choices=[SelectChoice("renter", _l("renter")),
+                                                SelectChoice("miner", _l("miner"))])
     password = PasswordField(_l("Password (leave empty to generate one)"),
                              validators=[Optional()])
     groups = CheckboxesField(_l("Groups"), coerce=int)
@@ -47,7 +48,7 @@ class GroupForm(FlaskForm):
 
 
 def _group_choices():
-    return [(g.id, g.name) for g in Group.select().order_by(Group.name)]
+    return [SelectChoice(g.id, g.name) for g in Group.select().order_by(Group.name)]
 
 
 def _page(user_form=None, group_form=None, shown_password=None, status=200):
@@ -57,8 +58,7 @@ def _page(user_form=None, group_form=None, shown_password=None, status=200):
     return render_template(
         "miner/users.html",
         users=User.select().order_by(User.role, User.name),
-        groups=Group.select().order_by(Group.name),
-        group_choices=user_form.groups.choices,
+        groups=list(Group.select().order_by(Group.name)),
         member_of=group_names_by_user(),
         user_form=user_form,
         group_form=group_form or GroupForm(formdata=None),
@@ -85,7 +85,7 @@ def create_user_view():
     if not form.validate():
         return _page(user_form=form, status=400)
     password = form.password.data or generate_password()
-    names = [name for gid, name in form.groups.choices if gid in (form.groups.data or [])]
+    names = [g.name for g in Group.select().where(Group.id.in_(form.groups.data or []))]
     try:
         user = create_user(form.name.data.strip(), form.role.data, password,
                            form.display_name.data, names)

@@ -1,0 +1,59 @@
+# Hourglass: `make run` sets up and starts it; `make test` sets up and passes the tests.
+# Installs what is missing: Debian packages through apt-get (root, or sudo),
+# Python packages into .venv. A second run only checks, so it starts in seconds.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN_PACKAGES := podman runc python3-venv
+TEST_PACKAGES := busybox-static chromium fonts-noto-cjk postgresql
+TRANSLATIONS := portal/translations
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
+
+.PHONY: run test lint translations-update run-packages test-packages
+
+run: run-packages $(VENV)/.run $(MO_FILES)
+	$(VENV)/bin/flask --app app serve
+
+test: run-packages test-packages $(VENV)/.test $(MO_FILES)
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+
+# Installs only the Debian packages that are missing.
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+run-packages:
+	$(call apt_ensure,$(RUN_PACKAGES))
+
+test-packages:
+	$(call apt_ensure,$(TEST_PACKAGES))
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+$(VENV)/.run: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run
+
+%.mo: %.po $(VENV)/.run
+	$(VENV)/bin/pybabel compile -i $< -o $@
+
+# For developers: collect new strings from code and templates into the .po files.
+translations-update: $(VENV)/.run
+	$(VENV)/bin/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -o $(TRANSLATIONS)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)

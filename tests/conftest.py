@@ -1,0 +1,237 @@
+"""Fixtures every test layer shares: an app on a fresh database, users, a real
+Podman API service with a locally built image, a live server, and Chromium.
+
+Nothing here is mocked: the database is a real SQLite file (or PostgreSQL,
+see ``postgres_url``), Podman is a real ``podman system service``, the live
+server is the real ``flask --app app serve``, the browser is Debian's Chromium.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from scheduler.podman_service import LocalPodmanService, podman_env
+from tests.support import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+TEST_IMAGE = "localhost/hourglass-test-busybox:latest"
+TEST_LABEL = "hourglass.test"
+PASSWORD = "correct-horse-battery"
+CHROMIUM = "/usr/bin/chromium"
+
+
+# --- the app on a fresh database ---------------------------------------------------------
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    """An empty instance folder, and no settings leaking in from the caller's shell."""
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    for name in list(os.environ):
+        if name.startswith("HOURGLASS_") or name in {"DATABASE_URL", "SECRET_KEY"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOURGLASS_INSTANCE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def app(instance):
+    from app import create_app
+    from portal import db
+
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        db.upgrade()
+    yield app
+    db.database.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def accounts(app):
+    """A miner ``mina`` and a renter ``rene``, both with password ``PASSWORD``."""
+    from portal.users import create_user
+
+    with app.app_context():
+        return {
+            "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
+            "renter": create_user("rene", "renter", PASSWORD, "Rene Renter"),
+        }
+
+
+# --- real Podman -------------------------------------------------------------------------
+
+
+def _podman(conf, *argv, check=True):
+    return subprocess.run(["podman", *argv], env=podman_env(conf), check=check,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def podman_service(tmp_path_factory):
+    """A real Podman API service on a socket in a temp folder, with the project's config."""
+    service = LocalPodmanService(tmp_path_factory.mktemp("podman")).start()
+    yield service
+    leftovers = _podman(service.conf, "ps", "-aq", "--filter", f"label={TEST_LABEL}",
+                        check=False).stdout.split()
+    if leftovers:
+        _podman(service.conf, "rm", "-f", *leftovers, check=False)
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def test_image(podman_service, tmp_path_factory):
+    """A busybox image built without any registry (``podman import``), kept between runs."""
+    conf = podman_service.conf
+    if _podman(conf, "image", "exists", TEST_IMAGE, check=False).returncode != 0:
+        rootfs = tmp_path_factory.mktemp("busybox-rootfs")
+        (rootfs / "bin").mkdir()
+        shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")
+        for applet in ("sh", "cat", "ls", "sleep", "echo", "env", "id"):
+            (rootfs / "bin" / applet).symlink_to("busybox")
+        tarball = rootfs.parent / "busybox.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        _podman(conf, "import", "--change", 'CMD ["/bin/sh"]', str(tarball), TEST_IMAGE)
+    return TEST_IMAGE
+
+
+# --- a live server -----------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``flask --app app serve`` in its own process group, as ``make run`` starts it."""
+
+    def __init__(self, instance, env, log_path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {**os.environ, **env, "HOURGLASS_INSTANCE": str(instance),
+                    "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.process = None
+
+    def flask(self, *argv, stdin=None):
+        """Run a ``flask --app app`` command against the same instance and database."""
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *argv],
+                              env=self.env, cwd=ROOT, input=stdin, capture_output=True,
+                              text=True, check=True)
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", "serve"], env=self.env,
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._answers, timeout=30, what=f"the live server on {self.url}")
+        return self
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited:\n{self.log()}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    def health(self):
+        return requests.get(f"{self.url}/healthz", timeout=5).json()
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signal the whole process group (gunicorn master and workers)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(15)
+
+    def stop(self):
+        self.kill(signal.SIGINT)
+
+
+@pytest.fixture
+def live_server_factory(tmp_path, podman_service, monkeypatch):
+    """Make live servers sharing one instance folder and database; all stopped at the end."""
+    instance = tmp_path / "live-instance"
+    instance.mkdir()
+    servers = []
+
+    def make(**env):
+        env = {"HOURGLASS_PODMAN_URL": podman_service.url, **env}
+        server = LiveServer(instance, env, tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(live_server_factory):
+    """One started live server with the accounts of ``accounts`` (mina, rene)."""
+    server = live_server_factory()
+    server.flask("db", "upgrade")
+    server.flask("user", "add", "mina", "--role", "miner", "--password-stdin", stdin=PASSWORD)
+    server.flask("user", "add", "rene", "--role", "renter", "--password-stdin", stdin=PASSWORD)
+    return server.start()
+
+
+# --- Chromium ----------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context and page; a screenshot lands in tests/artifacts on failure."""
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+    context.close()
