@@ -27,7 +27,7 @@ from wtforms.validators import DataRequired
 
 from portal.extensions import limiter, login_manager
 from portal.models import User
-from portal.users import authenticate
+from portal.users import ROLE_NAMES, authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -93,7 +93,7 @@ def _login_page(role, template):
             flash(_("Wrong user name or password, or the account is disabled."), "error")
         elif user.role != role:
             flash(_("This account cannot sign in here. Use the %(role)s sign-in page.",
-                    role=_(user.role)), "error")
+                    role=ROLE_NAMES[user.role]), "error")
         else:
             login_user(user)
             return redirect(safe_next(request.args.get("next")) or url_for(HOME[role]))

@@ -10,6 +10,7 @@ import sys
 
 import click
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -19,6 +20,7 @@ from portal.models import ROLES, Group, Membership, User, new_session_nonce
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 MIN_PASSWORD = 8
 FIRST_MINER = "admin"
+ROLE_NAMES = {"miner": _l("miner"), "renter": _l("renter")}
 
 
 class UserError(ValueError):
@@ -173,3 +175,4 @@ def list_command():
 
 def init_app(app):
     app.cli.add_command(user_cli)
+    app.jinja_env.globals["ROLE_NAMES"] = ROLE_NAMES

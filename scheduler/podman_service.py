@@ -15,6 +15,7 @@ from pathlib import Path
 from podman import PodmanClient
 
 ULIMIT_CEILING = 4096
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
 
 
 def _ulimit(kind):
@@ -61,6 +62,8 @@ class LocalPodmanService:
         self.log_path = folder / f"{name}-service.log"
         self.url = f"unix://{self.socket}"
         self.process = None
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise ValueError(f"socket path too long for a unix socket: {self.socket}")
 
     def start(self, timeout=20):
         """Start the service and wait until it answers; raises RuntimeError if it does not."""

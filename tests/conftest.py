@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,16 +87,35 @@ def _podman(conf, *argv, check=True):
                           capture_output=True, text=True)
 
 
+@contextmanager
+def podman_service_in_temp_folder():
+    """A real Podman API service with the project's config, on a socket in a new
+    short temp folder (pytest's own paths can exceed a unix socket's 107 bytes)."""
+    folder = tempfile.mkdtemp(prefix="hg-podman-")
+    service = LocalPodmanService(folder).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def podman_service(tmp_path_factory):
-    """A real Podman API service on a socket in a temp folder, with the project's config."""
-    service = LocalPodmanService(tmp_path_factory.mktemp("podman")).start()
-    yield service
-    leftovers = _podman(service.conf, "ps", "-aq", "--filter", f"label={TEST_LABEL}",
-                        check=False).stdout.split()
-    if leftovers:
-        _podman(service.conf, "rm", "-f", *leftovers, check=False)
-    service.stop()
+def podman_service():
+    """The session's Podman API service; test containers are removed at the end."""
+    with podman_service_in_temp_folder() as service:
+        yield service
+        leftovers = _podman(service.conf, "ps", "-aq", "--filter", f"label={TEST_LABEL}",
+                            check=False).stdout.split()
+        if leftovers:
+            _podman(service.conf, "rm", "-f", "-t", "0", *leftovers, check=False)
+
+
+@pytest.fixture
+def own_podman_service():
+    """A Podman API service of this test's own, which the test may stop."""
+    with podman_service_in_temp_folder() as service:
+        yield service
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +150,9 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, **env, "HOURGLASS_INSTANCE": str(instance),
-                    "HOST": "127.0.0.1", "PORT": str(self.port)}
+        merged = {**os.environ, **env, "HOURGLASS_INSTANCE": str(instance),
+                  "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.env = {k: v for k, v in merged.items() if v is not None}
         self.process = None
 
     def flask(self, *argv, stdin=None):
@@ -174,11 +196,12 @@ class LiveServer:
 @pytest.fixture
 def live_server_factory(tmp_path, podman_service, monkeypatch):
     """Make live servers sharing one instance folder and database; all stopped at the end."""
-    instance = tmp_path / "live-instance"
-    instance.mkdir()
+    shared_instance = tmp_path / "live-instance"
+    shared_instance.mkdir()
     servers = []
 
-    def make(**env):
+    def make(instance=shared_instance, **env):
+        """A server on ``instance``; an env value of None unsets that variable."""
         env = {"HOURGLASS_PODMAN_URL": podman_service.url, **env}
         server = LiveServer(instance, env, tmp_path / f"server-{len(servers)}.log")
         servers.append(server)

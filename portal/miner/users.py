@@ -16,6 +16,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from portal.miner import bp
 from portal.models import Group, User
 from portal.users import (
+    ROLE_NAMES,
     UserError,
     create_group,
     create_user,
@@ -35,8 +36,8 @@ class CheckboxesField(SelectMultipleField):
 class UserForm(FlaskForm):
     name = StringField(_l("User name"), validators=[DataRequired(), Length(max=32)])
     display_name = StringField(_l("Display name"), validators=[Optional(), Length(max=128)])
-    role = SelectField(_l("Role"), choices=[SelectChoice("renter", _l("renter")),
-                                                SelectChoice("miner", _l("miner"))])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r, ROLE_NAMES[r])
+                                                for r in ("renter", "miner")])
     password = PasswordField(_l("Password (leave empty to generate one)"),
                              validators=[Optional()])
     groups = CheckboxesField(_l("Groups"), coerce=int)
@@ -92,7 +93,7 @@ def create_user_view():
     except UserError as exc:
         form.name.errors.append(str(exc))
         return _page(user_form=form, status=400)
-    flash(_("Created %(role)s '%(name)s'.", role=_(user.role), name=user.name), "success")
+    flash(_("Created %(role)s '%(name)s'.", role=ROLE_NAMES[user.role], name=user.name), "success")
     shown = (user.name, password) if not form.password.data else None
     return _page(shown_password=shown)
 

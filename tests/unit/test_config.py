@@ -1,0 +1,41 @@
+"""The secret key is generated once, kept private, and never weak."""
+
+import os
+
+import pytest
+
+from portal.config import ConfigError, load_secret_key
+
+
+def test_secret_key_is_generated_once_with_mode_0600(instance):
+    first = load_secret_key(instance)
+    assert len(first) >= 32
+    assert os.stat(instance / "secret_key").st_mode & 0o777 == 0o600
+    assert load_secret_key(instance) == first
+
+
+@pytest.mark.parametrize("key", ["dev", "changeme", "SECRET", "short-key"])
+def test_weak_keys_are_refused(instance, monkeypatch, key):
+    monkeypatch.setenv("SECRET_KEY", key)
+    with pytest.raises(ConfigError):
+        load_secret_key(instance)
+
+
+def test_weak_key_in_the_instance_file_is_refused(instance):
+    (instance / "secret_key").write_text("changeme")
+    with pytest.raises(ConfigError):
+        load_secret_key(instance)
+
+
+def test_strong_key_from_environment_is_used(instance, monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    assert load_secret_key(instance) == "x" * 40
+    assert not (instance / "secret_key").exists()
+
+
+def test_database_defaults_to_sqlite_in_wal_mode(app):
+    from portal.db import database
+
+    assert app.config["DATABASE_URL"].endswith("/instance/hourglass.db")
+    with app.app_context():
+        assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"

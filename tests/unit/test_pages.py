@@ -1,0 +1,28 @@
+"""Every menu entry of both areas answers; planned pages say so plainly."""
+
+import pytest
+
+from portal.pages import MINER_MENU, MINER_PLANNED, RENTER_MENU, RENTER_PLANNED
+from tests.conftest import PASSWORD
+from tests.support import login
+
+
+@pytest.mark.parametrize("role,name,menu,planned", [
+    ("miner", "mina", MINER_MENU, MINER_PLANNED),
+    ("renter", "rene", RENTER_MENU, RENTER_PLANNED),
+])
+def test_every_menu_page_answers(client, accounts, role, name, menu, planned):
+    login(client, role, name, PASSWORD)
+    html = client.get(f"/{role}/").get_data(as_text=True)
+    for page, _label in menu:
+        path = f"/{role}/" if page == "overview" else f"/{role}/{page}"
+        assert f'href="{path}"' in html, f"{page} missing from the menu"
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert ("This page is not built yet." in response.get_data(as_text=True)) == (
+            page in planned), path
+
+
+def test_unknown_page_is_404(client, accounts):
+    login(client, "miner", "mina", PASSWORD)
+    assert client.get("/miner/no-such-page").status_code == 404
