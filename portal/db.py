@@ -40,12 +40,7 @@ def router():
 
 def upgrade():
     """Apply every migration not yet applied; returns the names applied."""
-    with database.connection_context():
-        return router().run()
-
-
-def _connect():
-    database.connect(reuse_if_open=True)
+    return router().run()
 
 
 def _close(exc=None):
@@ -54,9 +49,12 @@ def _close(exc=None):
 
 
 def init_app(app):
-    """Bind the models to ``DATABASE_URL``, open a connection per request, add ``db`` CLI."""
+    """Bind the models to ``DATABASE_URL`` and add the ``db`` CLI.
+
+    A request connects on its first query (so ``/healthz`` can report a
+    database that is down) and closes at teardown.
+    """
     database.initialize(open_database(app.config["DATABASE_URL"]))
-    app.before_request(_connect)
     app.teardown_appcontext(_close)
     app.cli.add_command(db_cli)
 

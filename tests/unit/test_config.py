@@ -39,3 +39,14 @@ def test_database_defaults_to_sqlite_in_wal_mode(app):
     assert app.config["DATABASE_URL"].endswith("/instance/hourglass.db")
     with app.app_context():
         assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_healthz_reports_a_database_that_is_down(instance):
+    """A PostgreSQL URL where nothing listens: a real failed connection, reported as 503."""
+    from app import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": "postgresql://hg@127.0.0.1:1/none"})
+    response = app.test_client().get("/healthz")
+    body = response.get_json()
+    assert response.status_code == 503
+    assert "database" in body["failed"] and body["database"]["ok"] is False
