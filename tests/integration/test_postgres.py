@@ -1,0 +1,278 @@
+"""Hourglass on a real PostgreSQL server: migrations, users, the leader lease, logging in.
+
+Each test gets a fresh database on the cluster that ``postgres_server`` starts
+(see ``tests/integration/conftest.py``). What the tests check about the schema
+they read back from PostgreSQL itself (``information_schema``), not from peewee.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import psycopg2
+import pytest
+from peewee import PostgresqlDatabase
+
+from tests.conftest import PASSWORD
+from tests.support import login
+
+pytestmark = pytest.mark.postgres
+
+TABLES = {"users", "groups", "memberships", "leader_lease", "migratehistory"}
+
+
+def query(url, sql, *params):
+    """Rows of ``sql`` on the database at ``url``, over a connection of its own."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def public_tables(url):
+    rows = query(url, "SELECT table_name FROM information_schema.tables "
+                      "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
+    return {name for (name,) in rows}
+
+
+@pytest.fixture
+def bare_app(instance, postgres_url):
+    """The app bound to an empty PostgreSQL database (no migration applied)."""
+    from app import create_app
+    from portal import db
+
+    app = create_app({"TESTING": True, "DATABASE_URL": postgres_url})
+    yield app
+    db.database.close()
+
+
+@pytest.fixture
+def pg_app(bare_app):
+    """The app on PostgreSQL with every migration applied."""
+    from portal import db
+
+    with bare_app.app_context():
+        db.upgrade()
+    return bare_app
+
+
+@pytest.fixture
+def pg_accounts(pg_app):
+    """``mina`` (miner) and ``rene`` (renter) on PostgreSQL, password ``PASSWORD``."""
+    from portal.users import create_user
+
+    with pg_app.app_context():
+        return {
+            "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
+            "renter": create_user("rene", "renter", PASSWORD, "Rene Renter"),
+        }
+
+
+# --- migrations --------------------------------------------------------------------------
+
+
+def test_upgrade_creates_the_schema_in_postgres(bare_app, postgres_url):
+    from portal import db
+
+    assert bare_app.config["DATABASE_URL"] == postgres_url
+    assert public_tables(postgres_url) == set()
+    with bare_app.app_context():
+        assert isinstance(db.database.obj, PostgresqlDatabase)
+        assert db.upgrade() == ["001_initial"]
+    assert public_tables(postgres_url) == TABLES
+    assert query(postgres_url, "SELECT name FROM migratehistory") == [("001_initial",)]
+
+    with bare_app.app_context():
+        assert db.upgrade() == []  # nothing left to apply
+    assert query(postgres_url, "SELECT count(*) FROM migratehistory") == [(1,)]
+
+
+def test_migrated_schema_has_the_constraints_the_app_relies_on(pg_app, postgres_url):
+    columns = dict(query(postgres_url,
+                         "SELECT table_name || '.' || column_name, data_type "
+                         "FROM information_schema.columns WHERE table_schema = 'public'"))
+    assert columns["users.created_at"] == "timestamp without time zone"  # naive UTC
+    assert columns["leader_lease.expires_at"] == "timestamp without time zone"
+    assert columns["users.active"] == "boolean"
+    assert columns["users.id"] == "integer"
+
+    unique = query(postgres_url,
+                   "SELECT tc.table_name, kcu.column_name "
+                   "FROM information_schema.table_constraints tc "
+                   "JOIN information_schema.key_column_usage kcu "
+                   "  ON kcu.constraint_name = tc.constraint_name "
+                   "WHERE tc.table_schema = 'public' AND tc.constraint_type = 'PRIMARY KEY'")
+    assert ("leader_lease", "name") in unique
+    assert {("memberships", "user_id"), ("memberships", "group_id")} <= set(unique)
+
+    rules = query(postgres_url,
+                  "SELECT delete_rule FROM information_schema.referential_constraints "
+                  "WHERE constraint_schema = 'public'")
+    assert sorted(rules) == [("CASCADE",), ("CASCADE",)]
+
+
+def test_db_upgrade_cli_on_postgres(bare_app, postgres_url):
+    runner = bare_app.test_cli_runner()
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "Applied 1 migration(s)." in result.output
+    assert public_tables(postgres_url) == TABLES
+
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "Database is up to date." in result.output
+
+
+# --- users and groups --------------------------------------------------------------------
+
+
+def test_users_round_trip_on_postgres(pg_app, postgres_url):
+    from portal.models import Membership, User
+    from portal.users import (
+        UserError,
+        authenticate,
+        create_group,
+        create_user,
+        group_names_by_user,
+        set_groups,
+    )
+
+    with pg_app.app_context():
+        gpu, cpu = create_group("gpu", "GPU pool"), create_group("cpu")
+        user = create_user("rene", "renter", PASSWORD, "Rene Renter", groups=["gpu"])
+
+        found = authenticate("rene", PASSWORD)
+        assert found is not None and found.id == user.id and found.role == "renter"
+        assert authenticate("rene", "not-the-password") is None
+        assert authenticate("nobody", PASSWORD) is None
+        assert group_names_by_user() == {user.id: ["gpu"]}
+
+        set_groups(user, [cpu.id, gpu.id])
+        assert group_names_by_user() == {user.id: ["cpu", "gpu"]}
+        set_groups(user, [cpu.id])
+        assert group_names_by_user() == {user.id: ["cpu"]}
+
+        with pytest.raises(UserError, match="already exists"):
+            create_user("rene", "miner", PASSWORD)
+        with pytest.raises(UserError, match="already exists"):
+            create_group("gpu")
+        # The failed INSERTs must not leave the connection in an aborted transaction.
+        assert User.select().count() == 1
+        assert authenticate("rene", PASSWORD).id == user.id
+
+        User.delete().where(User.id == user.id).execute()
+        assert Membership.select().count() == 0  # ON DELETE CASCADE, done by PostgreSQL
+
+    assert query(postgres_url, "SELECT name FROM groups ORDER BY name") == [("cpu",), ("gpu",)]
+
+
+def test_user_cli_on_postgres(pg_app, postgres_url):
+    runner = pg_app.test_cli_runner()
+    result = runner.invoke(args=["user", "add", "mina", "--role", "miner", "--group", "gpu",
+                                 "--password-stdin"], input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["user", "add", "mina", "--role", "miner",
+                                 "--password-stdin"], input=PASSWORD + "\n")
+    assert result.exit_code != 0 and "already exists" in result.output
+    result = runner.invoke(args=["user", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["mina\tminer\tactive\tgpu"]
+
+
+# --- the leader lease --------------------------------------------------------------------
+
+
+def _expire_lease():
+    """Make the lease row look like its holder died: expiry in the past."""
+    from portal.models import LeaderLease, utcnow
+
+    LeaderLease.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+
+
+def test_lease_on_postgres(pg_app):
+    from portal.models import LeaderLease
+    from scheduler.lease import LEASE_NAME, Lease
+
+    with pg_app.app_context():
+        first, second = Lease("node-a", 30), Lease("node-b", 30)
+        assert [first.try_acquire(), second.try_acquire()] == [True, False]
+        row = LeaderLease.get_by_id(LEASE_NAME)
+        assert row.holder == "node-a"
+
+        assert first.try_acquire()  # the holder renews
+        assert LeaderLease.get_by_id(LEASE_NAME).expires_at > row.expires_at
+        assert not second.try_acquire()
+        assert first.record_tick() and not second.record_tick()
+        assert LeaderLease.get_by_id(LEASE_NAME).last_tick_at is not None
+
+        _expire_lease()  # node-a dies without releasing
+        assert second.try_acquire()
+        assert not first.try_acquire()
+        assert not first.record_tick()
+        assert LeaderLease.get_by_id(LEASE_NAME).holder == "node-b"
+
+        second.release()  # clean shutdown: the follower takes over at once
+        assert first.try_acquire()
+        assert not second.try_acquire()
+        assert LeaderLease.select().count() == 1
+
+
+def _acquire_at_once(holders):
+    """Each holder calls ``try_acquire`` in a thread of its own, all at the same moment."""
+    from portal import db
+    from scheduler.lease import Lease
+
+    barrier = threading.Barrier(len(holders), timeout=30)
+
+    def contend(holder):
+        lease = Lease(holder, 30)
+        with db.database.connection_context():  # peewee connections are per thread
+            barrier.wait()
+            return holder, lease.try_acquire()
+
+    with ThreadPoolExecutor(len(holders)) as pool:
+        return list(pool.map(contend, holders))
+
+
+@pytest.mark.parametrize("row", ["expired", "missing"])
+def test_lease_has_one_winner_under_concurrency(pg_app, row):
+    from portal.models import LeaderLease
+    from scheduler.lease import LEASE_NAME, Lease
+
+    for attempt in range(5):
+        with pg_app.app_context():
+            if row == "expired":
+                Lease(f"dead-{attempt}", 30).try_acquire()
+                _expire_lease()
+            else:
+                LeaderLease.delete().execute()
+        results = _acquire_at_once([f"node-{attempt}-{i}" for i in range(8)])
+        winners = [holder for holder, won in results if won]
+        assert len(winners) == 1, f"attempt {attempt}: {results}"
+        with pg_app.app_context():
+            assert LeaderLease.get_by_id(LEASE_NAME).holder == winners[0]
+
+
+# --- logging in --------------------------------------------------------------------------
+
+
+def test_login_on_postgres(pg_app, pg_accounts):
+    client = pg_app.test_client()
+    page = client.get("/login")
+    assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
+    assert client.get("/miner/login").status_code == 200
+
+    assert login(client, "renter", "rene", "not-the-password").status_code == 401
+    response = login(client, "renter", "rene", PASSWORD)
+    assert response.status_code == 302 and response.location == "/renter/"
+    assert "Rene Renter" in client.get("/renter/").get_data(as_text=True)
+
+    miner = pg_app.test_client()
+    response = login(miner, "miner", "mina", PASSWORD)
+    assert response.location == "/miner/"
+    users_page = miner.get("/miner/users")
+    assert users_page.status_code == 200
+    assert "rene" in users_page.get_data(as_text=True)
