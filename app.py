@@ -108,7 +108,8 @@ def serve_command():
     from flask import current_app
     from gunicorn.app.base import BaseApplication
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     instance = current_app.instance_path
     current_app.extensions["hourglass.scheduler"].shutdown()  # workers run their own
     service = None

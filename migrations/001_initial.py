@@ -4,7 +4,6 @@ import peewee as pw
 from peewee_migrate import Migrator
 
 
-
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     @migrator.create_model
     class Group(pw.Model):

@@ -13,11 +13,10 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import get_locale
 from flask_login import current_user
 
 from portal.auth import safe_next
-from flask_babel import get_locale
-
 from portal.extensions import babel
 
 bp = Blueprint("i18n", __name__)

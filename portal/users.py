@@ -145,7 +145,8 @@ def user_cli():
 @user_cli.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--group", "groups", multiple=True, help="Group to join (repeatable; created if missing).")
+@click.option("--group", "groups", multiple=True,
+              help="Group to join (repeatable; created if missing).")
 @click.option("--display-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def add_command(name, role, groups, display_name, password_stdin):
