@@ -110,6 +110,7 @@ def serve_command():
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
     instance = current_app.instance_path
     current_app.extensions["hourglass.scheduler"].shutdown()  # workers run their own
     service = None
