@@ -135,6 +135,8 @@ def serve_command():
                 self.cfg.set("workers", int(os.environ.get("HOURGLASS_WORKERS", "1")))
                 self.cfg.set("threads", int(os.environ.get("HOURGLASS_THREADS", "32")))
                 self.cfg.set("graceful_timeout", 10)
+                # gunicorn's control socket is one path per user: two instances would clash.
+                self.cfg.set("control_socket_disable", True)
 
             def load(self):
                 return create_app()

@@ -87,7 +87,7 @@ def baseline(folder):
     port = free_port()
     (folder / "hello.py").write_text(BASELINE_APP)
     argv = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "32",
-            "-b", f"127.0.0.1:{port}", "hello:app"]
+            "--no-control-socket", "-b", f"127.0.0.1:{port}", "hello:app"]
     return time_to_first_page(argv, dict(os.environ), f"http://127.0.0.1:{port}/", folder)
 
 
