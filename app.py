@@ -32,6 +32,7 @@ ERRORS = {
     400: _l("The request was not understood (a form may have expired: reload the page)."),
     403: _l("You may not open this page."),
     404: _l("There is nothing here."),
+    405: _l("This address does not answer that kind of request."),
     429: _l("Too many attempts. Wait a minute and try again."),
 }
 

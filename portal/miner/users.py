@@ -62,9 +62,15 @@ def _page(user_form=None, group_form=None, shown_password=None, status=200):
         groups=list(Group.select().order_by(Group.name)),
         member_of=group_names_by_user(),
         user_form=user_form,
-        group_form=group_form or GroupForm(formdata=None),
+        group_form=group_form or GroupForm(formdata=None, prefix="group"),
         shown_password=shown_password,
-    ), status
+    ), status, _stay_on_users_page()
+
+
+def _stay_on_users_page():
+    """A POST answered with the page itself: htmx shows /miner/users in the address bar,
+    not the action's URL (which answers only POST)."""
+    return {"HX-Push-Url": url_for("miner.users")} if request.method == "POST" else {}
 
 
 def _get_or_404(model, object_id):
@@ -136,7 +142,7 @@ def set_groups_view(user_id):
 
 @bp.post("/groups")
 def create_group_view():
-    form = GroupForm()
+    form = GroupForm(prefix="group")
     if not form.validate():
         return _page(group_form=form, status=400)
     try:

@@ -91,7 +91,7 @@ def test_post_without_csrf_token_is_rejected(client, accounts):
     response = client.post("/login", data={"name": "rene", "password": PASSWORD})
     assert response.status_code == 400
     login(client, "miner", "mina", PASSWORD)
-    response = client.post("/miner/groups", data={"name": "lab-a"})
+    response = client.post("/miner/groups", data={"group-name": "lab-a"})
     assert response.status_code == 400
     response = client.post("/logout")
     assert response.status_code == 400
@@ -102,9 +102,9 @@ def test_htmx_post_with_csrf_header_is_accepted_and_without_is_rejected(client, 
     login(client, "miner", "mina", PASSWORD)
     token = csrf_token(client, "/miner/users")
     htmx = {"HX-Request": "true"}
-    response = client.post("/miner/groups", data={"name": "lab-a"}, headers=htmx)
+    response = client.post("/miner/groups", data={"group-name": "lab-a"}, headers=htmx)
     assert response.status_code == 400
-    response = client.post("/miner/groups", data={"name": "lab-a"},
+    response = client.post("/miner/groups", data={"group-name": "lab-a"},
                            headers={**htmx, "X-CSRFToken": token})
     assert response.status_code == 303
     assert "lab-a" in client.get("/miner/users").get_data(as_text=True)

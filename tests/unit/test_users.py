@@ -47,7 +47,7 @@ def test_passwords_are_hashed(app, accounts):
 
 
 def test_miner_creates_a_renter_with_a_generated_password_shown_once(app, miner):
-    post(miner, "/miner/groups", name="lab-a", description="Lab A")
+    post(miner, "/miner/groups", **{"group-name": "lab-a", "group-description": "Lab A"})
     with app.app_context():
         lab = Group.get(Group.name == "lab-a")
     response = post(miner, "/miner/users", name="carol", display_name="Carol <b>C</b>",
@@ -93,8 +93,8 @@ def test_miner_cannot_disable_themself(app, miner, accounts):
 
 
 def test_miner_sets_groups_and_deletes_a_group(app, miner, accounts):
-    post(miner, "/miner/groups", name="lab-a")
-    post(miner, "/miner/groups", name="lab-b")
+    post(miner, "/miner/groups", **{"group-name": "lab-a"})
+    post(miner, "/miner/groups", **{"group-name": "lab-b"})
     with app.app_context():
         ids = [g.id for g in Group.select().order_by(Group.name)]
     rene = accounts["renter"].id
