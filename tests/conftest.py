@@ -67,8 +67,7 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def accounts(app):
+def create_accounts(app):
     """A miner ``mina`` and a renter ``rene``, both with password ``PASSWORD``."""
     from portal.users import create_user
 
@@ -77,6 +76,11 @@ def accounts(app):
             "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
             "renter": create_user("rene", "renter", PASSWORD, "Rene Renter"),
         }
+
+
+@pytest.fixture
+def accounts(app):
+    return create_accounts(app)
 
 
 # --- real Podman -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 from peewee import PostgresqlDatabase
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, create_accounts
 from tests.support import login
 
 pytestmark = pytest.mark.postgres
@@ -62,13 +62,7 @@ def pg_app(bare_app):
 @pytest.fixture
 def pg_accounts(pg_app):
     """``mina`` (miner) and ``rene`` (renter) on PostgreSQL, password ``PASSWORD``."""
-    from portal.users import create_user
-
-    with pg_app.app_context():
-        return {
-            "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
-            "renter": create_user("rene", "renter", PASSWORD, "Rene Renter"),
-        }
+    return create_accounts(pg_app)
 
 
 # --- migrations --------------------------------------------------------------------------
