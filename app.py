@@ -40,8 +40,8 @@ ERRORS = {
 def create_app(test_config=None):
     """Build the app from environment settings, overridden by ``test_config``."""
     root = Path(__file__).resolve().parent
-    app = Flask(__name__, instance_path=os.environ.get("HOURGLASS_INSTANCE",
-                                                        str(root / "instance")))
+    instance = os.path.abspath(os.environ.get("HOURGLASS_INSTANCE", root / "instance"))
+    app = Flask(__name__, instance_path=instance)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(from_environment(app.instance_path))
     app.config.update(test_config or {})

@@ -39,12 +39,15 @@ def free_port():
 
 
 def rss_kib(pid):
-    """Resident memory of ``pid`` and its children, in KiB (from /proc)."""
+    """Resident memory of ``pid`` and its children, in KiB (from /proc), leaving out
+    a Podman service it started (reported apart: it is Podman's, not ours)."""
     total = 0
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout.split()
     for p in [pid, *map(int, out)]:
         try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == "podman":
+                continue
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
