@@ -1,7 +1,7 @@
 """peewee models. Times are naive UTC datetimes; use ``utcnow()``.
 
-Later issues add the rest of the vocabulary (nodes, specs, tasks, ledger);
-here are users, groups and the scheduler's leader lease.
+Units: CPU in millicores (``cpu_millis``), memory in MiB (``memory_mib``),
+money in integer micro-units (1 UNC = 1,000,000). Names follow DESIGN.md.
 """
 
 import secrets
@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 
 from flask_login import UserMixin
 from peewee import (
+    BigIntegerField,
     BooleanField,
     CharField,
     CompositeKey,
     DateTimeField,
     ForeignKeyField,
+    IntegerField,
     Model,
+    TextField,
 )
 
 from portal.db import database
@@ -96,4 +99,141 @@ class LeaderLease(BaseModel):
         table_name = "leader_lease"
 
 
-MODELS = [User, Group, Membership, LeaderLease]
+class Setting(BaseModel):
+    """A miner setting, e.g. ``currency`` ("UNC"). Read through ``portal.settings``."""
+
+    key = CharField(max_length=64, primary_key=True)
+    value = TextField()
+
+    class Meta:
+        table_name = "settings"
+
+
+class Pool(BaseModel):
+    """A resource pool: a set of whole nodes, bound to user groups.
+
+    The default pool (``is_default``) holds every node in no other pool; with
+    no bound groups it serves every renter.
+    """
+
+    name = CharField(max_length=64, unique=True)
+    description = CharField(max_length=256, default="")
+    is_default = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "pools"
+
+
+class PoolGroup(BaseModel):
+    pool = ForeignKeyField(Pool, backref="bindings", on_delete="CASCADE")
+    group = ForeignKeyField(Group, backref="pool_bindings", on_delete="CASCADE")
+
+    class Meta:
+        table_name = "pool_groups"
+        primary_key = CompositeKey("pool", "group")
+
+
+class Node(BaseModel):
+    """One Podman endpoint and what discovery last found on it.
+
+    ``source``: ``local`` (the portal's own service), ``connection`` (from
+    ``podman system connection list``) or ``manual`` (added on the Nodes page).
+    ``pool`` is None for a node in the default pool.
+    """
+
+    name = CharField(max_length=64, unique=True)
+    url = CharField(max_length=512, unique=True)
+    source = CharField(max_length=16, default="manual")
+    enabled = BooleanField(default=True)
+    hostname = CharField(max_length=255, default="")
+    address = CharField(max_length=255, default="")
+    os_name = CharField(max_length=255, default="")
+    kernel = CharField(max_length=255, default="")
+    podman_version = CharField(max_length=64, default="")
+    cpu_millis = IntegerField(default=0)
+    memory_mib = IntegerField(default=0)
+    labels = TextField(default="{}")
+    ready = BooleanField(default=False)
+    reason = CharField(max_length=512, default="not discovered yet")
+    ready_changed_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(null=True)
+    cordoned = BooleanField(default=False)
+    draining = BooleanField(default=False)
+    pool = ForeignKeyField(Pool, backref="nodes", null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "nodes"
+
+
+class NodeChip(BaseModel):
+    """One accelerator chip of a node, as discovery found it (index = host chip number)."""
+
+    node = ForeignKeyField(Node, backref="chips", on_delete="CASCADE")
+    kind = CharField(max_length=64)
+    index = IntegerField()
+    device = CharField(max_length=255)
+    card = IntegerField(null=True)
+    driver = CharField(max_length=64, default="")
+
+    class Meta:
+        table_name = "node_chips"
+        indexes = ((("node", "kind", "index"), True),)
+
+
+class CustomResource(BaseModel):
+    """A miner's display name over a system resource kind ("TPU 1684X" over
+    ``sophgo.com/bm1684x``)."""
+
+    name = CharField(max_length=64, unique=True)
+    kind = CharField(max_length=64)
+    description = CharField(max_length=256, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "custom_resources"
+
+
+class ResourceSpec(BaseModel):
+    """A bundle a renter picks: CPU, memory, chips, and a price per machine-hour."""
+
+    name = CharField(max_length=96, unique=True)
+    cpu_millis = IntegerField()
+    memory_mib = IntegerField()
+    price_per_hour = BigIntegerField()  # micro-units
+    enabled = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "resource_specs"
+
+
+class SpecResource(BaseModel):
+    """How many of one custom resource a spec asks for."""
+
+    spec = ForeignKeyField(ResourceSpec, backref="resources", on_delete="CASCADE")
+    resource = ForeignKeyField(CustomResource, backref="spec_uses", on_delete="RESTRICT")
+    count = IntegerField()
+
+    class Meta:
+        table_name = "spec_resources"
+        primary_key = CompositeKey("spec", "resource")
+
+
+class ApiToken(BaseModel):
+    """A personal API token. Only its SHA-256 is stored; ``prefix`` identifies it on pages."""
+
+    user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    name = CharField(max_length=64)
+    prefix = CharField(max_length=16)
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_tokens"
+
+
+MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
+          CustomResource, ResourceSpec, SpecResource, ApiToken]

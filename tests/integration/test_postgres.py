@@ -13,12 +13,15 @@ import psycopg2
 import pytest
 from peewee import PostgresqlDatabase
 
+from portal.db import MIGRATIONS_DIR
+from portal.models import MODELS
 from tests.conftest import PASSWORD, create_accounts
 from tests.support import login
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"users", "groups", "memberships", "leader_lease", "migratehistory"}
+TABLES = {model._meta.table_name for model in MODELS} | {"migratehistory"}
+MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9]*.py"))
 
 
 def query(url, sql, *params):
@@ -75,13 +78,14 @@ def test_upgrade_creates_the_schema_in_postgres(bare_app, postgres_url):
     assert public_tables(postgres_url) == set()
     with bare_app.app_context():
         assert isinstance(db.database.obj, PostgresqlDatabase)
-        assert db.upgrade() == ["001_initial"]
+        assert db.upgrade() == MIGRATIONS
     assert public_tables(postgres_url) == TABLES
-    assert query(postgres_url, "SELECT name FROM migratehistory") == [("001_initial",)]
+    assert query(postgres_url, "SELECT name FROM migratehistory ORDER BY id") == [
+        (name,) for name in MIGRATIONS]
 
     with bare_app.app_context():
         assert db.upgrade() == []  # nothing left to apply
-    assert query(postgres_url, "SELECT count(*) FROM migratehistory") == [(1,)]
+    assert query(postgres_url, "SELECT count(*) FROM migratehistory") == [(len(MIGRATIONS),)]
 
 
 def test_migrated_schema_has_the_constraints_the_app_relies_on(pg_app, postgres_url):
@@ -102,17 +106,24 @@ def test_migrated_schema_has_the_constraints_the_app_relies_on(pg_app, postgres_
     assert ("leader_lease", "name") in unique
     assert {("memberships", "user_id"), ("memberships", "group_id")} <= set(unique)
 
-    rules = query(postgres_url,
-                  "SELECT delete_rule FROM information_schema.referential_constraints "
-                  "WHERE constraint_schema = 'public'")
-    assert sorted(rules) == [("CASCADE",), ("CASCADE",)]
+    rules = dict(query(postgres_url,
+                       "SELECT tc.table_name || '.' || kcu.column_name, rc.delete_rule "
+                       "FROM information_schema.referential_constraints rc "
+                       "JOIN information_schema.table_constraints tc "
+                       "  ON tc.constraint_name = rc.constraint_name "
+                       "JOIN information_schema.key_column_usage kcu "
+                       "  ON kcu.constraint_name = rc.constraint_name "
+                       "WHERE rc.constraint_schema = 'public'"))
+    assert rules["memberships.user_id"] == rules["memberships.group_id"] == "CASCADE"
+    assert rules["spec_resources.resource_id"] == "RESTRICT"  # a used resource stays
+    assert rules["nodes.pool_id"] == "SET NULL"  # back to the default pool
 
 
 def test_db_upgrade_cli_on_postgres(bare_app, postgres_url):
     runner = bare_app.test_cli_runner()
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "Applied 1 migration(s)." in result.output
+    assert f"Applied {len(MIGRATIONS)} migration(s)." in result.output
     assert public_tables(postgres_url) == TABLES
 
     result = runner.invoke(args=["db", "upgrade"])
