@@ -16,7 +16,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import Htmx
 
-from portal import auth, db, health, i18n, users
+from portal import auth, db, health, i18n, settings, users
+from portal.api import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
 from portal.miner import area as miner_area
@@ -55,7 +56,9 @@ def create_app(test_config=None):
     auth.init_app(app)
     i18n.init_app(app)
     users.init_app(app)
+    settings.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api_bp)
     app.register_blueprint(miner_bp)
     app.register_blueprint(renter_bp)
     _init_pages(app)

@@ -36,6 +36,8 @@ def from_environment(instance_path):
         ),
         "SCHEDULER_ENABLED": _env_bool("HOURGLASS_SCHEDULER", False),
         "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
+        "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
+        "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),

@@ -47,13 +47,6 @@ MINER_MENU = [
 ]
 
 MINER_PLANNED = {
-    "nodes": _l("The Podman endpoints that make up this cloud, with their chips, "
-                "readiness, labels, cordon and drain."),
-    "resources": _l("System resources discovered on the nodes (CPU, memory, TPU and GPU "
-                    "chips) and the custom names renters see for them."),
-    "specs": _l("Resource specs renters pick, such as \"4 CPU-2 GB-2 TPU 1684X\", "
-                "with their price per machine-hour."),
-    "pools": _l("Resource pools: sets of nodes bound to user groups."),
     "machine_time": _l("Balances, recharges and consumption records of every renter."),
     "monitoring": _l("Live use of chips, CPU and memory across the nodes."),
 }

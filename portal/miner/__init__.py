@@ -21,6 +21,7 @@ def overview():
     return render_template("miner/overview.html", counts=counts)
 
 
-from portal.miner import users  # noqa: E402,F401  (registers its routes on bp)
+# These modules register their routes on bp.
+from portal.miner import nodes, pools, resources, specs, users  # noqa: E402,F401
 
 area.register_placeholder()

@@ -1,0 +1,44 @@
+"""Money as integer micro-units: parse what a person types, format what they read.
+
+1 unit of the miner's currency ("UNC" by default) = 1,000,000 micro-units.
+Parsing goes through ``Decimal`` and refuses anything that is not exact, so
+no float ever touches an amount. Writing money is the ledger's job, not this.
+"""
+
+from decimal import Decimal, InvalidOperation
+
+from flask_babel import gettext as _
+
+MICRO = 1_000_000
+MAX_MICRO = 2**63 - 1  # what a BigIntegerField holds
+
+
+class AmountError(ValueError):
+    """Text that is not an exact, in-range amount; the message says why."""
+
+
+def parse_amount(text, allow_zero=True):
+    """``"12.5"`` -> 12_500_000. At most 6 decimals, not negative, within 64 bits."""
+    try:
+        value = Decimal((text or "").strip())
+    except InvalidOperation:
+        raise AmountError(_("Enter an amount such as 12.5.")) from None
+    if not value.is_finite():
+        raise AmountError(_("Enter an amount such as 12.5."))
+    micro = value * MICRO
+    if micro != micro.to_integral_value():
+        raise AmountError(_("An amount has at most 6 decimal places."))
+    micro = int(micro)
+    if micro < 0 or (micro == 0 and not allow_zero):
+        raise AmountError(_("The amount must be greater than zero."))
+    if micro > MAX_MICRO:
+        raise AmountError(_("The amount is too large."))
+    return micro
+
+
+def format_amount(micro):
+    """12_500_000 -> ``"12.5"``; whole amounts keep two decimals (``"12.00"``)."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole:,}.{frac_text}"
