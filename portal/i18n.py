@@ -13,11 +13,12 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import format_timedelta, get_locale
 from flask_login import current_user
 
 from portal.auth import safe_next
 from portal.extensions import babel
+from portal.models import utcnow
 
 bp = Blueprint("i18n", __name__)
 
@@ -48,7 +49,13 @@ def switch():
     return redirect(safe_next(request.form.get("next")) or url_for("auth.index"))
 
 
+def since(moment):
+    """How long ago ``moment`` (naive UTC) was, in the reader's language ("3 minutes")."""
+    return format_timedelta(utcnow() - moment, threshold=1.1)
+
+
 def init_app(app):
     babel.init_app(app, locale_selector=select_locale)
-    app.jinja_env.globals.update(LANGUAGE_NAMES=LANGUAGE_NAMES, get_locale=get_locale)
+    app.jinja_env.globals.update(LANGUAGE_NAMES=LANGUAGE_NAMES, get_locale=get_locale,
+                                 since=since)
     app.register_blueprint(bp)

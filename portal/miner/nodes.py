@@ -1,10 +1,116 @@
-"""The miner's Nodes page (being built)."""
+"""The miner's Nodes page: every Podman endpoint, whether it is Ready, its chips,
+and what the miner decides about it (labels, cordon, drain, enabled)."""
 
-from flask import render_template
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from peewee import JOIN
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
 from portal.miner import bp
+from portal.models import Node, NodeChip, Pool
+from portal.nodes import (
+    NodeError,
+    add_node,
+    chips_by_node,
+    labels_of,
+    remove_node,
+    set_flags,
+    set_labels,
+)
+from portal.signals import nodes_changed
+
+FLAG_ACTIONS = {
+    "cordon": {"cordoned": True},
+    "uncordon": {"cordoned": False, "draining": False},
+    "drain": {"draining": True},
+    "enable": {"enabled": True},
+    "disable": {"enabled": False},
+}
+
+
+class NodeForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=64)])
+    url = StringField(_l("Podman API URL"), validators=[DataRequired(), Length(max=512)],
+                      render_kw={"placeholder": "ssh://root@host/run/podman/podman.sock"})
+
+
+def _node_or_404(node_id):
+    node = Node.get_or_none(Node.id == node_id)
+    if node is None:
+        abort(404)
+    return node
+
+
+def _list(form=None, status=200):
+    nodes = list(Node.select(Node, Pool).join(Pool, JOIN.LEFT_OUTER).order_by(Node.name))
+    context = {"nodes": nodes, "chips": chips_by_node(nodes), "labels": labels_of}
+    if request.headers.get("HX-Target") == "node-table":  # the table's own refresh
+        return render_template("miner/_node_table.html", **context)
+    return render_template("miner/nodes.html", form=form or NodeForm(formdata=None),
+                           **context), status
 
 
 @bp.get("/nodes")
 def nodes():
-    return render_template("miner/nodes.html")
+    return _list()
+
+
+@bp.post("/nodes")
+def add_node_view():
+    form = NodeForm()
+    if not form.validate():
+        return _list(form, 400)
+    try:
+        node = add_node(form.name.data, form.url.data)
+    except NodeError as exc:
+        form.url.errors.append(str(exc))
+        return _list(form, 400)
+    nodes_changed.send(current_app._get_current_object())
+    flash(_("Added node '%(name)s'; it is being discovered.", name=node.name), "success")
+    return redirect(url_for("miner.node_page", node_id=node.id), 303)
+
+
+@bp.get("/nodes/<int:node_id>")
+def node_page(node_id):
+    node = _node_or_404(node_id)
+    chips = NodeChip.select().where(NodeChip.node == node).order_by(NodeChip.kind, NodeChip.index)
+    labels_text = "\n".join(f"{k}={v}" for k, v in labels_of(node).items())
+    return render_template("miner/node.html", node=node, chips=list(chips),
+                           labels_text=request.form.get("labels", labels_text))
+
+
+@bp.post("/nodes/<int:node_id>/labels")
+def node_labels(node_id):
+    node = _node_or_404(node_id)
+    try:
+        set_labels(node, request.form.get("labels", ""))
+    except NodeError as exc:
+        flash(str(exc), "error")
+        return node_page(node_id), 400
+    flash(_("Labels saved."), "success")
+    return redirect(url_for("miner.node_page", node_id=node.id), 303)
+
+
+@bp.post("/nodes/<int:node_id>/<action>")
+def node_action(node_id, action):
+    node = _node_or_404(node_id)
+    if action == "remove":
+        try:
+            remove_node(node)
+        except NodeError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("miner.node_page", node_id=node.id), 303)
+        nodes_changed.send(current_app._get_current_object())
+        flash(_("Removed node '%(name)s'.", name=node.name), "success")
+        return redirect(url_for("miner.nodes"), 303)
+    if action not in FLAG_ACTIONS:
+        abort(404)
+    set_flags(node, **FLAG_ACTIONS[action])
+    if action in ("enable", "disable"):
+        nodes_changed.send(current_app._get_current_object())
+    back_to_list = request.form.get("back") == "list"
+    return redirect(url_for("miner.nodes") if back_to_list
+                    else url_for("miner.node_page", node_id=node.id), 303)

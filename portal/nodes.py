@@ -1,0 +1,92 @@
+"""The rules for nodes a miner manages: adding a Podman endpoint, labels, cordon, drain.
+
+What a node *is* (hostname, CPU, chips, Ready) comes from discovery in the
+scheduler; here is only what the miner decides.
+"""
+
+import json
+import re
+
+from flask_babel import gettext as _
+from peewee import IntegrityError
+
+from portal.models import Node, NodeChip
+
+URL_RE = re.compile(r"^(unix|ssh|tcp)://[^\s'\"<>]+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+MAX_LABELS = 32
+
+
+class NodeError(ValueError):
+    """Bad input for a node; the message is shown to the miner."""
+
+
+def add_node(name, url):
+    """Add a manual node (a Podman API URL); discovery fills in the rest."""
+    name, url = (name or "").strip(), (url or "").strip()
+    if not NAME_RE.match(name):
+        raise NodeError(_("A node name is 1-64 letters, digits, '.', '_' or '-'."))
+    if len(url) > 512 or not URL_RE.match(url):
+        raise NodeError(_("The address must be a Podman API URL: unix://…, ssh://… or tcp://…"))
+    try:
+        return Node.create(name=name, url=url, source="manual")
+    except IntegrityError:
+        raise NodeError(_("A node with this name or address already exists.")) from None
+
+
+def parse_labels(text):
+    """``"zone=a\\ngpu=yes"`` -> ``{"gpu": "yes", "zone": "a"}``; raises NodeError."""
+    labels = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
+            raise NodeError(_("Labels are key=value lines; keys and values use letters, digits, "
+                              "'-', '_' and '.' (up to 63), e.g. zone=lab-a."))
+        labels[key] = value
+    if len(labels) > MAX_LABELS:
+        raise NodeError(_("At most %(n)d labels.", n=MAX_LABELS))
+    return dict(sorted(labels.items()))
+
+
+def labels_of(node):
+    return json.loads(node.labels or "{}")
+
+
+def set_labels(node, text):
+    node.labels = json.dumps(parse_labels(text))
+    node.save(only=[Node.labels])
+
+
+def set_flags(node, **flags):
+    """Set ``cordoned``, ``draining`` or ``enabled``. Draining implies cordoned."""
+    allowed = {"cordoned", "draining", "enabled"}
+    for key, value in flags.items():
+        if key not in allowed:
+            raise KeyError(key)
+        setattr(node, key, bool(value))
+    if node.draining:
+        node.cordoned = True
+    node.save(only=[Node.cordoned, Node.draining, Node.enabled])
+
+
+def remove_node(node):
+    """Forget a manual or connection node; the local node always stays."""
+    if node.source == "local":
+        raise NodeError(_("The local node cannot be removed; disable it instead."))
+    node.delete_instance(recursive=True)
+
+
+def chips_by_node(nodes):
+    """{node id: {kind: count}} for ``nodes``, in one query."""
+    counts = {node.id: {} for node in nodes}
+    query = (NodeChip.select(NodeChip.node, NodeChip.kind)
+             .where(NodeChip.node.in_(list(counts))).tuples())
+    for node_id, kind in query:
+        counts[node_id][kind] = counts[node_id].get(kind, 0) + 1
+    return counts
