@@ -5,6 +5,7 @@ key is never a default: it comes from ``SECRET_KEY`` or is generated once
 into the instance folder with mode 0600.
 """
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -26,18 +27,36 @@ def _env_bool(name, default):
     return value.strip().lower() in {"1", "on", "true", "yes"}
 
 
+def local_podman_socket(instance_path):
+    """Where the Podman service that ``make run`` starts for ``instance_path`` listens.
+
+    Not in the instance folder: podman-py puts the socket path, URL-encoded, in
+    a host name, which may not exceed 63 characters. So a short runtime path
+    named after the instance folder (one service per instance).
+    """
+    digest = hashlib.sha256(str(Path(instance_path).resolve()).encode()).hexdigest()[:12]
+    if os.geteuid() == 0:
+        runtime = Path("/run/hourglass")
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = Path(os.environ["XDG_RUNTIME_DIR"]) / "hourglass"
+    else:
+        runtime = Path(f"/tmp/hourglass-{os.getuid()}")
+    return runtime / f"podman-{digest}.sock"
+
+
 def from_environment(instance_path):
     """Return the settings dict for an app whose instance folder is ``instance_path``."""
     instance = Path(instance_path)
     return {
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{instance / 'hourglass.db'}"),
         "PODMAN_URL": os.environ.get(
-            "HOURGLASS_PODMAN_URL", f"unix://{instance / 'podman.sock'}"
+            "HOURGLASS_PODMAN_URL", f"unix://{local_podman_socket(instance)}"
         ),
         "SCHEDULER_ENABLED": _env_bool("HOURGLASS_SCHEDULER", False),
         "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
         "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
+        "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),

@@ -27,10 +27,11 @@ SQLITE_PRAGMAS = {
 def open_database(url):
     """Return a peewee database for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
     if url.startswith("sqlite"):
-        db = connect(url, pragmas=SQLITE_PRAGMAS)
-    else:
-        db = connect(url)
-    return db
+        # BEGIN IMMEDIATE: a transaction that reads before it writes would otherwise
+        # fail at once with "database is locked" when another connection wrote
+        # in between (WAL), whatever busy_timeout says.
+        return connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
+    return connect(url)
 
 
 def router():

@@ -1,5 +1,8 @@
 """A Podman API service that Hourglass starts for itself when none is configured.
 
+Its socket is ``portal.config.local_podman_socket(instance)``, the default
+``HOURGLASS_PODMAN_URL``.
+
 Writes a project-local ``containers.conf`` (runc, cgroupfs, file events,
 explicit ulimits within this host's hard limits) into the instance folder and
 points only this service at it through ``CONTAINERS_CONF``; the user's global
@@ -14,8 +17,9 @@ from pathlib import Path
 
 from podman import PodmanClient
 
+from portal.config import local_podman_socket
+
 ULIMIT_CEILING = 4096
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
 
 
 def _ulimit(kind):
@@ -55,19 +59,19 @@ def podman_env(conf_path):
 class LocalPodmanService:
     """``podman system service`` on a socket in ``folder``, for as long as we hold it."""
 
-    def __init__(self, folder, name="podman"):
+    def __init__(self, folder):
         folder = Path(folder)
-        self.socket = folder / f"{name}.sock"
+        self.socket = local_podman_socket(folder)
         self.conf = folder / "containers.conf"
-        self.log_path = folder / f"{name}-service.log"
+        self.log_path = folder / "podman-service.log"
         self.url = f"unix://{self.socket}"
         self.process = None
-        if len(str(self.socket)) > MAX_SOCKET_PATH:
-            raise ValueError(f"socket path too long for a unix socket: {self.socket}")
 
     def start(self, timeout=20):
         """Start the service and wait until it answers; raises RuntimeError if it does not."""
+        self.conf.parent.mkdir(parents=True, exist_ok=True)
         write_containers_conf(self.conf)
+        self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

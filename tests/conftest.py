@@ -7,18 +7,17 @@ server is the real ``flask --app app serve``, the browser is Debian's Chromium.
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
+from scheduler.images import image_exists, import_busybox
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.support import wait_for
 
@@ -92,22 +91,19 @@ def _podman(conf, *argv, check=True):
 
 
 @contextmanager
-def podman_service_in_temp_folder():
-    """A real Podman API service with the project's config, on a socket in a new
-    short temp folder (pytest's own paths can exceed a unix socket's 107 bytes)."""
-    folder = tempfile.mkdtemp(prefix="hg-podman-")
+def running_podman_service(folder):
+    """A real Podman API service with the project's config, for the ``with`` block."""
     service = LocalPodmanService(folder).start()
     try:
         yield service
     finally:
         service.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def podman_service():
+def podman_service(tmp_path_factory):
     """The session's Podman API service; test containers are removed at the end."""
-    with podman_service_in_temp_folder() as service:
+    with running_podman_service(tmp_path_factory.mktemp("podman")) as service:
         yield service
         leftovers = _podman(service.conf, "ps", "-aq", "--filter", f"label={TEST_LABEL}",
                             check=False).stdout.split()
@@ -116,25 +112,18 @@ def podman_service():
 
 
 @pytest.fixture
-def own_podman_service():
+def own_podman_service(tmp_path):
     """A Podman API service of this test's own, which the test may stop."""
-    with podman_service_in_temp_folder() as service:
+    with running_podman_service(tmp_path / "own-podman") as service:
         yield service
 
 
 @pytest.fixture(scope="session")
-def test_image(podman_service, tmp_path_factory):
+def test_image(podman_service):
     """A busybox image built without any registry (``podman import``), kept between runs."""
-    conf = podman_service.conf
-    if _podman(conf, "image", "exists", TEST_IMAGE, check=False).returncode != 0:
-        rootfs = tmp_path_factory.mktemp("busybox-rootfs")
-        (rootfs / "bin").mkdir()
-        shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")
-        for applet in ("sh", "cat", "ls", "sleep", "echo", "env", "id"):
-            (rootfs / "bin" / applet).symlink_to("busybox")
-        tarball = rootfs.parent / "busybox.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
-        _podman(conf, "import", "--change", 'CMD ["/bin/sh"]', str(tarball), TEST_IMAGE)
+    env = podman_env(podman_service.conf)
+    if not image_exists(TEST_IMAGE, env):
+        import_busybox(TEST_IMAGE, env)
     return TEST_IMAGE
 
 

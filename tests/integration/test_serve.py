@@ -2,15 +2,14 @@
 the scheduler's leader lease across processes sharing one database."""
 
 import re
-import shutil
 import signal
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from portal.config import local_podman_socket
 from tests.support import wait_for
 
 pytestmark = pytest.mark.podman
@@ -79,39 +78,37 @@ def test_a_clean_stop_hands_the_lease_over_at_once(live_server_factory):
              what="the follower to take the released lease")
 
 
-def test_serve_on_a_fresh_instance_sets_everything_up(live_server_factory):
+def test_serve_on_a_fresh_instance_sets_everything_up(live_server_factory, tmp_path):
     """No Podman URL, no database, no miner: serve starts its own Podman service,
     migrates, prints the first miner's password once, and stops its service on Ctrl-C."""
-    instance = Path(tempfile.mkdtemp(prefix="hg-inst-"))  # short: it holds a unix socket
-    try:
-        server = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
-        health = server.health()
-        assert health["podman"]["ok"], health
-        assert (instance / "podman.sock").exists()
-        assert oct((instance / "secret_key").stat().st_mode & 0o777) == "0o600"
-        match = re.search(r"first miner account 'admin'\. Its password, shown this once: (\S+)",
-                          server.log())
-        assert match, server.log()
-        password = match.group(1)
-        assert server.log().count(password) == 1
+    instance = tmp_path / "a-rather-long-folder-name-as-labs-have" / "instance"
+    instance.mkdir(parents=True)
+    sock = local_podman_socket(instance)
+    server = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
+    health = server.health()
+    assert health["podman"]["ok"], health
+    assert sock.exists()
+    assert oct((instance / "secret_key").stat().st_mode & 0o777) == "0o600"
+    match = re.search(r"first miner account 'admin'\. Its password, shown this once: (\S+)",
+                      server.log())
+    assert match, server.log()
+    password = match.group(1)
+    assert server.log().count(password) == 1
 
-        session = requests.Session()
-        page = session.get(f"{server.url}/miner/login", timeout=5).text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-        response = session.post(f"{server.url}/miner/login", allow_redirects=False, timeout=5,
-                                data={"name": "admin", "password": password, "csrf_token": token})
-        assert response.status_code == 302 and response.headers["Location"] == "/miner/"
+    session = requests.Session()
+    page = session.get(f"{server.url}/miner/login", timeout=5).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = session.post(f"{server.url}/miner/login", allow_redirects=False, timeout=5,
+                            data={"name": "admin", "password": password, "csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"] == "/miner/"
 
-        server.stop()
-        wait_for(lambda: not (instance / "podman.sock").exists()
-                 or not _socket_answers(instance / "podman.sock"),
-                 what="the Podman service to stop with the server")
+    server.stop()
+    wait_for(lambda: not sock.exists() or not _socket_answers(sock),
+             what="the Podman service to stop with the server")
 
-        again = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
-        assert "first miner" not in again.log()  # created once, never again
-        assert again.health()["podman"]["ok"]
-    finally:
-        shutil.rmtree(instance, ignore_errors=True)
+    again = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
+    assert "first miner" not in again.log()  # created once, never again
+    assert again.health()["podman"]["ok"]
 
 
 def _socket_answers(path):
