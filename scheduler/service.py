@@ -1,11 +1,15 @@
 """The scheduler service: an APScheduler BackgroundScheduler in this process.
 
-Two jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
-leader's periodic work (nothing yet but recording that it ran). ``state`` is
-``leader``, ``follower`` or ``stopped``; ``/healthz`` reports it.
+Three jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
+leader's periodic work (nothing yet but recording that it ran), ``discovery``
+looks at every node (``scheduler.discovery``) every ``discovery_seconds``, and
+once as soon as this process becomes leader. ``state`` is ``leader``,
+``follower`` or ``stopped``; ``/healthz`` reports it. The portal asks for a
+discovery now with ``request_discovery()``, through ``app.extensions``.
 """
 
 import logging
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -16,10 +20,15 @@ log = logging.getLogger(__name__)
 
 
 class SchedulerService:
-    def __init__(self, enabled, tick_seconds, lease_seconds):
+    """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job."""
+
+    def __init__(self, enabled, tick_seconds, lease_seconds, discovery=None,
+                 discovery_seconds=30.0):
         self.enabled = enabled
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
+        self.discovery = discovery
+        self.discovery_seconds = discovery_seconds
         self.lease = Lease(new_holder_id(), lease_seconds)
         self.is_leader = False
         self._scheduler = None
@@ -39,8 +48,14 @@ class SchedulerService:
         self._scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_seconds / 3,
                                 id="heartbeat")
         self._scheduler.add_job(self.tick, "interval", seconds=self.tick_seconds, id="tick")
+        if self.discovery is not None:
+            # Two instances at most: a request during a run waits for it, then runs once
+            # more (Discovery.run is one at a time), so requests coalesce and none is lost.
+            self._scheduler.add_job(self.discovery_job, "interval", id="discovery",
+                                    seconds=self.discovery_seconds, max_instances=2)
         self._scheduler.start()
         log.info("scheduler started as %s (%s)", self.state, self.lease.holder)
+        self.request_discovery()
 
     def shutdown(self):
         """Stop the jobs and hand the lease over at once; safe to call twice."""
@@ -60,7 +75,10 @@ class SchedulerService:
             leader = False
         if leader != self.is_leader:
             log.info("scheduler is now %s", "leader" if leader else "follower")
+        became_leader = leader and not self.is_leader
         self.is_leader = leader
+        if became_leader:
+            self.request_discovery()
 
     def tick(self):
         """The leader's periodic work. Only the leader acts."""
@@ -68,3 +86,24 @@ class SchedulerService:
             return
         with database.connection_context():
             self.is_leader = self.lease.record_tick()
+
+    def discovery_job(self):
+        """The leader's node discovery; a follower does nothing."""
+        if self.is_leader:
+            self.discovery.run()
+
+    def discover_now(self):
+        """Run one discovery here and now, leader or not; {node id: Finding}. For tests and
+        the bench: the scheduler itself runs it as ``discovery_job``."""
+        return self.discovery.run()
+
+    def request_discovery(self):
+        """Ask for a discovery as soon as possible (e.g. after a node was added); returns at once.
+
+        False when this process is not the running leader (nothing is done:
+        the leader's next period picks the change up) or has no discovery.
+        """
+        if self.discovery is None or self.state != "leader":
+            return False
+        self._scheduler.modify_job("discovery", next_run_time=datetime.now(UTC))
+        return True

@@ -1,0 +1,369 @@
+"""Node discovery: which nodes exist, what each one is, and which chips it has.
+
+``Discovery.run`` is the scheduler leader's periodic job. It first makes the
+node list follow the settings (the local node at ``PODMAN_URL``; one node per
+``podman system connection`` entry, disabled until the miner enables it;
+manual nodes are the Nodes page's), then looks at every enabled node at once
+in a small thread pool. Each node's result is stored as soon as it is in, so
+a slow node does not hold the others back; each API call has ``timeout``
+seconds and a node has ``3 * timeout`` in all.
+
+A node is Ready when its Podman answers, is 4.0 or newer, and its
+accelerators could be read; otherwise ``reason`` says why, in English (it
+carries Podman's own error text). Chips are found **on the node**: for the
+local node by reading ``host_root`` directly; for any other node by a probe
+container on that node.
+
+The probe protocol. ``PROBE_SCRIPT`` (fixed; it needs only sh builtins and
+``ls``) runs in a throwaway container of the probe image, with the node's
+``/proc/bmsophon``, ``/dev``, ``/etc/cdi`` and ``/var/run/cdi`` bound
+read-only under ``/host`` (those the node has). It prints one record per line,
+paths relative to the host's root::
+
+    D proc/bmsophon/card0            a folder
+    F proc/bmsophon/card0/chipid     a regular file; its lines follow, each as "| <line>"
+    | 0x1686
+    C crw-rw-rw- 1 0 0 509, 0 Jan 1 00:00 /host/dev/bm-sophon0     ``ls -lnd`` of a device
+    END                              the output is complete
+
+Folders are walked three levels deep, symlinks skipped; devices are those the
+plugins look for (``bm-sophon*``, ``bmdev-ctl``, ``nvidia*``). ``mirror``
+rebuilds that in a scratch folder (files with their text; character devices
+made with ``mknod``, same major:minor, mode 0, which needs root), the same
+``discover_all`` runs on it, and device paths are mapped back to the node's.
+"""
+
+import logging
+import os
+import re
+import stat
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import requests
+
+from portal.db import database
+from portal.models import Node, NodeChip, utcnow
+from scheduler.accelerators import Chip, discover_all
+from scheduler.podman import HostInfo, PodmanBackend, ProbeImageMissing, list_connections
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROBE_IMAGE = "localhost/hourglass-probe:latest"
+MIN_PODMAN = (4, 0)
+PROBE_PATHS = ("proc/bmsophon", "dev", "etc/cdi", "var/run/cdi")
+PROBE_SCRIPT = r"""
+walk() {
+  for p in "$1"/*; do
+    [ -h "$p" ] && continue
+    if [ -d "$p" ]; then
+      printf 'D %s\n' "${p#/host/}"
+      [ "$2" -gt 1 ] && walk "$p" $(($2 - 1))
+    elif [ -f "$p" ]; then
+      printf 'F %s\n' "${p#/host/}"
+      while IFS= read -r line || [ -n "$line" ]; do printf '| %s\n' "$line"; done < "$p"
+    fi
+  done
+}
+for top in proc/bmsophon etc/cdi var/run/cdi; do
+  if [ -d "/host/$top" ]; then printf 'D %s\n' "$top"; walk "/host/$top" 3; fi
+done
+ls -lnd /host/dev/bm-sophon* /host/dev/bmdev-ctl /host/dev/nvidia* 2>/dev/null |
+  while IFS= read -r line; do printf 'C %s\n' "$line"; done
+echo END
+"""
+LOST_CONNECTION = (requests.ConnectionError, requests.Timeout, subprocess.TimeoutExpired)
+DEVICE_LINE = re.compile(r"c\S*\s+\d+\s+\d+\s+\d+\s+(\d+),\s*(\d+)\s.*\s/host/(dev/[^/\s]+)")
+
+
+@dataclass
+class Finding:
+    """One look at one node. ``info`` is None when its Podman did not answer; ``chips`` is
+    None when its accelerators were not read (its stored chips are then kept)."""
+
+    info: HostInfo | None
+    chips: list[Chip] | None
+    reason: str = ""
+
+    @property
+    def ready(self):
+        return not self.reason
+
+
+class Discovery:
+    """Discovers the nodes of this database.
+
+    ``local_url``: the local node's Podman URL (``PODMAN_URL``); ``host_root``:
+    where the local node's host paths are read (``HOST_ROOT``);
+    ``probe_image``: the image probes run on other nodes; ``probe_root``: where
+    a probe finds a node's host paths, ``/`` except in tests.
+    """
+
+    def __init__(self, local_url, host_root=Path("/"), probe_image=DEFAULT_PROBE_IMAGE,
+                 timeout=5.0, workers=16, probe_root=Path("/")):
+        self.local_url = local_url
+        self.host_root = Path(host_root)
+        self.probe_image = probe_image
+        self.timeout = timeout
+        self.deadline = 3 * timeout
+        self.workers = workers
+        self.probe_root = Path(probe_root)
+        self._lock = threading.Lock()
+
+    def run(self) -> dict[int, Finding]:
+        """Sync the node list, discover every enabled node, store it all; {node id: finding}.
+
+        Called by the scheduler's leader (and tests, the bench); runs one at a time.
+        """
+        with self._lock:
+            connections = _connections()
+            with database.connection_context():
+                self.sync_nodes(connections)
+                nodes = list(Node.select().where(Node.enabled))
+            identities = {c.url: c.identity for c in connections or ()}
+            return self._discover(nodes, identities)
+
+    def sync_nodes(self, connections):
+        """Add or update the local node and one node per connection, in one transaction.
+
+        ``connections`` None (the list could not be read) leaves connection
+        nodes alone; a connection node that left the list goes too, unless
+        the miner enabled it.
+        """
+        with database.atomic():
+            local = Node.get_or_none(Node.source == "local")
+            holder = Node.get_or_none(Node.url == self.local_url)
+            if holder is not None and (local is None or holder.id != local.id):
+                log.warning("node %r already has the local Podman URL; no local node", holder.name)
+            elif local is None:
+                Node.create(name=unique_name("local"), url=self.local_url, source="local")
+            elif local.url != self.local_url:
+                Node.update(url=self.local_url).where(Node.id == local.id).execute()
+            if connections is None:
+                return
+            known = {url for (url,) in Node.select(Node.url).tuples()}
+            for connection in connections:
+                if connection.url not in known:
+                    known.add(connection.url)
+                    Node.create(name=unique_name(connection.name), url=connection.url,
+                                source="connection", enabled=False)
+            Node.delete().where((Node.source == "connection") & ~Node.enabled
+                                & Node.url.not_in([c.url for c in connections])).execute()
+
+    def inspect(self, node, identity=None) -> Finding:
+        """Look at ``node`` (a Node row): its host through Podman, then its chips.
+
+        Any failure of the node is its reason, never an exception; no database access.
+        """
+        backend = PodmanBackend(node.url, self.timeout, identity)
+        try:
+            info = backend.host_info()
+        except Exception as error:  # whatever a dead or odd endpoint raises
+            return Finding(None, None, _not_answering(error))
+        if not podman_supported(info.podman_version):
+            return Finding(info, None, f"Podman {info.podman_version or '?'} is too old "
+                                       f"(need {MIN_PODMAN[0]}.{MIN_PODMAN[1]}+)")
+        try:
+            chips = self._local_chips() if node.source == "local" else self._probe(backend)
+        except ProbeImageMissing:
+            return Finding(info, None, f"probe image {self.probe_image} missing on the node")
+        except Exception as error:
+            if _lost_connection(error):  # it stopped answering during the probe
+                return Finding(info, None, _not_answering(error))
+            return Finding(info, None, f"accelerators unreadable: {_short(error)}")
+        return Finding(info, chips)
+
+    def _local_chips(self):
+        if not self.host_root.is_dir():
+            raise FileNotFoundError(f"host root {self.host_root} is not a folder")
+        return [chip for chips in discover_all(self.host_root).values() for chip in chips]
+
+    def _probe(self, backend):
+        mounts = [(str(self.probe_root / path), f"/host/{path}") for path in PROBE_PATHS]
+        output = backend.run_probe(self.probe_image, PROBE_SCRIPT, mounts)
+        with tempfile.TemporaryDirectory(prefix="hg-probe-") as scratch:
+            return chips_from_probe(output, Path(scratch), self.probe_root)
+
+    def _discover(self, nodes, identities):
+        if not nodes:
+            return {}
+        pool = ThreadPoolExecutor(min(self.workers, len(nodes)), thread_name_prefix="discovery")
+        futures = {pool.submit(self._discover_one, node, identities.get(node.url)): node
+                   for node in nodes}
+        done, late = wait(futures, timeout=self.deadline)
+        pool.shutdown(wait=False, cancel_futures=True)
+        found = {futures[future].id: future.result() for future in done}
+        for future in late:
+            node = futures[future]
+            found[node.id] = Finding(None, None, f"Podman API not answering: "
+                                                 f"no answer within {self.deadline:g} s")
+            with database.connection_context():
+                record(node, found[node.id])
+        return found
+
+    def _discover_one(self, node, identity):
+        finding = self.inspect(node, identity)
+        with database.connection_context():
+            record(node, finding)
+        return finding
+
+
+def record(node, finding, now=None):
+    """Store ``finding`` on ``node`` and replace its chips, in one transaction.
+
+    The miner's fields (name, labels, enabled, cordon, pool) are left alone;
+    ``ready_changed_at`` moves only when Ready flips. Needs an open connection.
+    """
+    now = now or utcnow()
+    fields = {Node.ready: finding.ready, Node.reason: finding.reason[:512]}
+    if finding.info is not None:
+        info = finding.info
+        fields.update({
+            Node.hostname: info.hostname[:255], Node.address: address_of(node.url),
+            Node.os_name: info.os_name[:255], Node.kernel: info.kernel[:255],
+            Node.podman_version: info.podman_version[:64], Node.cpu_millis: info.cpus * 1000,
+            Node.memory_mib: info.memory_bytes // 2**20, Node.last_seen_at: now})
+    with database.atomic():
+        Node.update(ready_changed_at=now).where(
+            (Node.id == node.id) & (Node.ready != finding.ready)).execute()
+        if Node.update(fields).where(Node.id == node.id).execute() and finding.chips is not None:
+            _replace_chips(node.id, finding.chips)
+
+
+def _replace_chips(node_id, chips):
+    old = {(row.kind, row.index): row for row in NodeChip.select().where(NodeChip.node == node_id)}
+    new = {(chip.kind, chip.index): chip for chip in chips}
+    gone = [row.id for key, row in old.items() if key not in new]
+    if gone:
+        NodeChip.delete().where(NodeChip.id.in_(gone)).execute()
+    for key, chip in new.items():
+        values = {"device": chip.device[:255], "card": chip.card, "driver": chip.driver[:64]}
+        row = old.get(key)
+        if row is None:
+            NodeChip.create(node=node_id, kind=chip.kind, index=chip.index, **values)
+        elif any(getattr(row, name) != value for name, value in values.items()):
+            NodeChip.update(values).where(NodeChip.id == row.id).execute()
+
+
+def chips_from_probe(output: str, scratch: Path, node_root: Path = Path("/")) -> list[Chip]:
+    """The chips a probe's ``output`` shows, with device paths on the node (under ``node_root``).
+
+    Mirrors the output into the empty folder ``scratch`` and runs the plugins on it.
+    """
+    mirror(output, scratch)
+    prefix = f"{scratch}/"
+    chips = []
+    for found in discover_all(scratch).values():
+        for chip in found:
+            if chip.device.startswith(prefix):
+                chip = replace(chip, device=str(node_root / chip.device[len(prefix):]))
+            chips.append(chip)
+    return chips
+
+
+def mirror(output: str, root: Path) -> None:
+    """Re-create under ``root`` what the probe printed (see the module docstring).
+
+    Raises ValueError for output cut short or outside the protocol, and
+    OSError when a device cannot be made (``mknod`` needs root).
+    """
+    lines = output.split("\n")
+    if "END" not in lines:
+        raise ValueError("probe output is cut short")
+    files, current = {}, None
+    for line in lines[:lines.index("END")]:
+        tag, _, rest = line.partition(" ")
+        if tag == "|" and current is not None:
+            files[current].append(rest + "\n")
+            continue
+        current = None
+        if tag == "D":
+            _under(root, rest).mkdir(parents=True, exist_ok=True)
+        elif tag == "F":
+            current = _under(root, rest)
+            files[current] = []
+        elif tag == "C":
+            match = DEVICE_LINE.fullmatch(rest)
+            if match:  # other entries (a folder such as nvidia-caps, a link) are no devices
+                node = _under(root, match[3])
+                node.parent.mkdir(parents=True, exist_ok=True)
+                os.mknod(node, stat.S_IFCHR, os.makedev(int(match[1]), int(match[2])))
+        else:
+            raise ValueError(f"unexpected probe line {line[:80]!r}")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(text))
+
+
+def _under(root, relative):
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or not any(
+            path.is_relative_to(top) for top in PROBE_PATHS):
+        raise ValueError(f"probe path outside the probed folders: {relative[:80]!r}")
+    return root / path
+
+
+def _connections():
+    """This user's Podman connections, or None (logged) when they cannot be listed."""
+    try:
+        return list_connections()
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as error:
+        log.warning("podman system connection list failed: %s", _short(error))
+        return None
+
+
+def unique_name(base: str) -> str:
+    """``base`` (cut to fit), or ``base-2``, ``base-3``..., whichever no node is named yet."""
+    base = base.strip()[:56] or "node"
+    taken = {name for (name,) in Node.select(Node.name).tuples()}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def podman_supported(version: str) -> bool:
+    """True for Podman ``MIN_PODMAN`` or newer ("4.3.1", "5.0.0-dev"); False if unreadable."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return bool(match) and (int(match[1]), int(match[2])) >= MIN_PODMAN
+
+
+def address_of(url: str) -> str:
+    """The host part of an ``ssh://`` or ``tcp://`` URL; "local" for a unix socket.
+
+    Podman's ``info`` names no address of the host, so the URL is what we know.
+    """
+    parts = urlsplit(url)
+    if parts.scheme in {"ssh", "http+ssh", "tcp", "http"} and parts.hostname:
+        return parts.hostname
+    return "local"
+
+
+def _chain(error):
+    """``error`` and its causes, the first cause last."""
+    chain = [error]
+    while (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return chain
+
+
+def _lost_connection(error):
+    return any(isinstance(e, LOST_CONNECTION) for e in _chain(error))
+
+
+def _not_answering(error):
+    """The reason for a node whose API failed; its first cause names the fault
+    ("Connection refused", "timed out")."""
+    return f"Podman API not answering: {_short(_chain(error)[-1])}"
+
+
+def _short(error):
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    text = " ".join(text.split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
