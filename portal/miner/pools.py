@@ -1,10 +1,111 @@
-"""The miner's Pools page (being built)."""
+"""The miner's Pools page: pools of whole nodes, the groups bound to them, the specs that fit.
 
-from flask import render_template
+The default pool always exists: it holds every node in no other pool and,
+with no group bound, serves every renter.
+"""
 
+from flask import flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import StringField
+
+from portal import resources as rules
 from portal.miner import bp
+from portal.miner.resources import answer, get_or_404, parse_id, show_errors
+from portal.models import Group, Node, Pool
+
+
+class PoolForm(FlaskForm):
+    name = StringField(_l("Name"))
+    description = StringField(_l("Description"))
+
+
+def _page(form=None, editing=None, status=200):
+    nodes = rules.node_capacities()
+    return answer(
+        "miner/pools.html", status,
+        push=url_for("miner.pools", edit=editing.id if editing else None),
+        pools=rules.pool_views(nodes), kinds=rules.chip_kinds(n.capacity for n in nodes),
+        groups=list(Group.select().order_by(Group.name)),
+        form=form or PoolForm(formdata=None, obj=editing), editing=editing,
+    )
+
+
+def _refuse(message, status=400):
+    flash(message, "error")
+    return _page(status=status)
 
 
 @bp.get("/pools")
 def pools():
-    return render_template("miner/pools.html")
+    edit = parse_id(request.args.get("edit"))
+    return _page(editing=get_or_404(Pool, edit) if edit else None)
+
+
+@bp.post("/pools")
+def create_pool_view():
+    form = PoolForm()
+    if not form.validate():
+        return _page(form, status=400)
+    try:
+        pool = rules.create_pool(form.name.data, form.description.data)
+    except rules.ResourceError as exc:
+        show_errors(form, exc)
+        return _page(form, status=400)
+    flash(_("Created pool '%(name)s'.", name=pool.name), "success")
+    return redirect(url_for("miner.pools"), 303)
+
+
+@bp.post("/pools/<int:pool_id>")
+def update_pool_view(pool_id):
+    pool = get_or_404(Pool, pool_id)
+    form = PoolForm()
+    if not form.validate():
+        return _page(form, editing=pool, status=400)
+    try:
+        rules.update_pool(pool, form.name.data, form.description.data)
+    except rules.ResourceError as exc:
+        show_errors(form, exc)
+        return _page(form, editing=Pool.get_by_id(pool_id), status=400)
+    flash(_("Saved pool '%(name)s'.", name=pool.name), "success")
+    return redirect(url_for("miner.pools"), 303)
+
+
+@bp.post("/pools/<int:pool_id>/delete")
+def delete_pool_view(pool_id):
+    pool = get_or_404(Pool, pool_id)
+    try:
+        rules.delete_pool(pool)
+    except rules.ResourceError as exc:
+        return _refuse(str(exc), 409)
+    flash(_("Deleted pool '%(name)s'; its nodes are back in the default pool.", name=pool.name),
+          "success")
+    return redirect(url_for("miner.pools"), 303)
+
+
+@bp.post("/pools/<int:pool_id>/groups")
+def set_pool_groups_view(pool_id):
+    pool = get_or_404(Pool, pool_id)
+    ids = [parse_id(value) for value in request.form.getlist("groups")]
+    if None in ids:
+        return _refuse(_("Choose groups from the list."))
+    try:
+        rules.set_pool_groups(pool, set(ids))
+    except rules.ResourceError as exc:
+        return _refuse(str(exc))
+    flash(_("Groups of pool '%(name)s' saved.", name=pool.name), "success")
+    return redirect(url_for("miner.pools"), 303)
+
+
+@bp.post("/pools/nodes/<int:node_id>")
+def move_node_view(node_id):
+    node = get_or_404(Node, node_id)
+    pool_id = parse_id(request.form.get("pool"))
+    pool = Pool.get_or_none(Pool.id == pool_id) if pool_id else None
+    if pool is None:
+        return _refuse(_("Choose a pool from the list."))
+    rules.move_node(node, pool)
+    flash(_("Node '%(node)s' is now in pool '%(pool)s'.", node=node.name, pool=pool.name),
+          "success")
+    return redirect(url_for("miner.pools"), 303)
