@@ -6,18 +6,21 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-RUN_PACKAGES := podman runc python3-venv
-TEST_PACKAGES := busybox-static chromium fonts-noto-cjk postgresql
+RUN_PACKAGES := podman runc python3-venv busybox-static
+TEST_PACKAGES := chromium fonts-noto-cjk postgresql
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test lint translations-update run-packages test-packages
+.PHONY: run test lint images translations-update run-packages test-packages
 
 run: run-packages $(VENV)/.run $(MO_FILES)
 	$(VENV)/bin/flask --app app serve
 
 test: run-packages test-packages $(VENV)/.test $(MO_FILES)
 	$(VENV)/bin/pytest
+
+images: run-packages $(VENV)/.run
+	$(VENV)/bin/flask --app app images probe
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import Htmx
 
-from portal import auth, db, health, i18n, settings, users
+from portal import auth, db, health, i18n, resources, settings, tokens, users
 from portal.api import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
@@ -24,6 +24,9 @@ from portal.miner import area as miner_area
 from portal.miner import bp as miner_bp
 from portal.renter import area as renter_area
 from portal.renter import bp as renter_bp
+from portal.signals import nodes_changed
+from scheduler.discovery import Discovery
+from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
 from scheduler.service import SchedulerService
@@ -56,7 +59,9 @@ def create_app(test_config=None):
     auth.init_app(app)
     i18n.init_app(app)
     users.init_app(app)
+    tokens.init_app(app)
     settings.init_app(app)
+    resources.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(miner_bp)
@@ -64,6 +69,7 @@ def create_app(test_config=None):
     _init_pages(app)
     _init_scheduler(app)
     app.cli.add_command(serve_command)
+    app.cli.add_command(images_cli)
     return app
 
 
@@ -82,13 +88,26 @@ def _init_pages(app):
 
 def _init_scheduler(app):
     backend = PodmanBackend(app.config["PODMAN_URL"])
+    discovery = Discovery(
+        local_url=app.config["PODMAN_URL"],
+        host_root=Path(app.config["HOST_ROOT"]),
+        probe_image=app.config["PROBE_IMAGE"],
+    )
     service = SchedulerService(
         enabled=app.config["SCHEDULER_ENABLED"],
         tick_seconds=app.config["SCHEDULER_TICK_SECONDS"],
         lease_seconds=app.config["LEADER_LEASE_SECONDS"],
+        discovery=discovery,
+        discovery_seconds=app.config["DISCOVERY_SECONDS"],
     )
     app.extensions["hourglass.backend"] = backend
     app.extensions["hourglass.scheduler"] = service
+
+    def rediscover(sender, **extra):
+        service.request_discovery()
+
+    # The Nodes page sends it when a node is added, removed, enabled or disabled.
+    nodes_changed.connect(rediscover, sender=app, weak=False)
     if service.enabled:
         service.start()
         atexit.register(service.shutdown)
