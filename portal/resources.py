@@ -123,7 +123,7 @@ def parse_price(value, field_name="price"):
     except AmountError as exc:
         _fail(field_name, str(exc))
     if price > MAX_PRICE:
-        _fail(field_name, _("The price is too large: at most %(n)s per hour.",
+        _fail(field_name, _("The price is too large: at most %(n)s per machine-hour.",
                             n=format_amount(MAX_PRICE)))
     return price
 
