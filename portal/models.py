@@ -154,6 +154,7 @@ class Node(BaseModel):
     cpu_millis = IntegerField(default=0)
     memory_mib = IntegerField(default=0)
     labels = TextField(default="{}")
+    images = TextField(default="[]")  # JSON list of image names discovery found on the node
     ready = BooleanField(default=False)
     reason = CharField(max_length=512, default="not discovered yet")
     ready_changed_at = DateTimeField(default=utcnow)
@@ -235,5 +236,107 @@ class ApiToken(BaseModel):
         table_name = "api_tokens"
 
 
+class PoolLimit(BaseModel):
+    """The miner's per-user limits in a pool (None: no limit)."""
+
+    pool = ForeignKeyField(Pool, backref="limit", unique=True, on_delete="CASCADE")
+    max_chips_per_user = IntegerField(null=True)
+    max_replicas_per_user = IntegerField(null=True)
+
+    class Meta:
+        table_name = "pool_limits"
+
+
+TASK_KINDS = ("training", "notebook")
+REPLICA_STATES = ("pending", "starting", "running", "succeeded", "failed", "stopped", "lost")
+REPLICA_ENDED = ("succeeded", "failed", "stopped", "lost")
+
+
+class Task(BaseModel):
+    """What a renter runs: a training task or a notebook. ``argv`` and ``env`` are JSON
+    (a list of strings, never run through a shell; a dict of strings). ``state`` is
+    derived from the replicas and cached here for lists."""
+
+    user = ForeignKeyField(User, backref="tasks", on_delete="RESTRICT")
+    kind = CharField(max_length=16, default="training")
+    name = CharField(max_length=96)
+    image = CharField(max_length=255)
+    argv = TextField(default="[]")
+    env = TextField(default="{}")
+    pool = ForeignKeyField(Pool, backref="tasks", on_delete="RESTRICT")
+    state = CharField(max_length=16, default="pending")
+    reason = CharField(max_length=512, default="")
+    submitted_at = DateTimeField(default=utcnow)
+    stop_requested = BooleanField(default=False)
+    deleted = BooleanField(default=False)
+    rerun_of = ForeignKeyField("self", null=True, backref="reruns", on_delete="SET NULL")
+
+    class Meta:
+        table_name = "tasks"
+
+
+class Subtask(BaseModel):
+    """One role of a task: a spec and a replica count."""
+
+    task = ForeignKeyField(Task, backref="subtasks", on_delete="CASCADE")
+    role = CharField(max_length=32)
+    spec = ForeignKeyField(ResourceSpec, backref="subtasks", on_delete="RESTRICT")
+    replicas = IntegerField()
+
+    class Meta:
+        table_name = "subtasks"
+        indexes = ((("task", "role"), True),)
+
+
+class Replica(BaseModel):
+    """One container of a subtask: the unit placed, started, stopped and billed.
+
+    ``started_ns`` / ``finished_ns`` are Podman's own StartedAt / FinishedAt in
+    integer nanoseconds since the epoch (UTC), exact for billing.
+    """
+
+    task = ForeignKeyField(Task, backref="replicas", on_delete="CASCADE")
+    subtask = ForeignKeyField(Subtask, backref="replicas", on_delete="CASCADE")
+    index = IntegerField()
+    state = CharField(max_length=16, default="pending")
+    reason = CharField(max_length=512, default="")
+    node = ForeignKeyField(Node, backref="replicas", null=True, on_delete="SET NULL")
+    container = CharField(max_length=128, default="")
+    started_ns = BigIntegerField(null=True)
+    finished_ns = BigIntegerField(null=True)
+    exit_code = IntegerField(null=True)
+    last_seen_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "replicas"
+        indexes = ((("subtask", "index"), True),)
+
+
+class ReplicaEvent(BaseModel):
+    """A state transition of a replica, with its time and reason."""
+
+    replica = ForeignKeyField(Replica, backref="events", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    state = CharField(max_length=16)
+    reason = CharField(max_length=512, default="")
+
+    class Meta:
+        table_name = "replica_events"
+
+
+class ReplicaChip(BaseModel):
+    """A chip held by a replica while it is placed or running. The unique chip
+    column is what makes double allocation impossible, even across processes."""
+
+    replica = ForeignKeyField(Replica, backref="chips", on_delete="CASCADE")
+    chip = ForeignKeyField(NodeChip, backref="holder", unique=True, on_delete="CASCADE")
+    slot = IntegerField()  # the number inside the container: /dev/bm-sophon<slot>
+
+    class Meta:
+        table_name = "replica_chips"
+
+
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
-          CustomResource, ResourceSpec, SpecResource, ApiToken]
+          CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
+          Replica, ReplicaEvent, ReplicaChip]
