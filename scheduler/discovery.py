@@ -33,6 +33,7 @@ made with ``mknod``, same major:minor, mode 0, which needs root), the same
 ``discover_all`` runs on it, and device paths are mapped back to the node's.
 """
 
+import json
 import logging
 import os
 import re
@@ -227,7 +228,8 @@ def record(node, finding, now=None):
             Node.hostname: info.hostname[:255], Node.address: address_of(node.url),
             Node.os_name: info.os_name[:255], Node.kernel: info.kernel[:255],
             Node.podman_version: info.podman_version[:64], Node.cpu_millis: info.cpus * 1000,
-            Node.memory_mib: info.memory_bytes // 2**20, Node.last_seen_at: now})
+            Node.memory_mib: info.memory_bytes // 2**20, Node.last_seen_at: now,
+            Node.images: json.dumps(list(info.images))})
     with database.atomic():
         Node.update(ready_changed_at=now).where(
             (Node.id == node.id) & (Node.ready != finding.ready)).execute()

@@ -28,6 +28,7 @@ class HostInfo:
     podman_version: str
     cpus: int
     memory_bytes: int
+    images: tuple[str, ...] = ()  # tagged image names on the node, sorted
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,10 @@ class PodmanBackend:
             return client.version()["Version"]
 
     def host_info(self) -> HostInfo:
-        """The node's host, from one ``info`` call; raises when the service does not answer."""
+        """The node's host and its tagged images; raises when the service does not answer."""
         with self.client() as client:
             info = client.info()
+            images = sorted({tag for image in client.images.list() for tag in image.tags})
         host = info.get("host", {})
         dist = host.get("distribution") or {}
         os_name = " ".join(str(dist.get(k, "")) for k in ("distribution", "version")).strip()
@@ -85,6 +87,7 @@ class PodmanBackend:
             podman_version=(info.get("version") or {}).get("Version", ""),
             cpus=int(host.get("cpus") or 0),
             memory_bytes=int(host.get("memTotal") or 0),
+            images=tuple(images),
         )
 
     def run_probe(self, image: str, script: str, mounts: Sequence[tuple[str, str]]) -> str:

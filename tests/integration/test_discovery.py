@@ -1,6 +1,7 @@
 """Node discovery against real Podman API services, fake chip trees with real device nodes,
 and real probe containers; the scheduler's discovery job on a real SQLite database."""
 
+import json
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def probe_leftovers():
                           capture_output=True, text=True, check=True).stdout.split()
 
 
-def test_the_local_node_on_two_fake_hosts(make_app, tmp_path):
+def test_the_local_node_on_two_fake_hosts(make_app, tmp_path, test_image):
     """2 SC7 cards x 3 BM1684X, then the same node on a host with one BM1684 card."""
     sc7, bm1684 = tmp_path / "sc7", tmp_path / "bm1684"
     make_sophgo_host(sc7, cards=[("0x1686", 3)] * 2)
@@ -77,6 +78,7 @@ def test_the_local_node_on_two_fake_hosts(make_app, tmp_path):
     assert local.hostname and local.kernel and local.os_name
     assert podman_supported(local.podman_version)
     assert local.cpu_millis >= 1000 and local.memory_mib > 0
+    assert test_image in json.loads(local.images)  # what renters may pick from
     assert chips_of("local") == [("sophgo.com/bm1684x", n, f"{sc7}/dev/bm-sophon{n}", n // 3)
                                  for n in range(6)]
 
