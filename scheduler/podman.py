@@ -4,18 +4,59 @@ The only module that talks to Podman; the rest of Hourglass speaks of nodes
 and replicas. Node discovery uses ``host_info`` (what a node is),
 ``run_probe`` (a throwaway container that reads the node's host paths) and
 ``list_connections`` (this user's ``podman system connection`` entries).
-Later issues add start/stop/inspect here.
+``PodmanBackend`` also implements the container backend seam
+(``scheduler.backend``): replicas' containers, their events, logs and
+consoles, and per-task networks.
+
+Every replica's container runs without privileges: all capabilities
+dropped, no-new-privileges, and Podman's ``catatonit`` as PID 1 (``init``)
+so a stop's SIGTERM reaches the renter's program even when it installs no
+handler, and zombies are reaped. Per-task networks are bridges with
+``dns_enabled``: with netavark and aardvark-dns (Debian's podman 4.3 here),
+containers on one resolve each other's names and aliases. They are also
+``isolate``d: no route between two such networks, so put every task on its
+own (a container on Podman's default network can still reach them by IP).
 """
 
+import codecs
 import json
+import math
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import quote
 
+import requests
+import urllib3
 from podman import PodmanClient
-from podman.errors import APIError
+from podman.api import stream_frames
+from podman.errors import APIError, NotFound
+
+from scheduler.backend import (
+    NS,
+    REPLICA_LABEL,
+    BackendError,
+    ContainerBackend,
+    ContainerEvent,
+    ContainerExists,
+    ContainerGone,
+    ContainerSpec,
+    ContainerState,
+    ExecResult,
+    NodeUnreachable,
+    StartFailed,
+    Timestamp,
+)
 
 PROBE_LABEL = "hourglass.probe"
+CPU_PERIOD_US = 100_000
+MIB = 1024 * 1024
+STATUSES = {"configured": "created", "created": "created", "initialized": "created",
+            "running": "running", "stopping": "running", "paused": "paused",
+            "exited": "exited", "stopped": "exited"}
+OWN_TIMEOUT = object()  # PodmanBackend.client(): the backend's own timeout
+EVENT_KINDS = {"create": "created", "start": "started", "died": "died", "remove": "removed"}
 
 
 @dataclass(frozen=True)
@@ -48,11 +89,12 @@ class ProbeFailed(Exception):
     """The probe container ran but its script failed; the message holds its exit status."""
 
 
-class PodmanBackend:
+class PodmanBackend(ContainerBackend):
     """One Podman endpoint, reached at ``url`` (``unix:///path.sock``, ``tcp://``, ``ssh://``).
 
-    ``timeout`` bounds each API call, in seconds; ``identity`` is the SSH key
-    file for an ``ssh://`` URL (None: ssh's own defaults).
+    ``timeout`` bounds each API call, in seconds (a stop adds its grace, a
+    followed log has none); ``identity`` is the SSH key file for an
+    ``ssh://`` URL (None: ssh's own defaults).
     """
 
     def __init__(self, url, timeout=5, identity=None):
@@ -60,10 +102,12 @@ class PodmanBackend:
         self.timeout = timeout
         self.identity = identity
 
-    def client(self):
-        """A new podman-py client; use it as a context manager."""
+    def client(self, timeout=OWN_TIMEOUT):
+        """A new podman-py client; use it as a context manager. ``timeout``: seconds for each
+        read (None: wait for ever), the backend's own when not given."""
         extra = {"identity": self.identity} if self.identity else {}
-        return PodmanClient(base_url=self.url, timeout=self.timeout, **extra)
+        timeout = self.timeout if timeout is OWN_TIMEOUT else timeout
+        return PodmanClient(base_url=self.url, timeout=timeout, **extra)
 
     def version(self):
         """The service's Podman version string; raises when it does not answer."""
@@ -131,6 +175,209 @@ class PodmanBackend:
                 if not absent:
                     raise
                 mounts.remove(absent[0])
+
+    # --- the container backend seam (scheduler.backend) ---------------------------------
+
+    def start(self, spec: ContainerSpec) -> str:
+        with self.client() as client, _engine_errors(spec.name):
+            try:
+                container = client.containers.create(spec.image, **_create_args(spec))
+            except APIError as error:
+                if client.containers.exists(spec.name):
+                    raise ContainerExists(spec.name) from error
+                raise StartFailed(_message(error)) from error
+            try:
+                container.start()
+            except APIError as error:
+                client.containers.remove(spec.name, force=True)
+                raise StartFailed(_message(error)) from error
+        return spec.name
+
+    def stop(self, handle: str, grace: int) -> None:
+        grace = max(0, math.ceil(grace))
+        with self.client() as client, _engine_errors(handle):
+            response = client.api.post(f"/containers/{quote(handle, safe='')}/stop",
+                                       params={"timeout": grace}, timeout=grace + self.timeout)
+            if response.status_code != 404:  # 304: already stopped
+                response.raise_for_status()
+
+    def inspect(self, handle: str) -> ContainerState | None:
+        with self.client() as client, _engine_errors(handle):
+            try:
+                return _state(client.containers.get(handle).attrs)
+            except NotFound:
+                return None
+
+    def list_ours(self) -> list[ContainerState]:
+        states = []
+        with self.client() as client, _engine_errors():
+            for found in client.containers.list(all=True, filters={"label": REPLICA_LABEL}):
+                try:
+                    states.append(_state(client.containers.get(found.name).attrs))
+                except NotFound:  # removed since the list
+                    continue
+        return states
+
+    def events(self, since_ns: int | None = None, idle: float = 5.0) -> Iterator[ContainerEvent]:
+        # Podman's own "since" is not exact to the nanosecond: ask from a second earlier and
+        # drop what is not after since_ns here.
+        params = {"stream": "true", "filters": json.dumps({"type": ["container"]})}
+        if since_ns is not None:
+            params["since"] = str(since_ns // NS - 1)
+        with self.client(timeout=idle) as client, _engine_errors():
+            response = client.api.get("/events", params=params, stream=True)
+            response.raise_for_status()
+            try:
+                for line in response.iter_lines():
+                    event = _event(json.loads(line)) if line.strip() else None
+                    if event is not None and (since_ns is None or event.at.ns > since_ns):
+                        yield event
+            except requests.ConnectionError as error:
+                if not _read_timed_out(error):
+                    raise
+            finally:
+                response.close()
+
+    def logs(self, handle: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        with self.client() as client, _engine_errors(handle):
+            client.containers.get(handle)
+        return self._log_chunks(handle, follow, "all" if tail is None else int(tail))
+
+    def _log_chunks(self, handle, follow, tail):
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        params = {"stdout": "true", "stderr": "true", "follow": str(follow).lower(), "tail": tail}
+        with self.client(timeout=None if follow else self.timeout) as client, \
+                _engine_errors(handle):
+            response = client.api.get(f"/containers/{quote(handle, safe='')}/logs",
+                                      params=params, stream=True)
+            response.raise_for_status()
+            try:
+                for frame in stream_frames(response):
+                    if text := decoder.decode(frame):
+                        yield text
+            finally:
+                response.close()
+        if rest := decoder.decode(b"", final=True):
+            yield rest
+
+    def exec(self, handle: str, argv: Sequence[str], timeout: float = 30.0) -> ExecResult:
+        with self.client(timeout=timeout) as client, _engine_errors(handle):
+            container = client.containers.get(handle)
+            code, (out, err) = container.exec_run(list(argv), demux=True)
+        return ExecResult(code, (out or b"").decode(errors="replace"),
+                          (err or b"").decode(errors="replace"))
+
+    def remove(self, handle: str) -> None:
+        with self.client() as client, _engine_errors(handle):
+            response = client.api.delete(f"/containers/{quote(handle, safe='')}",
+                                         params={"force": "true", "timeout": 0})
+            if response.status_code != 404:
+                response.raise_for_status()
+
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> bool:
+        with self.client() as client, _engine_errors():
+            try:
+                network = client.networks.create(name, driver="bridge", dns_enabled=True,
+                                                 options={"isolate": "true"},
+                                                 labels=dict(labels))
+            except APIError:
+                if not client.networks.exists(name):
+                    raise
+                network = client.networks.get(name)
+        return bool(network.attrs.get("dns_enabled"))
+
+    def remove_network(self, name: str) -> None:
+        with self.client() as client, _engine_errors():
+            try:
+                client.networks.remove(name)
+            except NotFound:
+                return
+
+
+def _create_args(spec: ContainerSpec) -> dict:
+    """podman-py ``containers.create`` keywords for ``spec``: limits, devices, binds, labels,
+    and never privileged. ``nano_cpus`` is not used: podman-py 5.8 drops it silently."""
+    args = {
+        "name": spec.name, "entrypoint": [spec.argv[0]], "command": list(spec.argv[1:]),
+        "environment": dict(spec.env), "labels": spec.all_labels,
+        "hostname": spec.hostname or spec.name,
+        "cpu_period": CPU_PERIOD_US, "cpu_quota": spec.cpu_millis * CPU_PERIOD_US // 1000,
+        "mem_limit": spec.memory_mib * MIB, "memswap_limit": spec.memory_mib * MIB,
+        "pids_limit": spec.pids_limit, "devices": list(spec.devices),
+        "mounts": [{"type": "bind", "source": host, "target": inside, "read_only": read_only}
+                   for host, inside, read_only in spec.mounts],
+        "privileged": False, "cap_drop": ["ALL"], "no_new_privileges": True, "init": True,
+    }
+    if spec.working_dir:
+        args["working_dir"] = spec.working_dir
+    if spec.network:
+        args["networks"] = {spec.network: {"aliases": list(spec.aliases)}}
+    if spec.shm_mib:
+        args["shm_size"] = spec.shm_mib * MIB
+    return args
+
+
+def _state(attrs: dict) -> ContainerState:
+    """A ContainerState from libpod's inspect of one container."""
+    state = attrs.get("State") or {}
+    status = STATUSES.get(str(state.get("Status", "")).lower(), "unknown")
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    return ContainerState(
+        handle=str(attrs.get("Name", "")).lstrip("/"),
+        status=status,
+        exit_code=int(state.get("ExitCode") or 0) if status == "exited" else None,
+        started=Timestamp.parse(state.get("StartedAt") or "0001-01-01T00:00:00Z"),
+        finished=(Timestamp.parse(state.get("FinishedAt") or "0001-01-01T00:00:00Z")
+                  if status == "exited" else None),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        addresses={net: info["IPAddress"] for net, info in networks.items()
+                   if info.get("IPAddress")},
+    )
+
+
+def _event(data: dict) -> ContainerEvent | None:
+    """A ContainerEvent from one line of Podman's event stream; None when it is not about one
+    of our replicas' containers or not a kind we follow. Podman 4.3 puts the container's
+    labels in ``Actor.Attributes`` (its own label filter matched nothing there)."""
+    kind = EVENT_KINDS.get(data.get("Action") or data.get("status") or "")
+    attributes = (data.get("Actor") or {}).get("Attributes") or {}
+    if data.get("Type") != "container" or kind is None or REPLICA_LABEL not in attributes:
+        return None
+    code = attributes.get("containerExitCode")
+    return ContainerEvent(
+        handle=str(attributes.get("name", "")),
+        kind=kind,
+        at=Timestamp.from_ns(int(data.get("timeNano") or int(data.get("time", 0)) * NS)),
+        labels={k: v for k, v in attributes.items() if k.startswith("hourglass.")},
+        exit_code=int(code) if kind == "died" and code is not None else None,
+    )
+
+
+@contextmanager
+def _engine_errors(handle=None):
+    """Podman's and the transport's errors as the seam's: NotFound is ContainerGone (when a
+    container ``handle`` is at stake), other refusals BackendError, no answer NodeUnreachable."""
+    try:
+        yield
+    except NotFound as error:
+        if handle is None:
+            raise BackendError(_message(error)) from error
+        raise ContainerGone(handle) from error
+    except APIError as error:
+        raise BackendError(_message(error)) from error
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise NodeUnreachable(str(error)) from error
+
+
+def _message(error: APIError) -> str:
+    return str(error.explanation or error)
+
+
+def _read_timed_out(error: requests.ConnectionError) -> bool:
+    """True when a streamed read gave up waiting (requests wraps urllib3's ReadTimeoutError)."""
+    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
 
 
 def list_connections(timeout=10) -> list[Connection]:
