@@ -5,7 +5,7 @@ Parsing goes through ``Decimal`` and refuses anything that is not exact, so
 no float ever touches an amount. Writing money is the ledger's job, not this.
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 
 from flask_babel import gettext as _
 
@@ -25,9 +25,19 @@ def parse_amount(text, allow_zero=True):
         raise AmountError(_("Enter an amount such as 12.5.")) from None
     if not value.is_finite():
         raise AmountError(_("Enter an amount such as 12.5."))
-    micro = value * MICRO
+    # Exact arithmetic: a product that would need rounding, or overflow, is refused.
+    with localcontext() as context:
+        context.traps[Inexact] = True
+        try:
+            micro = value * MICRO
+        except Inexact:
+            raise AmountError(_("An amount has at most 6 decimal places.")) from None
+        except Overflow:
+            raise AmountError(_("The amount is too large.")) from None
     if micro != micro.to_integral_value():
         raise AmountError(_("An amount has at most 6 decimal places."))
+    if micro > MAX_MICRO:
+        raise AmountError(_("The amount is too large."))
     micro = int(micro)
     if micro < 0 or (micro == 0 and not allow_zero):
         raise AmountError(_("The amount must be greater than zero."))

@@ -20,16 +20,22 @@ MAX_LABELS = 32
 
 
 class NodeError(ValueError):
-    """Bad input for a node; the message is shown to the miner."""
+    """Bad input for a node; the message is shown to the miner. ``field`` names the input it
+    is about (``name``, ``url``, ``labels``), or is None for the request as a whole."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 def add_node(name, url):
     """Add a manual node (a Podman API URL); discovery fills in the rest."""
     name, url = (name or "").strip(), (url or "").strip()
     if not NAME_RE.match(name):
-        raise NodeError(_("A node name is 1-64 letters, digits, '.', '_' or '-'."))
+        raise NodeError(_("A node name is 1-64 letters, digits, '.', '_' or '-'."), "name")
     if len(url) > 512 or not URL_RE.match(url):
-        raise NodeError(_("The address must be a Podman API URL: unix://…, ssh://… or tcp://…"))
+        raise NodeError(_("The address must be a Podman API URL: unix://…, ssh://… or tcp://…"),
+                        "url")
     try:
         return Node.create(name=name, url=url, source="manual")
     except IntegrityError:
@@ -44,14 +50,26 @@ def parse_labels(text):
         if not line:
             continue
         key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
-            raise NodeError(_("Labels are key=value lines; keys and values use letters, digits, "
-                              "'-', '_' and '.' (up to 63), e.g. zone=lab-a."))
-        labels[key] = value
+        if not sep:
+            raise _bad_labels()
+        labels[key.strip()] = value.strip()
+    return check_labels(labels)
+
+
+def check_labels(labels):
+    """``{key: value}`` labels checked as ``parse_labels`` checks its lines, sorted by key;
+    raises NodeError. The API calls it with the JSON object it received."""
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(value):
+            raise _bad_labels()
     if len(labels) > MAX_LABELS:
-        raise NodeError(_("At most %(n)d labels.", n=MAX_LABELS))
+        raise NodeError(_("At most %(n)d labels.", n=MAX_LABELS), "labels")
     return dict(sorted(labels.items()))
+
+
+def _bad_labels():
+    return NodeError(_("Labels are key=value lines; keys and values use letters, digits, "
+                       "'-', '_' and '.' (up to 63), e.g. zone=lab-a."), "labels")
 
 
 def labels_of(node):
@@ -59,7 +77,12 @@ def labels_of(node):
 
 
 def set_labels(node, text):
-    node.labels = json.dumps(parse_labels(text))
+    save_labels(node, parse_labels(text))
+
+
+def save_labels(node, labels):
+    """Replace the node's labels with ``labels`` ({key: value}), checked."""
+    node.labels = json.dumps(check_labels(labels))
     node.save(only=[Node.labels])
 
 

@@ -17,7 +17,7 @@ until then capacity is all there is to show.
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
@@ -81,13 +81,18 @@ def _scaled(value, scale, limit, field_name, what, step):
     ``step`` says what 1 / ``scale`` is."""
     number = _decimal(value, field_name, _("Enter %(what)s as a number such as 4 or 0.5.",
                                             what=what))
-    scaled = number * scale
-    if scaled <= 0:
+    if number <= 0:
         _fail(field_name, _("%(what)s must be greater than zero.", what=what))
-    if scaled > limit:
+    if number > Decimal(limit) / scale:  # compared before scaling: 1e999999999 cannot overflow
         _fail(field_name, _("%(what)s is too large: at most %(n)s.", what=what,
                             n=format_units(limit, scale)))
-    if scaled != scaled.to_integral_value():
+    try:
+        with localcontext() as context:  # more digits than Decimal keeps are not rounded off
+            context.traps[Inexact] = True
+            scaled = number * scale
+    except Inexact:
+        scaled = None
+    if scaled is None or scaled != scaled.to_integral_value():
         _fail(field_name, _("%(what)s is too fine: use steps of %(step)s.", what=what,
                             step=step))
     return int(scaled)
@@ -122,6 +127,8 @@ def parse_price(value, field_name="price"):
         price = parse_amount(value if isinstance(value, str) else str(value), allow_zero=False)
     except AmountError as exc:
         _fail(field_name, str(exc))
+    except Overflow:  # an exponent such as 1e999999999
+        price = MAX_PRICE + 1
     if price > MAX_PRICE:
         _fail(field_name, _("The price is too large: at most %(n)s per machine-hour.",
                             n=format_amount(MAX_PRICE)))

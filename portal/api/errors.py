@@ -1,4 +1,5 @@
-"""Every error under ``/api/`` is JSON: ``{"error": {"code": ..., "message": ...}}``.
+"""Every error under ``/api/`` is JSON: ``{"error": {"code": ..., "message": ...}}``, plus
+``"fields": {field: message}`` when the rules refused values the body held.
 
 Errors raised in API views (``ApiError``, ``abort``, an unexpected exception's
 500) are handled by the blueprint. An unknown URL or a wrong method under
@@ -16,15 +17,18 @@ from portal.api import bp
 
 class ApiError(Exception):
     """An error an API view reports: HTTP ``status``, a stable ``code`` for programs,
-    and a ``message`` for people."""
+    a ``message`` for people, and maybe ``fields`` ({field: message}) for the values refused."""
 
-    def __init__(self, status, code, message):
+    def __init__(self, status, code, message, fields=None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.fields = status, code, message, fields
 
 
-def error_response(status, code, message):
-    return jsonify({"error": {"code": code, "message": str(message)}}), status
+def error_response(status, code, message, fields=None):
+    error = {"code": code, "message": str(message)}
+    if fields is not None:
+        error["fields"] = {key: str(value) for key, value in fields.items()}
+    return jsonify({"error": error}), status
 
 
 def _messages():
@@ -52,7 +56,7 @@ def _http_error(exc):
 
 @bp.errorhandler(ApiError)
 def _api_error(exc):
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.fields)
 
 
 # By code, not by HTTPException: Flask prefers the app's handler for a code over a

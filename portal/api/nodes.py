@@ -1,19 +1,26 @@
-"""Nodes as the miner sees them: what discovery found, their chips and their pool.
+"""Nodes as the miner sees them: what discovery found, their chips and their pool; and what
+the miner decides: add a Podman endpoint, labels, cordon, drain, enable, remove.
 
 One query for nodes with their pools, one for chips: the list costs the same
-number of queries for 3 nodes or 300.
+number of queries for 3 nodes or 300. Adding, removing, enabling or disabling
+a node tells the scheduler (``nodes_changed``) to discover again at once.
 """
 
 import json
 
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN
 
 from portal.api.errors import ApiError
 from portal.api.registry import route
-from portal.api.schema import Array, Boolean, Integer, Map, Record, String, iso
+from portal.api.resources import MAX_ID, get_or_404
+from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String, iso
+from portal.db import database
 from portal.models import Node, NodeChip, Pool
+from portal.nodes import NodeError, add_node, remove_node, save_labels, set_flags
+from portal.signals import nodes_changed
 
 CHIP = Record({
     "kind": String(_l("System resource kind, e.g. sophgo.com/bm1684x")),
@@ -84,10 +91,80 @@ def list_nodes():
     return [node_json(node, chips[node.id]) for node in nodes]
 
 
+NEW_NODE = Object({
+    "name": String(_l("1-64 letters, digits, '.', '_' or '-'")),
+    "url": String(_l("Podman API URL: unix://..., ssh://user@host/run/podman/podman.sock or "
+                     "tcp://...")),
+}, required=("name", "url"), name="NewNode")
+NODE_CHANGE = Object({
+    "labels": Map(String(), _l("The whole set of labels, replacing the old one: keys and values "
+                               "of letters, digits, '-', '_' and '.' (up to 63)")),
+    "cordoned": Boolean(_l("No new replicas are placed here; a draining node stays cordoned")),
+    "draining": Boolean(_l("Draining implies cordoned")),
+    "enabled": Boolean(),
+}, name="NodeChange", description=_l("Any of the fields; the others stay as they are"))
+
+
+def _invalid(exc):
+    fields = {exc.field: str(exc)} if exc.field else {}
+    return ApiError(400, "invalid", str(exc), fields)
+
+
+def _node_or_404(node_id):
+    return get_or_404(Node, node_id, _("There is no node %(id)d.", id=node_id))
+
+
 @route("/nodes/<int:node_id>", summary=_l("One node with its chips"), role="miner",
        response=NODE)
 def get_node(node_id):
-    nodes = list(_nodes().where(Node.id == node_id))
+    return _one(node_id)
+
+
+def _one(node_id):
+    nodes = list(_nodes().where(Node.id == node_id)) if 0 < node_id <= MAX_ID else []
     if not nodes:
         raise ApiError(404, "not_found", _("There is no node %(id)d.", id=node_id))
     return node_json(nodes[0], _chips(nodes)[node_id])
+
+
+@route("/nodes", "POST", summary=_l("Add a node (a Podman API URL); discovery fills in the rest"),
+       role="miner", body=NEW_NODE, response=NODE, status=201)
+def add_node_api(body):
+    try:
+        node = add_node(body["name"], body["url"])
+    except NodeError as exc:
+        raise _invalid(exc) from None
+    nodes_changed.send(current_app._get_current_object())
+    return _one(node.id)
+
+
+@route("/nodes/<int:node_id>", "PATCH",
+       summary=_l("Change a node's labels, cordoned, draining or enabled"), role="miner",
+       body=NODE_CHANGE, response=NODE)
+def update_node_api(node_id, body):
+    node = _node_or_404(node_id)
+    flags = {key: body[key] for key in ("cordoned", "draining", "enabled") if key in body}
+    if flags.get("cordoned") is False and flags.get("draining", node.draining):
+        message = _("A draining node stays cordoned: send \"draining\": false as well.")
+        raise ApiError(400, "invalid", message, {"cordoned": message})
+    try:
+        with database.atomic():
+            if "labels" in body:
+                save_labels(node, body["labels"])
+            if flags:
+                set_flags(node, **flags)
+    except NodeError as exc:
+        raise _invalid(exc) from None
+    if "enabled" in flags:
+        nodes_changed.send(current_app._get_current_object())
+    return _one(node_id)
+
+
+@route("/nodes/<int:node_id>", "DELETE",
+       summary=_l("Remove a node (the local node: 409; disable it instead)"), role="miner")
+def remove_node_api(node_id):
+    try:
+        remove_node(_node_or_404(node_id))
+    except NodeError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    nodes_changed.send(current_app._get_current_object())

@@ -11,12 +11,14 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from portal.api.registry import OPERATIONS, route
-from portal.api.schema import Object, String, Type
+from portal.api.schema import Map, Object, String, Type
 
 PARAMETER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 CONVERTER_SCHEMAS = {"int": {"type": "integer"}}
 ERROR = Object({"error": Object({"code": String(_l("Stable, for programs")),
-                                 "message": String(_l("For people, in their language"))},
+                                 "message": String(_l("For people, in their language")),
+                                 "fields": Map(String(), _l(
+                                     "Field -> message, for values the rules refused"))},
                                 required=("code", "message"))},
                required=("error",), name="Error")
 

@@ -341,11 +341,11 @@ def test_responses_match_their_declared_schemas(client, tokens, nodes):
     """What the views send and what the document says agree, field by field."""
     checked = 0
     for op in OPERATIONS:
-        if op.method != "GET" or op.public:
-            continue
+        if op.method != "GET" or op.public or "<" in op.rule.replace("<int:node_id>", ""):
+            continue  # one object of another kind: checked in that kind's test file
         path = op.rule.replace("<int:node_id>", str(nodes["tpu"]))
         response = client.get(path, headers=bearer(tokens["miner"]))
         assert response.status_code == op.status, path
         op.response.validate(response.json, "")  # raises on a missing, extra or mistyped field
         checked += 1
-    assert checked == 4
+    assert checked >= 4

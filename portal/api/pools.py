@@ -1,0 +1,154 @@
+"""Resource pools: the miner sees and writes them all, with their nodes and groups; a renter
+sees the pools they may use (``open_pools``), with capacity and the specs that fit.
+
+A pool's groups are sent as group names and replace the old set; its ``nodes``
+are node ids to move into it (a node leaves a pool by moving into another,
+such as the default pool).
+"""
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from portal import resources as rules
+from portal.api.auth import api_user
+from portal.api.errors import ApiError
+from portal.api.registry import route
+from portal.api.resources import MAX_ID, REF, conflict, get_or_404, invalid, ref
+from portal.api.schema import Array, Boolean, Integer, Map, Object, String
+from portal.db import database
+from portal.models import Group, Node, Pool
+
+MAX_ITEMS = 1000  # groups or nodes in one request
+
+POOL = Object({
+    "id": Integer(),
+    "name": String(),
+    "description": String(),
+    "is_default": Boolean(_l("Holds every node in no other pool")),
+    "capacity": Map(Integer(), _l("Total of its nodes: cpu in millicores, memory in MiB, "
+                                  "chips per system resource kind")),
+    "specs": Array(REF, _l("Specs some schedulable node of the pool can hold; for a renter, "
+                           "the enabled ones")),
+    "groups": Array(String(), _l("Miner only: the bound groups. None: the default pool serves "
+                                 "every renter, another pool nobody")),
+    "nodes": Array(REF, _l("Miner only: its nodes")),
+}, required=("id", "name", "description", "is_default", "capacity", "specs"), name="Pool")
+
+POOL_FIELDS = {
+    "name": String(_l("Unique; the default pool keeps its name")),
+    "description": String(),
+    "groups": Array(String(), _l("Names of the groups to bind; replaces the old set"),
+                    max_items=MAX_ITEMS),
+    "nodes": Array(Integer(minimum=1, maximum=MAX_ID), _l("Ids of nodes to move into the pool"),
+                   max_items=MAX_ITEMS),
+}
+NEW_POOL = Object(POOL_FIELDS, required=("name",), name="NewPool")
+POOL_CHANGE = Object(POOL_FIELDS, name="PoolChange",
+                     description=_l("Any of the fields; the others stay as they are"))
+
+
+def pool_json(view, miner):
+    out = {"id": view.pool.id, "name": view.pool.name, "description": view.pool.description,
+           "is_default": view.pool.is_default, "capacity": view.capacity,
+           "specs": [ref(s.spec) for s in view.specs if miner or s.spec.enabled]}
+    if miner:
+        out["groups"] = [group.name for group in view.groups]
+        out["nodes"] = [ref(item.node) for item in view.nodes]
+    return out
+
+
+def _visible():
+    """(PoolViews the caller may see, whether the caller is the miner)."""
+    user = api_user()
+    views = rules.pool_views()
+    if user.role == "miner":
+        return views, True
+    return rules.open_pools(user, views), False
+
+
+def _one(pool_id):
+    views, miner = _visible()
+    for view in views:
+        if view.pool.id == pool_id:
+            return pool_json(view, miner)
+    raise ApiError(404, "not_found", _("There is no pool %(id)d you may use.", id=pool_id))
+
+
+@route("/pools", summary=_l("Pools: all of them for the miner, those you may use for a renter"),
+       response=Array(POOL))
+def list_pools():
+    views, miner = _visible()
+    return [pool_json(view, miner) for view in views]
+
+
+@route("/pools/<int:pool_id>", summary=_l("One pool (a renter sees only those they may use)"),
+       response=POOL)
+def get_pool(pool_id):
+    return _one(pool_id)
+
+
+def _group_ids(names):
+    """Ids of the groups named ``names``; an unknown name is 400."""
+    found = dict(Group.select(Group.name, Group.id).where(Group.name.in_(names)).tuples())
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        message = _("There is no group '%(name)s'.", name=unknown[0])
+        raise ApiError(400, "invalid", message, {"groups": message})
+    return {found[name] for name in names}
+
+
+def _nodes(ids):
+    """The nodes with these ids; an unknown id is 400."""
+    nodes = list(Node.select().where(Node.id.in_(ids))) if ids else []
+    missing = sorted(set(ids) - {node.id for node in nodes})
+    if missing:
+        message = _("There is no node %(id)d.", id=missing[0])
+        raise ApiError(400, "invalid", message, {"nodes": message})
+    return nodes
+
+
+def _save(pool, body):
+    """Create (``pool`` None) or change a pool from ``body``; all of it or nothing."""
+    group_ids = _group_ids(body["groups"]) if "groups" in body else None
+    nodes = _nodes(body.get("nodes", []))
+    try:
+        with database.atomic():
+            if pool is None:
+                pool = rules.create_pool(body["name"], body.get("description", ""))
+            elif "name" in body or "description" in body:
+                rules.update_pool(pool, body.get("name", pool.name),
+                                  body.get("description", pool.description))
+            if group_ids is not None:
+                rules.set_pool_groups(pool, group_ids)
+            for node in nodes:
+                rules.move_node(node, pool)
+    except rules.ResourceError as exc:
+        raise invalid(exc) from None
+    return _one(pool.id)
+
+
+@route("/pools", "POST", summary=_l("Create a pool, maybe with groups and nodes"), role="miner",
+       body=NEW_POOL, response=POOL, status=201)
+def create_pool_api(body):
+    return _save(None, body)
+
+
+@route("/pools/<int:pool_id>", "PATCH",
+       summary=_l("Change a pool: name, description, groups, nodes to move into it"),
+       role="miner", body=POOL_CHANGE, response=POOL)
+def update_pool_api(pool_id, body):
+    return _save(_pool_or_404(pool_id), body)
+
+
+@route("/pools/<int:pool_id>", "DELETE",
+       summary=_l("Delete a pool; its nodes return to the default pool (the default pool: 409)"),
+       role="miner")
+def delete_pool_api(pool_id):
+    try:
+        rules.delete_pool(_pool_or_404(pool_id))
+    except rules.ResourceError as exc:
+        raise conflict(exc) from None
+
+
+def _pool_or_404(pool_id):
+    return get_or_404(Pool, pool_id, _("There is no pool %(id)d.", id=pool_id))

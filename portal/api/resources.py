@@ -1,0 +1,113 @@
+"""Custom resources: every signed-in user reads them (a spec names them); the miner writes.
+
+The helpers at the top serve the specs, pools and nodes endpoints too: load a
+row or answer 404, and turn a refusal of the rules in ``portal.resources`` into
+an ``ApiError`` (400 ``invalid`` with ``fields`` for bad values, 409
+``conflict`` when the state of things refuses a change).
+"""
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from portal import resources as rules
+from portal.api.errors import ApiError
+from portal.api.registry import route
+from portal.api.schema import Array, Integer, Object, Record, String
+from portal.models import CustomResource
+
+MAX_ID = 2**63 - 1  # a row id the database can hold; a bigger one is no row at all
+
+
+def get_or_404(model, object_id, message):
+    """The row of ``model`` with this id, or ApiError(404) saying ``message``."""
+    found = model.get_or_none(model.id == object_id) if 0 < object_id <= MAX_ID else None
+    if found is None:
+        raise ApiError(404, "not_found", message)
+    return found
+
+
+def invalid(exc, rename=None):
+    """ApiError(400, "invalid") for a ResourceError; ``rename`` maps the rules' field names
+    (those of the pages' forms) to the body's. Whole-body messages are only in ``message``."""
+    rename = rename or {}
+    fields = {rename.get(key, key): message for key, message in exc.errors.items() if key}
+    return ApiError(400, "invalid", str(exc), fields)
+
+
+def conflict(exc):
+    """ApiError(409, "conflict"): the change is refused because of what exists now."""
+    return ApiError(409, "conflict", str(exc))
+
+
+REF = Record({"id": Integer(), "name": String()}, name="Ref")
+
+
+def ref(row):
+    """``{"id", "name"}`` of a row: how one object names another (a spec's pools...)."""
+    return {"id": row.id, "name": row.name}
+
+
+RESOURCE = Record({
+    "id": Integer(),
+    "name": String(),
+    "kind": String(_l("The system resource kind it names, e.g. sophgo.com/bm1684x")),
+    "description": String(),
+}, name="CustomResource")
+
+_NAME = String(_l("Unique; HTML and any Unicode are kept as data; no control characters"))
+NEW_RESOURCE = Object({
+    "name": _NAME,
+    "kind": String(_l("A system resource kind: one seen on a node, or sophgo.com/bm1684, "
+                      "sophgo.com/bm1684x, nvidia.com/gpu")),
+    "description": String(),
+}, required=("name", "kind"), name="NewCustomResource")
+RESOURCE_CHANGE = Object({"name": _NAME, "description": String()}, name="CustomResourceChange",
+                         description=_l("Any of the fields; the kind stays"))
+
+
+def resource_json(resource):
+    return {"id": resource.id, "name": resource.name, "kind": resource.kind,
+            "description": resource.description}
+
+
+def _resource_or_404(resource_id):
+    return get_or_404(CustomResource, resource_id,
+                      _("There is no custom resource %(id)d.", id=resource_id))
+
+
+@route("/resources", summary=_l("Custom resources: the names specs use for chips"),
+       response=Array(RESOURCE))
+def list_resources():
+    return [resource_json(r) for r in CustomResource.select().order_by(CustomResource.name)]
+
+
+@route("/resources", "POST", summary=_l("Create a custom resource over a system resource kind"),
+       role="miner", body=NEW_RESOURCE, response=RESOURCE, status=201)
+def create_resource_api(body):
+    try:
+        resource = rules.create_resource(body["name"], body["kind"], body.get("description", ""))
+    except rules.ResourceError as exc:
+        raise invalid(exc) from None
+    return resource_json(resource)
+
+
+@route("/resources/<int:resource_id>", "PATCH",
+       summary=_l("Rename or redescribe a custom resource"), role="miner",
+       body=RESOURCE_CHANGE, response=RESOURCE)
+def update_resource_api(resource_id, body):
+    resource = _resource_or_404(resource_id)
+    try:
+        rules.update_resource(resource, body.get("name", resource.name),
+                              body.get("description", resource.description))
+    except rules.ResourceError as exc:
+        raise invalid(exc) from None
+    return resource_json(resource)
+
+
+@route("/resources/<int:resource_id>", "DELETE",
+       summary=_l("Delete a custom resource (409 while a spec uses it)"), role="miner")
+def delete_resource_api(resource_id):
+    try:
+        rules.delete_resource(_resource_or_404(resource_id))
+    except rules.ResourceError as exc:
+        raise conflict(exc) from None
