@@ -296,7 +296,7 @@ class Replica(BaseModel):
     """
 
     task = ForeignKeyField(Task, backref="replicas", on_delete="CASCADE")
-    subtask = ForeignKeyField(Subtask, backref="replicas", on_delete="CASCADE")
+    subtask = ForeignKeyField(Subtask, backref="replica_rows", on_delete="CASCADE")
     index = IntegerField()
     state = CharField(max_length=16, default="pending")
     reason = CharField(max_length=512, default="")

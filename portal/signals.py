@@ -10,3 +10,6 @@ _signals = Namespace()
 
 #: The miner added, removed, enabled or disabled a node: discover again now.
 nodes_changed = _signals.signal("nodes-changed")
+
+#: A renter submitted, stopped or deleted a task: place, stop or clean up now.
+tasks_changed = _signals.signal("tasks-changed")

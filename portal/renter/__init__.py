@@ -20,4 +20,7 @@ def overview():
         "renter/overview.html", pools=pools, specs=resources.open_specs(current_user, pools))
 
 
+# These modules register their routes on bp.
+from portal.renter import tasks  # noqa: E402,F401
+
 area.register_placeholder()

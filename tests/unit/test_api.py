@@ -341,7 +341,8 @@ def test_responses_match_their_declared_schemas(client, tokens, nodes):
     """What the views send and what the document says agree, field by field."""
     checked = 0
     for op in OPERATIONS:
-        if op.method != "GET" or op.public or "<" in op.rule.replace("<int:node_id>", ""):
+        if (op.method != "GET" or op.public or op.role == "renter"
+                or "<" in op.rule.replace("<int:node_id>", "")):
             continue  # one object of another kind: checked in that kind's test file
         path = op.rule.replace("<int:node_id>", str(nodes["tpu"]))
         response = client.get(path, headers=bearer(tokens["miner"]))

@@ -1,0 +1,173 @@
+"""Training tasks for renters: submit, list, read, stop, run again, delete.
+
+The twin of the renter's task pages, through the same rules (``portal.tasks``).
+Another renter's task, a deleted one and a missing one are the same 404. Field
+names in a 400's ``fields`` are the body's: ``name``, ``argv``,
+``subtasks[0].spec``... Replica times are Podman's own, in integer nanoseconds
+since the epoch (``started_ns``, ``finished_ns``), exact as billing uses them.
+"""
+
+from flask_babel import lazy_gettext as _l
+
+from portal import tasks as rules
+from portal.api.auth import api_user
+from portal.api.errors import ApiError
+from portal.api.registry import route
+from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String, iso
+
+STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
+
+EVENT = Record({
+    "at": String(format="date-time"),
+    "state": String(STATE),
+    "reason": String(),
+}, name="ReplicaEvent")
+
+REPLICA = Record({
+    "id": Integer(),
+    "role": String(_l("The role of its subtask")),
+    "index": Integer(_l("0 to replicas - 1 within its subtask")),
+    "state": String(STATE),
+    "reason": String(),
+    "node": String(_l("The node it was placed on"), nullable=True),
+    "exit_code": Integer(nullable=True),
+    "started_ns": Integer(_l("Podman's StartedAt, nanoseconds since the epoch"), nullable=True),
+    "finished_ns": Integer(_l("Podman's FinishedAt, nanoseconds since the epoch"),
+                           nullable=True),
+    "events": Array(EVENT, _l("Every transition, oldest first")),
+}, name="Replica")
+
+SUBTASK = Record({
+    "role": String(),
+    "spec": String(_l("The spec's name")),
+    "spec_id": Integer(),
+    "replicas": Integer(_l("How many replicas")),
+    "state": String(STATE),
+}, name="Subtask")
+
+_TASK_FIELDS = {
+    "id": Integer(),
+    "name": String(),
+    "image": String(),
+    "argv": Array(String(), _l("The command, as a list of arguments (never run by a shell)")),
+    "env": Map(String()),
+    "pool": String(_l("The pool's name")),
+    "state": String(STATE),
+    "stop_requested": Boolean(),
+    "reason": String(_l("Why a pending task waits, as the scheduler last said")),
+    "submitted_at": String(format="date-time"),
+    "rerun_of": Integer(_l("The task this one runs again"), nullable=True),
+    "subtasks": Array(SUBTASK),
+}
+TASK_SUMMARY = Record(_TASK_FIELDS, name="TaskSummary")
+TASK = Record({**_TASK_FIELDS, "replicas": Array(REPLICA)}, name="Task")
+
+NEW_SUBTASK = Object({
+    "role": String(_l("1-32 of a-z, 0-9 and '-', starting with a letter; unique in the task")),
+    "spec": String(_l("The name of a spec you may use")),
+    "replicas": Integer(_l("1 to 64")),
+}, required=("role", "spec", "replicas"), name="NewSubtask")
+
+NEW_TASK = Object({
+    "name": String(_l("1-96 characters; HTML and any Unicode are kept as data")),
+    "image": String(_l("An image reference, e.g. localhost/train:latest")),
+    "argv": Array(String(), _l("The command: 1-1024 arguments, run as they are, never by a "
+                               "shell")),
+    "env": Map(String(), _l("Environment variables; HOURGLASS_*, WORLD_SIZE and RANK are "
+                            "Hourglass's")),
+    "pool": String(_l("The name of a pool open to you")),
+    "subtasks": Array(NEW_SUBTASK, _l("1 to 8 subtasks")),
+}, required=("name", "image", "argv", "pool", "subtasks"), name="NewTask")
+
+
+def _summary(view):
+    task = view.task
+    return {
+        "id": task.id, "name": task.name, "image": task.image, "argv": view.argv,
+        "env": view.env, "pool": task.pool.name, "state": view.state,
+        "stop_requested": task.stop_requested, "reason": task.reason,
+        "submitted_at": iso(task.submitted_at), "rerun_of": task.rerun_of_id,
+        "subtasks": [{"role": s.subtask.role, "spec": s.subtask.spec.name,
+                      "spec_id": s.subtask.spec_id, "replicas": s.count,
+                      "state": s.state} for s in view.subtasks],
+    }
+
+
+def _replica(subtask, item):
+    replica = item.replica
+    return {
+        "id": replica.id, "role": subtask.subtask.role, "index": replica.index,
+        "state": replica.state, "reason": replica.reason,
+        "node": replica.node.name if replica.node else None, "exit_code": replica.exit_code,
+        "started_ns": replica.started_ns, "finished_ns": replica.finished_ns,
+        "events": [{"at": iso(e.at), "state": e.state, "reason": e.reason} for e in item.events],
+    }
+
+
+def task_json(task):
+    """The whole task as ``TASK`` describes it: subtasks, replicas and their events."""
+    view = rules.task_view(task)
+    return {**_summary(view), "replicas": [_replica(s, r) for s in view.subtasks
+                                           for r in s.replicas]}
+
+
+def _refused(exc, status=400, code="invalid"):
+    fields = {key: message for key, message in exc.errors.items() if key}
+    return ApiError(status, code, str(exc), fields if status == 400 else None)
+
+
+@route("/tasks", summary=_l("Your training tasks, newest first"), role="renter",
+       response=Array(TASK_SUMMARY))
+def list_tasks():
+    return [_summary(view) for view in rules.task_views(api_user())]
+
+
+@route("/tasks", "POST", summary=_l("Submit a training task"), role="renter", body=NEW_TASK,
+       response=TASK, status=201)
+def create_task_api(body):
+    subtasks = [(s["role"], s["spec"], s["replicas"]) for s in body["subtasks"]]
+    try:
+        task = rules.create_task(api_user(), body["name"], body["image"], body["argv"],
+                                 body.get("env", {}), body["pool"], subtasks)
+    except rules.TaskError as exc:
+        raise _refused(exc) from None
+    return task_json(task)
+
+
+@route("/tasks/<int:task_id>", summary=_l("One of your tasks with its replicas and their "
+                                          "transitions"), role="renter", response=TASK)
+def get_task_api(task_id):
+    return task_json(rules.get_task_or_404(api_user(), task_id))
+
+
+@route("/tasks/<int:task_id>/stop", "POST", summary=_l("Stop a task (409 when it has ended)"),
+       role="renter", response=TASK)
+def stop_task_api(task_id):
+    task = rules.get_task_or_404(api_user(), task_id)
+    try:
+        rules.request_stop(task)
+    except rules.TaskError as exc:
+        raise _refused(exc, 409, "conflict") from None
+    return task_json(task)
+
+
+@route("/tasks/<int:task_id>/rerun", "POST",
+       summary=_l("Run an ended task again as a new task (409 while it runs, or when its "
+                  "spec or pool is no longer yours to use)"), role="renter", response=TASK,
+       status=201)
+def rerun_task_api(task_id):
+    task = rules.get_task_or_404(api_user(), task_id)
+    try:
+        return task_json(rules.rerun(task))
+    except rules.TaskError as exc:
+        raise _refused(exc, 409, "conflict") from None
+
+
+@route("/tasks/<int:task_id>", "DELETE",
+       summary=_l("Delete an ended task (409 while it runs); its record stays for billing"),
+       role="renter")
+def delete_task_api(task_id):
+    try:
+        rules.delete_task(rules.get_task_or_404(api_user(), task_id))
+    except rules.TaskError as exc:
+        raise _refused(exc, 409, "conflict") from None

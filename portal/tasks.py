@@ -1,0 +1,504 @@
+"""Training tasks: the rules the renter's pages, the JSON API and the scheduler share.
+
+A task is written here in one transaction -- the ``Task``, its ``Subtask`` rows
+and one ``pending`` ``Replica`` per replica, each with a "submitted" event --
+and ``tasks_changed`` wakes the scheduler, which moves replicas on through
+``starting``, ``running`` and an ended state and writes ``Task.reason`` while
+a task waits. The portal makes one transition itself: a replica that never
+left ``pending`` is ``stopped`` at once when its renter asks (compare-and-set
+on ``state = 'pending'``, so a replica the scheduler has just taken is left to
+the scheduler, which sees ``stop_requested``).
+
+What is accepted (bad input raises ``TaskError`` naming every field at once):
+
+- name: 1-96 characters, any Unicode and HTML (pages escape it), no control characters.
+- image: any syntactically valid image reference (``[registry[:port]/]path[:tag][@digest]``,
+  at most 255 characters). It need not be on a node yet: the form offers the images
+  discovery found, and a task whose image is missing fails or waits with a reason.
+- argv: a non-empty list of strings, never run through a shell (the form's command is one
+  argument per line: ``command_lines``); at most 1024 arguments of 4096 characters, 64 KiB
+  in all, no NUL. A script under /code is ``["/bin/sh", "/code/run.sh"]``.
+- env: ``{KEY: value}`` (or the form's ``KEY=value`` lines), at most 64; keys
+  ``[A-Za-z_][A-Za-z0-9_]*``; ``HOURGLASS_*``, ``WORLD_SIZE`` and ``RANK`` are set by
+  Hourglass; values 4096 characters, no NUL.
+- pool: the name of a pool open to the user (``open_pools``); another pool reads as unknown.
+- subtasks: 1-8 of ``(role, spec name, replicas)``; roles ``[a-z][a-z0-9-]{0,31}``, unique;
+  replicas 1-64; the spec enabled, and some enabled node of the pool large enough for it
+  (Ready or not: a node that is down makes the task wait with a reason, not fail).
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from flask import abort, current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from peewee import JOIN, IntegrityError
+
+from portal.db import database
+from portal.models import (
+    REPLICA_ENDED,
+    Node,
+    Pool,
+    Replica,
+    ReplicaEvent,
+    ResourceSpec,
+    Subtask,
+    Task,
+    utcnow,
+)
+from portal.resources import CONTROL, fits, open_pools, pool_views, spec_views
+from portal.signals import tasks_changed
+
+NAME_MAX = 96
+IMAGE_MAX = 255
+MAX_ARGS, ARG_MAX, ARGV_TOTAL = 1024, 4096, 64 * 1024
+MAX_ENV, ENV_VALUE_MAX = 64, 4096
+MAX_SUBTASKS, MAX_REPLICAS = 8, 64
+ROLE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED_ENV = ("WORLD_SIZE", "RANK")
+RESERVED_ENV_PREFIX = "HOURGLASS_"
+LINES = re.compile(r"\r\n|\r|\n")
+_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+IMAGE_RE = re.compile(
+    rf"(?:{_HOST}(?:\.{_HOST})*(?::[0-9]+)?/)?{_PART}(?:/{_PART})*"
+    r"(?::\w[\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII)
+
+SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
+# The reasons the portal stores (in English), shown in the reader's language.
+REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you")}
+
+
+class TaskError(ValueError):
+    """Bad input or a refused action. ``errors`` maps a field (``name``, ``argv``,
+    ``subtasks[0].spec``...; ``None``: the task as a whole) to its message."""
+
+    def __init__(self, errors):
+        super().__init__(" ".join(str(message) for message in errors.values()))
+        self.errors = errors
+
+
+def reason_text(reason):
+    """A stored reason in the reader's language when it is one of the portal's own."""
+    return str(REASONS[reason]) if reason in REASONS else reason
+
+
+# --- states ------------------------------------------------------------------------------
+
+
+def derive_state(replica_states):
+    """A task's (or subtask's) state from its replicas' states.
+
+    ==========================================  =========
+    replicas                                    state
+    ==========================================  =========
+    none                                        pending
+    any running                                 running
+    else any starting                           starting
+    else any pending                            pending
+    all ended, any failed                       failed
+    all ended, else any lost                    lost
+    all ended, else any stopped                 stopped
+    all succeeded                               succeeded
+    ==========================================  =========
+    """
+    states = set(replica_states)
+    for state in ("running", "starting", "pending", "failed", "lost", "stopped", "succeeded"):
+        if state in states:
+            return state
+    return "pending"
+
+
+def refresh_state(task):
+    """Store the task's derived state in ``Task.state`` (the cache lists read); returns it.
+    The scheduler calls it too, after it moves a replica."""
+    task.state = derive_state(_replica_states(task))
+    Task.update(state=task.state).where(Task.id == task.id).execute()
+    return task.state
+
+
+def _ended(states):
+    return all(state in REPLICA_ENDED for state in states)
+
+
+# --- what a renter sees ------------------------------------------------------------------
+
+
+@dataclass
+class ReplicaView:
+    """A replica with its node (``replica.node``, or None) and its transitions, oldest first
+    (loaded for one task's page, empty in lists)."""
+
+    replica: Replica
+    events: list = field(default_factory=list)
+
+
+@dataclass
+class SubtaskView:
+    """A subtask, its spec (``subtask.spec``), how many replicas it asks for (``count``) and
+    its replicas (``ReplicaView``) by index."""
+
+    subtask: Subtask
+    replicas: list = field(default_factory=list)
+
+    @property
+    def count(self):
+        return self.subtask.replicas
+
+    @property
+    def state(self):
+        return derive_state(r.replica.state for r in self.replicas)
+
+
+@dataclass
+class TaskView:
+    """A task with its subtasks and replicas, its state derived from them (not the cache),
+    and which of Stop, Run again and Delete apply."""
+
+    task: Task
+    subtasks: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.argv = json.loads(self.task.argv)
+        self.env = json.loads(self.task.env)
+
+    @property
+    def replicas(self):
+        return [replica for subtask in self.subtasks for replica in subtask.replicas]
+
+    @property
+    def state(self):
+        return derive_state(r.replica.state for r in self.replicas)
+
+    @property
+    def ended(self):
+        return _ended(r.replica.state for r in self.replicas)
+
+    @property
+    def stopping(self):
+        return self.task.stop_requested and not self.ended
+
+    @property
+    def can_stop(self):
+        return not self.ended and not self.task.stop_requested
+
+
+def _views(tasks, events):
+    """TaskViews of ``tasks`` in their order: three queries (four with ``events``)."""
+    tasks = list(tasks)
+    views = {task.id: TaskView(task) for task in tasks}
+    subtasks, replicas = {}, {}
+    query = (Subtask.select(Subtask, ResourceSpec).join(ResourceSpec)
+             .where(Subtask.task.in_(list(views))).order_by(Subtask.id))
+    for subtask in query:
+        subtasks[subtask.id] = SubtaskView(subtask)
+        views[subtask.task_id].subtasks.append(subtasks[subtask.id])
+    query = (Replica.select(Replica, Node).join(Node, JOIN.LEFT_OUTER)
+             .where(Replica.task.in_(list(views))).order_by(Replica.index))
+    for replica in query:
+        replicas[replica.id] = ReplicaView(replica)
+        subtasks[replica.subtask_id].replicas.append(replicas[replica.id])
+    if events and replicas:
+        query = (ReplicaEvent.select().where(ReplicaEvent.replica.in_(list(replicas)))
+                 .order_by(ReplicaEvent.at, ReplicaEvent.id))
+        for event in query:
+            replicas[event.replica_id].events.append(event)
+    return [views[task.id] for task in tasks]
+
+
+def task_view(task):
+    """One task with everything its page shows, transitions included."""
+    return _views([task], events=True)[0]
+
+
+def task_views(user):
+    """``user``'s training tasks that are not deleted, newest first, without transitions."""
+    tasks = (Task.select(Task, Pool).join(Pool)
+             .where(Task.user == user, Task.deleted == False, Task.kind == "training")  # noqa: E712
+             .order_by(Task.submitted_at.desc(), Task.id.desc()))
+    return _views(tasks, events=False)
+
+
+def pool_images(pool_view):
+    """The image names discovery found on the nodes of a pool (``PoolView``), sorted."""
+    names = set()
+    for item in pool_view.nodes:
+        try:
+            found = json.loads(item.node.images or "[]")
+        except ValueError:
+            continue
+        names.update(name for name in found if isinstance(name, str))
+    return sorted(names)
+
+
+# --- checking what was typed -------------------------------------------------------------
+
+
+def _name(value):
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError({"name": _("Enter a name.")})
+    name = value.strip()
+    if len(name) > NAME_MAX:
+        raise TaskError({"name": _("At most %(n)d characters.", n=NAME_MAX)})
+    if CONTROL.search(name):
+        raise TaskError({"name": _("Line breaks and other control characters are not "
+                                   "allowed.")})
+    return name
+
+
+def _image(value):
+    image = value.strip() if isinstance(value, str) else ""
+    if not image:
+        raise TaskError({"image": _("Enter an image, e.g. localhost/train:latest.")})
+    if len(image) > IMAGE_MAX or not IMAGE_RE.fullmatch(image):
+        raise TaskError({"image": _("Not an image reference: use [registry/]name[:tag], e.g. "
+                                    "localhost/train:latest (at most %(n)d characters).",
+                                    n=IMAGE_MAX)})
+    return image
+
+
+def _argv(value):
+    if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+        raise TaskError({"argv": _("The command is a list of strings.")})
+    if not value or not value[0]:
+        raise TaskError({"argv": _("Enter the command to run, e.g. python3 then /code/train.py "
+                                   "on the next line.")})
+    if len(value) > MAX_ARGS:
+        raise TaskError({"argv": _("At most %(n)d arguments.", n=MAX_ARGS)})
+    if any(len(arg) > ARG_MAX for arg in value) or sum(map(len, value)) > ARGV_TOTAL:
+        raise TaskError({"argv": _("An argument may hold %(n)d characters, the command 64 KiB "
+                                   "in all.", n=ARG_MAX)})
+    if any("\x00" in arg for arg in value):
+        raise TaskError({"argv": _("An argument cannot hold a NUL character.")})
+    return list(value)
+
+
+def command_lines(text):
+    """The form's command: one argument per line, each stripped, blank lines skipped."""
+    return [line.strip() for line in LINES.split(text or "") if line.strip()]
+
+
+def _env_lines(text):
+    env = {}
+    for line in LINES.split(text):
+        if not line.strip():
+            continue
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            raise TaskError({"env": _("Write each variable as NAME=value on a line of its "
+                                      "own.")})
+        if key.strip() in env:
+            raise TaskError({"env": _("%(key)s is set twice.", key=key.strip()[:64])})
+        env[key.strip()] = value.strip()
+    return env
+
+
+def _env(value):
+    if isinstance(value, str):
+        value = _env_lines(value)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise TaskError({"env": _("The environment maps names to strings.")})
+    if len(value) > MAX_ENV:
+        raise TaskError({"env": _("At most %(n)d variables.", n=MAX_ENV)})
+    for key, item in value.items():
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
+            raise TaskError({"env": _("'%(key)s' is not a variable name: letters, digits and "
+                                      "_, not starting with a digit.", key=str(key)[:64])})
+        if key.startswith(RESERVED_ENV_PREFIX) or key in RESERVED_ENV:
+            raise TaskError({"env": _("%(key)s is set by Hourglass (so are HOURGLASS_*, "
+                                      "WORLD_SIZE and RANK).", key=key)})
+        if len(item) > ENV_VALUE_MAX or "\x00" in item:
+            raise TaskError({"env": _("The value of %(key)s is longer than %(n)d characters "
+                                      "or holds a NUL.", key=key, n=ENV_VALUE_MAX)})
+    return dict(value)
+
+
+def _pool(pools, value):
+    for view in pools:
+        if view.pool.name == value:
+            return view
+    raise TaskError({"pool": _("There is no pool '%(name)s' open to you.",
+                               name=str(value)[:NAME_MAX])})
+
+
+def _replicas(value, where):
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 3:
+        text = int(text)
+    if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_REPLICAS:
+        raise TaskError({where: _("Replicas: a whole number from 1 to %(n)d.", n=MAX_REPLICAS)})
+    return text
+
+
+def _fits_pool(spec, pool):
+    return any(fits(spec.needs, item.capacity) for item in pool.nodes if item.node.enabled)
+
+
+def usable_specs(pools, specs):
+    """The ``SpecView``s a renter may pick: enabled, and some enabled node of one of their
+    ``pools`` (``open_pools``) is large enough, Ready or not."""
+    return [view for view in specs
+            if view.spec.enabled and any(_fits_pool(view, pool) for pool in pools)]
+
+
+def _subtasks(value, pool, pools, specs):
+    """``[(role, SpecView, replicas)]``; errors of every row are raised together. A spec
+    that fits none of the user's ``pools`` reads as unknown, like a disabled one; ``pool``
+    None (not a valid one) skips the check that the spec fits it."""
+    if not isinstance(value, list | tuple) or not value:
+        raise TaskError({"subtasks": _("Add at least one subtask: a role, a spec and a "
+                                       "number of replicas.")})
+    if len(value) > MAX_SUBTASKS:
+        raise TaskError({"subtasks": _("At most %(n)d subtasks.", n=MAX_SUBTASKS)})
+    usable = {view.spec.name: view for view in usable_specs(pools, specs)}
+    errors, rows, roles = {}, [], set()
+    for i, (role, spec_name, replicas) in enumerate(value):
+        at = f"subtasks[{i}]"
+        if not isinstance(role, str) or not ROLE_RE.fullmatch(role):
+            errors[f"{at}.role"] = _("A role is 1-32 lowercase letters, digits and '-', "
+                                     "starting with a letter, e.g. worker.")
+        elif role in roles:
+            errors[f"{at}.role"] = _("The role '%(role)s' is used twice.", role=role)
+        roles.add(role)
+        spec = usable.get(spec_name) if isinstance(spec_name, str) else None
+        if not spec_name:
+            errors[f"{at}.spec"] = _("Choose a spec.")
+        elif spec is None:
+            errors[f"{at}.spec"] = _("There is no spec '%(name)s' you may use.",
+                                     name=str(spec_name)[:NAME_MAX])
+        elif pool is not None and not _fits_pool(spec, pool):
+            errors[f"{at}.spec"] = _("No node of pool '%(pool)s' is large enough for "
+                                     "'%(name)s'.", pool=pool.pool.name, name=spec_name)
+        try:
+            rows.append((role, spec, _replicas(replicas, f"{at}.replicas")))
+        except TaskError as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise TaskError(errors)
+    return rows
+
+
+# --- what a renter does ------------------------------------------------------------------
+
+
+def create_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
+    """Check everything, then write the task, its subtasks and its pending replicas (each
+    with a "submitted" event) in one transaction, and wake the scheduler. ``pool`` and
+    each subtask's spec are names; ``subtasks`` is ``[(role, spec name, replicas)]``.
+    Raises TaskError with the message of every bad field; nothing is saved then."""
+    specs = spec_views()
+    pools = open_pools(user, pool_views(specs=specs))
+    errors, checked = {}, {}
+    checks = {"name": lambda: _name(name), "image": lambda: _image(image),
+              "argv": lambda: _argv(argv), "env": lambda: _env(env),
+              "pool": lambda: _pool(pools, pool)}
+    for key, check in checks.items():
+        try:
+            checked[key] = check()
+        except TaskError as exc:
+            errors.update(exc.errors)
+    try:
+        checked["subtasks"] = _subtasks(subtasks, checked.get("pool"), pools, specs)
+    except TaskError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise TaskError(errors)
+    try:
+        with database.atomic():
+            task = _write(user, checked, rerun_of)
+    except IntegrityError:  # a spec deleted since it was checked
+        raise TaskError({None: _("A spec of this task no longer exists: reload the page.")}
+                        ) from None
+    _wake(task)
+    return task
+
+
+def _write(user, checked, rerun_of):
+    task = Task.create(user=user, kind="training", name=checked["name"],
+                       image=checked["image"], argv=json.dumps(checked["argv"]),
+                       env=json.dumps(checked["env"]), pool=checked["pool"].pool,
+                       state="pending", rerun_of=rerun_of)
+    now = utcnow()
+    for role, spec, replicas in checked["subtasks"]:
+        # insert, not create: Replica.subtask's backref "replicas" hides the column's
+        # attribute on a new Subtask (rows read back have it), so create() would write NULL.
+        subtask = Subtask.insert(task=task, role=role, spec=spec.spec, replicas=replicas).execute()
+        Replica.insert_many([{"task": task, "subtask": subtask, "index": index,
+                              "state": "pending", "created_at": now}
+                             for index in range(replicas)]).execute()
+    ids = [rid for (rid,) in Replica.select(Replica.id).where(Replica.task == task).tuples()]
+    ReplicaEvent.insert_many([{"replica": rid, "at": now, "state": "pending",
+                               "reason": SUBMITTED} for rid in ids]).execute()
+    return task
+
+
+def _wake(task):
+    tasks_changed.send(current_app._get_current_object(), task_id=task.id)
+
+
+def _replica_states(task):
+    return [s for (s,) in Replica.select(Replica.state).where(Replica.task == task).tuples()]
+
+
+def request_stop(task):
+    """Ask for the task to stop. Pending replicas are stopped here and now ("stopped by
+    you"); the scheduler stops the started ones (SIGTERM, then SIGKILL after a grace)
+    when it sees ``stop_requested``. Refused when the task has ended already."""
+    with database.atomic():
+        if _ended(_replica_states(task)):
+            raise TaskError({None: _("This task has ended already.")})
+        Task.update(stop_requested=True).where(Task.id == task.id).execute()
+        task.stop_requested = True
+        now, stopped = utcnow(), []
+        pending = Replica.select(Replica.id).where(Replica.task == task,
+                                                   Replica.state == "pending")
+        for (rid,) in pending.tuples():
+            changed = (Replica.update(state="stopped", reason=STOPPED_BY_YOU)
+                       .where(Replica.id == rid, Replica.state == "pending").execute())
+            if changed:
+                stopped.append({"replica": rid, "at": now, "state": "stopped",
+                                "reason": STOPPED_BY_YOU})
+        if stopped:
+            ReplicaEvent.insert_many(stopped).execute()
+        refresh_state(task)
+    _wake(task)
+
+
+def rerun(task):
+    """A new task with the parameters of ``task``, which must have ended; checked again
+    (a spec disabled since is refused)."""
+    if not _ended(_replica_states(task)):
+        raise TaskError({None: _("Run a task again once it has ended (stop it first).")})
+    rows = (Subtask.select(Subtask, ResourceSpec).join(ResourceSpec)
+            .where(Subtask.task == task).order_by(Subtask.id))
+    return create_task(task.user, task.name, task.image, json.loads(task.argv),
+                       json.loads(task.env), task.pool.name,
+                       [(s.role, s.spec.name, s.replicas) for s in rows], rerun_of=task)
+
+
+def delete_task(task):
+    """Hide an ended task from its renter. The rows stay (billing refers to them); the
+    scheduler removes the containers."""
+    with database.atomic():
+        if not _ended(_replica_states(task)):
+            raise TaskError({None: _("Stop the task and wait for it to end before deleting "
+                                     "it.")})
+        Task.update(deleted=True).where(Task.id == task.id).execute()
+        task.deleted = True
+    _wake(task)
+
+
+def get_task_or_404(user, task_id):
+    """``user``'s training task ``task_id``; another renter's, a deleted one or none at all
+    is the same 404 (from ``abort``), so nobody learns what exists."""
+    found = None
+    if isinstance(task_id, int) and 0 < task_id < 2**63:
+        found = Task.get_or_none(Task.id == task_id, Task.user == user, Task.deleted == False,  # noqa: E712
+                                 Task.kind == "training")
+    if found is None:
+        abort(404)
+    return found
