@@ -24,11 +24,12 @@ from portal.miner import area as miner_area
 from portal.miner import bp as miner_bp
 from portal.renter import area as renter_area
 from portal.renter import bp as renter_bp
-from portal.signals import nodes_changed
+from portal.signals import nodes_changed, tasks_changed
 from scheduler.discovery import Discovery
 from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
+from scheduler.reconcile import Reconciler
 from scheduler.service import SchedulerService
 
 AREAS = {"miner": miner_area, "renter": renter_area}
@@ -93,12 +94,15 @@ def _init_scheduler(app):
         host_root=Path(app.config["HOST_ROOT"]),
         probe_image=app.config["PROBE_IMAGE"],
     )
+    reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
+                            host_root=Path(app.config["HOST_ROOT"]))
     service = SchedulerService(
         enabled=app.config["SCHEDULER_ENABLED"],
         tick_seconds=app.config["SCHEDULER_TICK_SECONDS"],
         lease_seconds=app.config["LEADER_LEASE_SECONDS"],
         discovery=discovery,
         discovery_seconds=app.config["DISCOVERY_SECONDS"],
+        reconciler=reconciler,
     )
     app.extensions["hourglass.backend"] = backend
     app.extensions["hourglass.scheduler"] = service
@@ -106,8 +110,13 @@ def _init_scheduler(app):
     def rediscover(sender, **extra):
         service.request_discovery()
 
+    def wake(sender, **extra):
+        service.wake()
+
     # The Nodes page sends it when a node is added, removed, enabled or disabled.
     nodes_changed.connect(rediscover, sender=app, weak=False)
+    # A task was submitted or asked to stop: place and start at once.
+    tasks_changed.connect(wake, sender=app, weak=False)
     if service.enabled:
         service.start()
         atexit.register(service.shutdown)

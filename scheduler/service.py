@@ -1,11 +1,13 @@
 """The scheduler service: an APScheduler BackgroundScheduler in this process.
 
 Three jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
-leader's periodic work (nothing yet but recording that it ran), ``discovery``
+leader's work on replicas (``scheduler.reconcile``) and records that it ran,
+``discovery``
 looks at every node (``scheduler.discovery``) every ``discovery_seconds``, and
 once as soon as this process becomes leader. ``state`` is ``leader``,
 ``follower`` or ``stopped``; ``/healthz`` reports it. The portal asks for a
-discovery now with ``request_discovery()``, through ``app.extensions``.
+discovery now with ``request_discovery()`` and for a tick now with ``wake()``
+(a submission or a stop), through signals wired in ``app.py``.
 """
 
 import logging
@@ -23,12 +25,13 @@ class SchedulerService:
     """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job."""
 
     def __init__(self, enabled, tick_seconds, lease_seconds, discovery=None,
-                 discovery_seconds=30.0):
+                 discovery_seconds=30.0, reconciler=None):
         self.enabled = enabled
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
         self.discovery = discovery
         self.discovery_seconds = discovery_seconds
+        self.reconciler = reconciler
         self.lease = Lease(new_holder_id(), lease_seconds)
         self.is_leader = False
         self._scheduler = None
@@ -86,6 +89,16 @@ class SchedulerService:
             return
         with database.connection_context():
             self.is_leader = self.lease.record_tick()
+            if self.is_leader and self.reconciler is not None:
+                self.reconciler.run()
+
+    def wake(self):
+        """Run the tick as soon as possible (a task was submitted or stopped); returns at once.
+        False when this process is not the running leader."""
+        if self.state != "leader":
+            return False
+        self._scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
+        return True
 
     def discovery_job(self):
         """The leader's node discovery; a follower does nothing."""

@@ -1,0 +1,112 @@
+"""The placement snapshot, read from the database in a fixed number of queries.
+
+Turns rows (nodes and their chips, held chips, pending replicas, specs,
+limits) into ``scheduler.placement`` inputs. A node takes new replicas when
+it is enabled, Ready, not cordoned and not draining; its free CPU, memory and
+chips are its capacity minus what starting and running replicas hold.
+"""
+
+from collections import defaultdict
+
+from portal.models import (
+    CustomResource,
+    Node,
+    NodeChip,
+    Pool,
+    PoolLimit,
+    Replica,
+    ReplicaChip,
+    ResourceSpec,
+    SpecResource,
+    Subtask,
+    Task,
+)
+from scheduler.placement import Limits, NodeState, ReplicaNeed, TaskRequest, Usage
+
+ACTIVE = ("starting", "running")
+
+
+def spec_needs():
+    """{spec id: (cpu_millis, memory_mib, {kind: count})} for every spec."""
+    chips = defaultdict(dict)
+    query = (SpecResource.select(SpecResource.spec, CustomResource.kind, SpecResource.count)
+             .join(CustomResource).tuples())
+    for spec_id, kind, count in query:
+        if count:
+            chips[spec_id][kind] = chips[spec_id].get(kind, 0) + count
+    return {spec_id: (cpu, mem, chips[spec_id]) for spec_id, cpu, mem in
+            ResourceSpec.select(ResourceSpec.id, ResourceSpec.cpu_millis,
+                                ResourceSpec.memory_mib).tuples()}
+
+
+def default_pool_id():
+    return Pool.get(Pool.is_default == True).id  # noqa: E712  (peewee expression)
+
+
+def node_states(needs):
+    """The placement view of every node (unschedulable ones included, flagged)."""
+    default = default_pool_id()
+    nodes = list(Node.select())
+    used_cpu, used_mem = defaultdict(int), defaultdict(int)
+    active = (Replica.select(Replica.node, Subtask.spec).join(Subtask)
+              .where(Replica.state.in_(ACTIVE) & Replica.node.is_null(False)).tuples())
+    for node_id, spec_id in active:
+        cpu, mem, _chips = needs[spec_id]
+        used_cpu[node_id] += cpu
+        used_mem[node_id] += mem
+    held = {chip_id for (chip_id,) in ReplicaChip.select(ReplicaChip.chip).tuples()}
+    free, total = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(int))
+    for chip in NodeChip.select(NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index):
+        total[chip.node_id][chip.kind] += 1
+        if chip.id not in held:
+            free[chip.node_id][chip.kind].append(chip.index)
+    return [NodeState(
+        id=n.id, pool_id=n.pool_id or default,
+        schedulable=n.enabled and n.ready and not n.cordoned and not n.draining,
+        cpu_millis_free=max(0, n.cpu_millis - used_cpu[n.id]),
+        memory_mib_free=max(0, n.memory_mib - used_mem[n.id]),
+        chips_free={k: tuple(sorted(v)) for k, v in free[n.id].items()},
+        cpu_millis_total=n.cpu_millis, memory_mib_total=n.memory_mib,
+        chips_total=dict(total[n.id])) for n in nodes]
+
+
+def pending_tasks(needs):
+    """Every task with replicas waiting to be placed, with just those replicas."""
+    rows = (Replica.select(Replica.id, Replica.index, Subtask.id, Subtask.spec, Task.id,
+                           Task.user, Task.pool, Task.submitted_at)
+            .join(Subtask).switch(Replica).join(Task)
+            .where((Replica.state == "pending") & (Task.stop_requested == False)  # noqa: E712
+                   & (Task.deleted == False))  # noqa: E712
+            .order_by(Task.id, Subtask.id, Replica.index).tuples())
+    tasks = {}
+    for replica_id, _index, _subtask, spec_id, task_id, user_id, pool_id, submitted in rows:
+        cpu, mem, chips = needs[spec_id]
+        entry = tasks.setdefault(task_id, [user_id, pool_id, submitted, []])
+        entry[3].append(ReplicaNeed(replica_id, cpu, mem, chips))
+    return [TaskRequest(task_id, user, pool, submitted, tuple(replicas))
+            for task_id, (user, pool, submitted, replicas) in tasks.items()]
+
+
+def usage_and_limits(needs):
+    """What each user holds per pool now, and each pool's per-user limits."""
+    usage = defaultdict(lambda: [0, 0])
+    active = (Replica.select(Task.user, Task.pool, Subtask.spec).join(Task)
+              .switch(Replica).join(Subtask).where(Replica.state.in_(ACTIVE)).tuples())
+    for user_id, pool_id, spec_id in active:
+        usage[(user_id, pool_id)][0] += sum(needs[spec_id][2].values())
+        usage[(user_id, pool_id)][1] += 1
+    limits = {row.pool_id: Limits(row.max_chips_per_user, row.max_replicas_per_user)
+              for row in PoolLimit.select()}
+    return {key: Usage(chips, replicas) for key, (chips, replicas) in usage.items()}, limits
+
+
+def kind_names():
+    """{kind: the miner's name for it} for the reasons a renter reads."""
+    names = {}
+    for resource in CustomResource.select().order_by(CustomResource.id):
+        names.setdefault(resource.kind, resource.name)
+    return names
+
+
+def pool_names():
+    return dict(Pool.select(Pool.id, Pool.name).tuples())

@@ -1,0 +1,296 @@
+"""The leader's work on replicas, one pass per tick: stop, place, start, follow, clean up.
+
+Each pass makes the engine match the database and the database match the
+engine. Nothing is started twice: a replica's container name is derived from
+its id, so after a crash a half-started replica finds its container instead
+of making another, and ``refresh`` adopts whatever still runs. Start and end
+times are the container's own StartedAt / FinishedAt (integer nanoseconds).
+
+Engine calls run in a thread pool, outside any transaction; the results are
+written back by the pass's own thread.
+"""
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from peewee import IntegrityError
+
+from portal.db import database
+from portal.models import (
+    REPLICA_ENDED,
+    Node,
+    NodeChip,
+    Replica,
+    ReplicaChip,
+    ReplicaEvent,
+    ResourceSpec,
+    Subtask,
+    Task,
+    utcnow,
+)
+from portal.tasks import refresh_state
+from scheduler import inventory, placement
+from scheduler.accelerators import Chip
+from scheduler.backend import (
+    ContainerExists,
+    ContainerSpec,
+    NodeUnreachable,
+    StartFailed,
+    attach_chips,
+    container_name,
+)
+from scheduler.podman import PodmanBackend
+
+log = logging.getLogger(__name__)
+
+PIDS_LIMIT = 4096
+
+
+def network_name(task_id):
+    return f"hourglass-t{task_id}"
+
+
+def hostname(subtask, replica):
+    """A replica's name on its task's network, e.g. ``worker-1``."""
+    return f"{subtask.role}-{replica.index}"
+
+
+def transition(replica, state, reason="", **fields):
+    """Move ``replica`` to ``state`` (recording the event) unless it already ended."""
+    moved = (Replica.update(state=state, reason=reason[:512], **fields)
+             .where((Replica.id == replica.id) & Replica.state.not_in(REPLICA_ENDED)).execute())
+    if moved:
+        ReplicaEvent.create(replica=replica.id, state=state, reason=reason[:512])
+        if state in REPLICA_ENDED:
+            ReplicaChip.delete().where(ReplicaChip.replica == replica.id).execute()
+    return moved
+
+
+class Reconciler:
+    """``host_root`` is where the local node's host paths live (HOURGLASS_HOST_ROOT);
+    ``local_url`` says which node is local. ``grace`` is the SIGTERM-to-SIGKILL wait
+    of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost."""
+
+    def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16):
+        self.local_url = local_url
+        self.host_root = Path(host_root)
+        self.grace = grace
+        self.lost_after = timedelta(seconds=lost_after)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._backends = {}
+        self._stopping = set()
+
+    def backend(self, node):
+        if node.url not in self._backends:
+            self._backends[node.url] = PodmanBackend(node.url)
+        return self._backends[node.url]
+
+    def run(self):
+        """One pass. Call with a database connection open (the scheduler's tick does)."""
+        self.stop_requested()
+        self.place()
+        self.start_placed()
+        ended_tasks = self.refresh()
+        self.clean_up(ended_tasks)
+
+    # --- placing -----------------------------------------------------------------------
+
+    def place(self):
+        needs = inventory.spec_needs()
+        tasks = inventory.pending_tasks(needs)
+        if not tasks:
+            return
+        usage, limits = inventory.usage_and_limits(needs)
+        plan = placement.place(inventory.node_states(needs), tasks, now=utcnow(), usage=usage,
+                               limits=limits, pool_names=inventory.pool_names())
+        chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
+            NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
+        names = dict(Node.select(Node.id, Node.name).tuples())
+        for task_id, assignments in plan.assignments.items():
+            try:
+                with database.atomic():
+                    for a in assignments:
+                        for kind, indices in a.chips.items():
+                            for slot, index in enumerate(indices):
+                                ReplicaChip.create(replica=a.replica_key, slot=slot,
+                                                   chip=chip_ids[(a.node_id, kind, index)])
+                        transition(Replica(id=a.replica_key), "starting",
+                                   f"placed on {names[a.node_id]}", node=a.node_id)
+                    Task.update(reason="").where(Task.id == task_id).execute()
+            except IntegrityError:  # a chip was taken meanwhile: the next pass places again
+                log.warning("placement of task %s lost a race; retrying next pass", task_id)
+                continue
+            refresh_state(Task(id=task_id))
+        kind_names = inventory.kind_names()
+        for task_id, reason in plan.pending.items():
+            Task.update(reason=reason.text(kind_names)[:512]).where(Task.id == task_id).execute()
+
+    # --- starting ----------------------------------------------------------------------
+
+    def start_placed(self):
+        """Create and start the containers of placed replicas, all at once."""
+        replicas = list(Replica.select(Replica, Task, Subtask, Node)
+                        .join(Task).switch(Replica).join(Subtask).switch(Replica).join(Node)
+                        .where((Replica.state == "starting") & (Replica.container == "")))
+        if not replicas:
+            return
+        stopped = [r for r in replicas if r.task.stop_requested or r.task.deleted]
+        for replica in stopped:
+            transition(replica, "stopped", "stopped before it started")
+            refresh_state(replica.task)
+        jobs = {r.id: (r, self._spec(r)) for r in replicas if r not in stopped}
+        futures = {rid: self.pool.submit(self._start, r.node, spec)
+                   for rid, (r, spec) in jobs.items()}
+        for rid, future in futures.items():
+            replica = jobs[rid][0]
+            outcome, detail = future.result()
+            if outcome == "retry":
+                continue
+            if outcome == "failed":
+                transition(replica, "failed", f"could not start: {detail}")
+            else:
+                Replica.update(container=container_name(replica.id),
+                               last_seen_at=utcnow()).where(Replica.id == rid).execute()
+                self._follow(replica, detail)
+            refresh_state(replica.task)
+
+    def _start(self, node, spec):
+        backend = self.backend(node)
+        try:
+            backend.ensure_network(spec.network, {"hourglass.task": str(spec.task)})
+            try:
+                backend.start(spec)
+            except ContainerExists:
+                pass  # started before a crash: adopt it
+            return "started", backend.inspect(spec.name)
+        except StartFailed as error:
+            return "failed", str(error)
+        except Exception as error:  # node trouble: the replica stays starting, retried
+            log.warning("starting %s on %s failed: %s", spec.name, node.name, error)
+            return "retry", None
+
+    def _spec(self, replica):
+        """The container of ``replica``: its task's image, argv and env, its spec's limits,
+        its chips renumbered from 0, its peers' names."""
+        task, subtask = replica.task, replica.subtask
+        spec = ResourceSpec.get_by_id(subtask.spec_id)
+        everyone = list(Replica.select(Replica, Subtask).join(Subtask)
+                        .where(Replica.task == task.id).order_by(Subtask.id, Replica.index))
+        rank = [r.id for r in everyone].index(replica.id)
+        env = {**json.loads(task.env),
+               "HOURGLASS_TASK_ID": str(task.id), "HOURGLASS_ROLE": subtask.role,
+               "HOURGLASS_REPLICA_INDEX": str(replica.index),
+               "HOURGLASS_PEERS": ",".join(hostname(r.subtask, r) for r in everyone),
+               "WORLD_SIZE": str(len(everyone)), "RANK": str(rank)}
+        name = hostname(subtask, replica)
+        container = ContainerSpec(
+            replica=replica.id, task=task.id, subtask=subtask.id, user=task.user_id,
+            image=task.image, argv=tuple(json.loads(task.argv)), env=env,
+            cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
+            network=network_name(task.id), hostname=name, aliases=(name,))
+        held = (NodeChip.select(NodeChip).join(ReplicaChip)
+                .where(ReplicaChip.replica == replica.id)
+                .order_by(NodeChip.kind, ReplicaChip.slot))
+        chips = [Chip(c.kind, c.index, c.device, c.card, c.driver) for c in held]
+        root = self.host_root if replica.node.url == self.local_url else Path("/")
+        return attach_chips(container, chips, root) if chips else container
+
+    # --- following ---------------------------------------------------------------------
+
+    def _follow(self, replica, state):
+        """Apply what one inspect said about ``replica``'s container."""
+        if state is None:
+            seen = f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC" if replica.last_seen_at else "-"
+            transition(replica, "lost", f"its container vanished (last seen alive {seen})")
+            return
+        seen = utcnow()
+        started = state.started.ns if state.started else None
+        if state.status == "running" and replica.state == "starting":
+            transition(replica, "running", "container started", started_ns=started,
+                       last_seen_at=seen)
+        elif state.status == "exited":
+            if state.exit_code == 0:
+                end, why = "succeeded", "exited with code 0"
+            elif replica.task.stop_requested:
+                end, why = "stopped", "stopped by you"
+            else:
+                end, why = "failed", f"exited with code {state.exit_code}"
+            if state.oom_killed:
+                why += " (out of memory)"
+            transition(replica, end, why, started_ns=started, exit_code=state.exit_code,
+                       finished_ns=state.finished.ns if state.finished else None,
+                       last_seen_at=seen)
+        else:
+            Replica.update(last_seen_at=seen).where(Replica.id == replica.id).execute()
+
+    def refresh(self):
+        """Inspect every replica believed starting or running (this is also adoption after
+        a restart); returns the ids of tasks that ended in this pass."""
+        replicas = list(Replica.select(Replica, Task, Node).join(Task).switch(Replica).join(Node)
+                        .where(Replica.state.in_(("starting", "running"))
+                               & (Replica.container != "")))
+        futures = {r.id: self.pool.submit(self._inspect, r) for r in replicas}
+        touched = set()
+        for replica in replicas:
+            reachable, state = futures[replica.id].result()
+            if reachable:
+                self._follow(replica, state)
+            elif replica.last_seen_at and utcnow() - replica.last_seen_at > self.lost_after:
+                transition(replica, "lost", f"node {replica.node.name} unreachable since "
+                           f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC")
+            touched.add(replica.task)
+        ended = set()
+        for task in touched:
+            if refresh_state(task) in REPLICA_ENDED:
+                ended.add(task.id)
+        return ended
+
+    def _inspect(self, replica):
+        try:
+            return True, self.backend(replica.node).inspect(replica.container)
+        except NodeUnreachable:
+            return False, None
+
+    # --- stopping and cleaning up ------------------------------------------------------
+
+    def stop_requested(self):
+        """Send SIGTERM (then SIGKILL after ``grace``) to replicas of tasks asked to stop.
+        Stops run in the background; ``refresh`` sees the containers exit."""
+        replicas = (Replica.select(Replica, Node).join(Node).switch(Replica).join(Task)
+                    .where(Task.stop_requested & Replica.state.in_(("starting", "running"))
+                           & (Replica.container != "")))
+        for replica in replicas:
+            if replica.id not in self._stopping:
+                self._stopping.add(replica.id)
+                self.pool.submit(self._stop, replica)
+
+    def _stop(self, replica):
+        try:
+            self.backend(replica.node).stop(replica.container, self.grace)
+        except Exception as error:
+            log.warning("stopping %s failed: %s", replica.container, error)
+        finally:
+            self._stopping.discard(replica.id)
+
+    def clean_up(self, ended_tasks):
+        """Remove the networks of tasks that ended, and the containers of deleted tasks."""
+        for task_id in ended_tasks:
+            for node in Node.select().join(Replica).where(Replica.task == task_id).distinct():
+                self.pool.submit(self._quietly, self.backend(node).remove_network,
+                                 network_name(task_id))
+        gone = (Replica.select(Replica, Node).join(Node).switch(Replica).join(Task)
+                .where(Task.deleted & (Replica.container != "")
+                       & Replica.state.in_(REPLICA_ENDED)))
+        for replica in gone:
+            self.pool.submit(self._quietly, self.backend(replica.node).remove, replica.container)
+            Replica.update(container="").where(Replica.id == replica.id).execute()
+
+    @staticmethod
+    def _quietly(call, *args):
+        try:
+            call(*args)
+        except Exception as error:
+            log.warning("clean-up %s%s failed: %s", call.__name__, args, error)
