@@ -30,7 +30,7 @@ ROLES = {
     "renter": ("rene", "/login", "/renter/", RENTER_MENU, "Welcome, rene"),
     "miner": ("mina", "/miner/login", "/miner/", MINER_MENU, "Overview"),
 }
-BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools"}  # the rest are planned pages
+BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks"}
 
 
 @pytest.mark.parametrize("role", ROLES)
