@@ -24,6 +24,7 @@ from peewee import IntegrityError, fn
 
 from portal.db import database
 from portal.models import (
+    REPLICA_ENDED,
     CustomResource,
     Group,
     Membership,
@@ -31,8 +32,10 @@ from portal.models import (
     NodeChip,
     Pool,
     PoolGroup,
+    Replica,
     ResourceSpec,
     SpecResource,
+    Task,
 )
 from portal.money import MICRO, AmountError, format_amount, parse_amount
 
@@ -488,14 +491,21 @@ def update_pool(pool, name, description=""):
 def delete_pool(pool):
     """Delete a pool other than the default; its nodes return to the default pool.
 
-    Refusing while a node of the pool runs work needs replicas, which arrive
-    with the scheduler; that check belongs here then.
+    Refused while a task submitted to it has a replica that has not ended
+    (waiting or running work). Its ended tasks are kept, filed under the
+    default pool.
     """
     if pool.is_default:
         _fail(None, _("The default pool cannot be deleted."))
+    busy = (Task.select().join(Replica)
+            .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED)).distinct().count())
+    if busy:
+        _fail(None, _("Pool '%(name)s' still has %(n)d task(s) waiting or running: stop them "
+                      "first.", name=pool.name, n=busy))
     with database.atomic():
         Node.update(pool=None).where(Node.pool == pool).execute()
         PoolGroup.delete().where(PoolGroup.pool == pool).execute()
+        Task.update(pool=default_pool()).where(Task.pool == pool).execute()
         pool.delete_instance()
 
 

@@ -63,8 +63,9 @@ def _choices(form):
     currency = setting("currency")
     form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
     spec_choices = [("", _("— choose a spec —"))] + [
-        (view.spec.name, _("%(spec)s · %(price)s %(currency)s per machine-hour", spec=view.spec.name,
-                           price=format_amount(view.spec.price_per_hour), currency=currency))
+        (view.spec.name, _("%(spec)s · %(price)s %(currency)s per machine-hour",
+                           spec=view.spec.name, price=format_amount(view.spec.price_per_hour),
+                           currency=currency))
         for view in rules.usable_specs(pools, specs)]
     for row in form.subtasks:
         row.spec.choices = spec_choices

@@ -270,6 +270,23 @@ def test_deleting_a_pool_returns_its_nodes_to_the_default_pool(ctx):
                                            {group.id, 999})[None]
 
 
+def test_a_pool_with_waiting_or_running_work_is_not_deleted(ctx):
+    from portal.models import Replica, Subtask, Task
+    from portal.users import create_user
+
+    lab = rules.create_pool("Lab-A")
+    spec = make_spec("tiny", 1, 1)
+    renter = create_user("rene", "renter", "a-long-password")
+    task = Task.create(user=renter, name="t", image="busybox", pool=lab)
+    subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+    replica = Replica.create(task=task, subtask=subtask, index=0, state="running")
+    assert "still has 1 task(s)" in errors_of(rules.delete_pool, lab)[None]
+    assert Pool.select().count() == 2
+    Replica.update(state="succeeded").where(Replica.id == replica.id).execute()
+    rules.delete_pool(lab)  # only history left: it stays, under the default pool
+    assert Task.get_by_id(task.id).pool_id == rules.default_pool().id
+
+
 def test_pool_capacity_and_the_specs_that_fit(ctx, tpu):
     lab = rules.create_pool("Lab-A")
     add_node("a1", cores=8, gb=16, chips={BM1684X: 6}, pool=lab)
