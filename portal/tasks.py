@@ -31,14 +31,17 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from flask import abort, current_app
+from flask import abort, current_app, g
+from flask_babel import gettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN, IntegrityError
 
+from portal import reasons
 from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
+    CustomResource,
     Node,
     Pool,
     Replica,
@@ -83,8 +86,19 @@ class TaskError(ValueError):
 
 
 def reason_text(reason):
-    """A stored reason in the reader's language when it is one of the portal's own."""
-    return str(REASONS[reason]) if reason in REASONS else reason
+    """A stored reason in the reader's language: the portal's own, or the scheduler's
+    pending reason (``portal.reasons``); other text (e.g. Podman's) as it is."""
+    if reason in REASONS:
+        return str(REASONS[reason])
+    parsed = reasons.loads(reason or "")
+    if parsed is None:
+        return reason
+    if "kind_names" not in g:  # one query per request, however many tasks wait
+        g.kind_names = {}
+        for name, kind in (CustomResource.select(CustomResource.name, CustomResource.kind)
+                           .order_by(CustomResource.id).tuples()):
+            g.kind_names.setdefault(kind, name)
+    return reasons.render(*parsed, kind_names=g.kind_names, translate=gettext)
 
 
 # --- states ------------------------------------------------------------------------------

@@ -100,13 +100,5 @@ def usage_and_limits(needs):
     return {key: Usage(chips, replicas) for key, (chips, replicas) in usage.items()}, limits
 
 
-def kind_names():
-    """{kind: the miner's name for it} for the reasons a renter reads."""
-    names = {}
-    for resource in CustomResource.select().order_by(CustomResource.id):
-        names.setdefault(resource.kind, resource.name)
-    return names
-
-
 def pool_names():
     return dict(Pool.select(Pool.id, Pool.name).tuples())

@@ -42,6 +42,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from portal.reasons import render
+
 DEFAULT_RESERVE_AFTER = timedelta(minutes=30)
 
 NO_POOL = "no_pool"
@@ -130,8 +132,9 @@ class Reason:
     params: Mapping[str, object]
 
     def text(self, kind_names=None):
-        """The English sentence; ``kind_names`` maps a chip kind to its display name."""
-        return _TEXTS[self.code](self.params, kind_names or {})
+        """The English sentence (``portal.reasons``); ``kind_names`` maps a chip kind to its
+        display name."""
+        return render(self.code, self.params, kind_names)
 
     def __str__(self):
         return self.text()
@@ -143,54 +146,6 @@ class Plan:
 
     assignments: dict[int, tuple[Assignment, ...]]
     pending: dict[int, Reason]
-
-
-def _amount(resource, amount, names):
-    """(number, unit) in words: CPU in cores, memory in MiB, chips by display name."""
-    if resource == CPU:
-        return f"{amount / 1000:g}", "CPU"
-    if resource == MEMORY:
-        return str(amount), "MiB of memory"
-    return str(amount), names.get(resource, resource)
-
-
-def _waiting(p, names):
-    needed, unit = _amount(p["resource"], p["needed"], names)
-    free, _ = _amount(p["resource"], p["free"], names)
-    return f"waiting for {needed} free {unit} in pool {p['pool']} ({free} free now)"
-
-
-def _larger(p, names):
-    needed, unit = _amount(p["resource"], p["needed"], names)
-    total, _ = _amount(p["resource"], p["total"], names)
-    return f"needs {needed} {unit}, more than pool {p['pool']} has in all ({total})"
-
-
-_TEXTS = {
-    NO_POOL: lambda p, n: "no pool you may use",
-    NO_READY_NODE: lambda p, n: f"no Ready node in pool {p['pool']}",
-    FITS_NO_NODE: lambda p, n: f"spec fits no Ready node in pool {p['pool']}",
-    LARGER_THAN_POOL: _larger,
-    TASK_ABOVE_CHIP_LIMIT: lambda p, n: (
-        f"needs {p['needed']} chips, more than your limit of {p['limit']} "
-        f"in pool {p['pool']}"),
-    TASK_ABOVE_REPLICA_LIMIT: lambda p, n: (
-        f"needs {p['needed']} replicas, more than your limit of {p['limit']} running "
-        f"in pool {p['pool']}"),
-    OVER_CHIP_LIMIT: lambda p, n: (
-        f"over your chip limit in pool {p['pool']} ({p['in_use']} of {p['limit']} in use, "
-        f"this task needs {p['needed']})"),
-    OVER_REPLICA_LIMIT: lambda p, n: (
-        f"over your running-replica limit in pool {p['pool']} ({p['in_use']} of "
-        f"{p['limit']} running, this task needs {p['needed']})"),
-    BEHIND_OLDER_TASK: lambda p, n: (
-        f"waiting behind task {p['task_id']}, which has waited more than "
-        f"{p['minutes']:g} minutes for room in pool {p['pool']}"),
-    WAITING_FOR_RESOURCE: _waiting,
-    WAITING_FOR_ROOM: lambda p, n: (
-        f"waiting for room in pool {p['pool']}: enough is free in all, "
-        "but not on nodes that can hold these replicas"),
-}
 
 
 def place(nodes, tasks, *, now, usage=None, limits=None, pool_names=None,

@@ -31,6 +31,7 @@ from portal.models import (
     Task,
     utcnow,
 )
+from portal.reasons import stored
 from portal.tasks import refresh_state
 from scheduler import inventory, placement
 from scheduler.accelerators import Chip
@@ -93,8 +94,8 @@ class Reconciler:
         self.stop_requested()
         self.place()
         self.start_placed()
-        ended_tasks = self.refresh()
-        self.clean_up(ended_tasks)
+        self.refresh()
+        self.clean_up()
 
     # --- placing -----------------------------------------------------------------------
 
@@ -124,9 +125,9 @@ class Reconciler:
                 log.warning("placement of task %s lost a race; retrying next pass", task_id)
                 continue
             refresh_state(Task(id=task_id))
-        kind_names = inventory.kind_names()
         for task_id, reason in plan.pending.items():
-            Task.update(reason=reason.text(kind_names)[:512]).where(Task.id == task_id).execute()
+            Task.update(reason=stored(reason.code, reason.params)[:512]).where(
+                Task.id == task_id).execute()
 
     # --- starting ----------------------------------------------------------------------
 
@@ -220,20 +221,24 @@ class Reconciler:
                 end, why = "failed", f"exited with code {state.exit_code}"
             if state.oom_killed:
                 why += " (out of memory)"
+            finished = state.finished.ns if state.finished else None
+            if started is not None and finished is not None:
+                # Podman 4.3 can stamp a container that exits at once as finished a few
+                # microseconds before it started: such a run lasted no time at all.
+                finished = max(finished, started)
             transition(replica, end, why, started_ns=started, exit_code=state.exit_code,
-                       finished_ns=state.finished.ns if state.finished else None,
-                       last_seen_at=seen)
+                       finished_ns=finished, last_seen_at=seen)
         else:
             Replica.update(last_seen_at=seen).where(Replica.id == replica.id).execute()
 
     def refresh(self):
         """Inspect every replica believed starting or running (this is also adoption after
-        a restart); returns the ids of tasks that ended in this pass."""
+        a restart)."""
         replicas = list(Replica.select(Replica, Task, Node).join(Task).switch(Replica).join(Node)
                         .where(Replica.state.in_(("starting", "running"))
                                & (Replica.container != "")))
         futures = {r.id: self.pool.submit(self._inspect, r) for r in replicas}
-        touched = set()
+        touched = {}
         for replica in replicas:
             reachable, state = futures[replica.id].result()
             if reachable:
@@ -241,12 +246,9 @@ class Reconciler:
             elif replica.last_seen_at and utcnow() - replica.last_seen_at > self.lost_after:
                 transition(replica, "lost", f"node {replica.node.name} unreachable since "
                            f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC")
-            touched.add(replica.task)
-        ended = set()
-        for task in touched:
-            if refresh_state(task) in REPLICA_ENDED:
-                ended.add(task.id)
-        return ended
+            touched[replica.task_id] = replica.task
+        for task in touched.values():
+            refresh_state(task)
 
     def _inspect(self, replica):
         try:
@@ -275,18 +277,24 @@ class Reconciler:
         finally:
             self._stopping.discard(replica.id)
 
-    def clean_up(self, ended_tasks):
-        """Remove the networks of tasks that ended, and the containers of deleted tasks."""
-        for task_id in ended_tasks:
-            for node in Node.select().join(Replica).where(Replica.task == task_id).distinct():
-                self.pool.submit(self._quietly, self.backend(node).remove_network,
-                                 network_name(task_id))
+    def clean_up(self):
+        """Remove the containers of deleted tasks, then each such task's network."""
         gone = (Replica.select(Replica, Node).join(Node).switch(Replica).join(Task)
                 .where(Task.deleted & (Replica.container != "")
                        & Replica.state.in_(REPLICA_ENDED)))
+        by_node = {}
         for replica in gone:
-            self.pool.submit(self._quietly, self.backend(replica.node).remove, replica.container)
-            Replica.update(container="").where(Replica.id == replica.id).execute()
+            by_node.setdefault((replica.task_id, replica.node), []).append(replica.container)
+        for (task_id, node), containers in by_node.items():
+            self.pool.submit(self._remove_all, self.backend(node), containers,
+                             network_name(task_id))
+            Replica.update(container="").where(
+                (Replica.task == task_id) & (Replica.node == node.id)).execute()
+
+    def _remove_all(self, backend, containers, network):
+        for container in containers:
+            self._quietly(backend.remove, container)
+        self._quietly(backend.remove_network, network)
 
     @staticmethod
     def _quietly(call, *args):

@@ -85,7 +85,7 @@ def _summary(view):
     return {
         "id": task.id, "name": task.name, "image": task.image, "argv": view.argv,
         "env": view.env, "pool": task.pool.name, "state": view.state,
-        "stop_requested": task.stop_requested, "reason": task.reason,
+        "stop_requested": task.stop_requested, "reason": rules.reason_text(task.reason),
         "submitted_at": iso(task.submitted_at), "rerun_of": task.rerun_of_id,
         "subtasks": [{"role": s.subtask.role, "spec": s.subtask.spec.name,
                       "spec_id": s.subtask.spec_id, "replicas": s.count,

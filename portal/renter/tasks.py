@@ -96,7 +96,8 @@ def tasks():
     views = rules.task_views(current_user)
     template = ("renter/_task_table.html" if request.headers.get("HX-Target") == "task-table"
                 else "renter/tasks.html")
-    return render_template(template, views=views, live=any(not v.ended for v in views))
+    return render_template(template, views=views, live=any(not v.ended for v in views),
+                           **LIVE_HELPERS)
 
 
 @bp.get("/tasks/new")

@@ -11,7 +11,7 @@ from werkzeug.exceptions import NotFound
 
 from portal.models import Node, Replica, ReplicaChip, ReplicaEvent, Task, User
 from portal.resources import create_resource, parse_spec, save_spec
-from portal.tasks import create_task, get_task_or_404, request_stop
+from portal.tasks import create_task, get_task_or_404, reason_text, request_stop
 from portal.users import create_user
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
@@ -112,7 +112,8 @@ def test_gang_a_task_needing_more_chips_than_free_waits_and_holds_nothing(cloud,
     big = submit(renter, test_image, ["sh", "-c", "exit 0"], [("main", "tpu1", 3)], name="big")
     reconciler.run()
     big = Task.get_by_id(big.id)
-    assert big.state == "pending" and "waiting for 3 free TPU 1684X" in big.reason, big.reason
+    reason = reason_text(big.reason)
+    assert big.state == "pending" and "waiting for 3 free TPU 1684X" in reason, reason
     assert ReplicaChip.select().join(Replica).where(Replica.task == big).count() == 0
     small = submit(renter, test_image, ["sh", "-c", "exit 0"], [("main", "tpu1", 2)],
                    name="small")

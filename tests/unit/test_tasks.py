@@ -422,7 +422,7 @@ def test_the_form_offers_open_pools_usable_specs_and_known_images(rene):
     page = text(rene.get("/renter/tasks/new"))
     assert '<option value="default">default</option>' in page
     assert 'value="lab"' not in page
-    assert "1 TPU · 1.50 UNC per hour" in page
+    assert "1 TPU · 1.50 UNC per machine-hour" in page
     assert 'value="16 TPU"' not in page and 'value="off"' not in page
     assert f'<option value="{IMAGE}">' in page and "lab-only" not in page
     assert len(re.findall(r'name="subtasks-\d-role"', page)) == 3

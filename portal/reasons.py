@@ -1,0 +1,71 @@
+"""Why a task waits, in words: the sentences for ``scheduler.placement``'s reason codes.
+
+The scheduler stores a pending task's reason as JSON (``{"code", "params"}``,
+see ``stored``); the portal shows it in the reader's language with ``render``.
+The sentences live here, on the portal's side, so that both halves use the
+same ones and the translation catalog has them.
+"""
+
+import json
+
+
+def N_(text):
+    """Marks ``text`` for the translation catalog; it is translated when shown."""
+    return text
+
+
+TEXTS = {
+    "no_pool": N_("no pool you may use"),
+    "no_ready_node": N_("no Ready node in pool %(pool)s"),
+    "fits_no_node": N_("spec fits no Ready node in pool %(pool)s"),
+    "larger_than_pool": N_("needs %(needed)s %(unit)s, more than pool %(pool)s has in all "
+                           "(%(total)s)"),
+    "task_above_chip_limit": N_("needs %(needed)s chips, more than your limit of %(limit)s "
+                                "in pool %(pool)s"),
+    "task_above_replica_limit": N_("needs %(needed)s replicas, more than your limit of "
+                                   "%(limit)s running in pool %(pool)s"),
+    "over_chip_limit": N_("over your chip limit in pool %(pool)s (%(in_use)s of %(limit)s in "
+                          "use, this task needs %(needed)s)"),
+    "over_replica_limit": N_("over your running-replica limit in pool %(pool)s (%(in_use)s of "
+                             "%(limit)s running, this task needs %(needed)s)"),
+    "behind_older_task": N_("waiting behind task %(task_id)s, which has waited more than "
+                            "%(minutes)s minutes for room in pool %(pool)s"),
+    "waiting_for_resource": N_("waiting for %(needed)s free %(unit)s in pool %(pool)s "
+                               "(%(free)s free now)"),
+    "waiting_for_room": N_("waiting for room in pool %(pool)s: enough is free in all, but not "
+                           "on nodes that can hold these replicas"),
+}
+UNITS = {"cpu": N_("CPU"), "memory": N_("MiB of memory")}
+
+
+def _number(resource, amount):
+    return f"{amount / 1000:g}" if resource == "cpu" else f"{amount:g}"
+
+
+def render(code, params, kind_names=None, translate=str):
+    """The sentence for reason ``code``; ``kind_names`` maps a chip kind to the miner's
+    name for it; ``translate`` is gettext in the portal, nothing in the scheduler."""
+    values = dict(params)
+    resource = values.get("resource")
+    if resource is not None:
+        unit = UNITS.get(resource)
+        values["unit"] = translate(unit) if unit else (kind_names or {}).get(resource, resource)
+        for key in ("needed", "free", "total"):
+            if key in values:
+                values[key] = _number(resource, values[key])
+    if "minutes" in values:
+        values["minutes"] = f"{values['minutes']:g}"
+    return translate(TEXTS[code]) % values
+
+
+def stored(code, params):
+    """What the scheduler writes into ``Task.reason`` for a pending task."""
+    return json.dumps({"code": code, "params": dict(params)}, sort_keys=True)
+
+
+def loads(text):
+    """(code, params) from ``Task.reason``, or None for a plain sentence."""
+    if not text.startswith("{"):
+        return None
+    data = json.loads(text)
+    return data["code"], data["params"]
