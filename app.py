@@ -142,7 +142,8 @@ def serve_command():
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
+    # Not a line per tick, nor per wake that finds a pass running (it runs again).
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     instance = current_app.instance_path
     current_app.extensions["hourglass.scheduler"].shutdown()  # workers run their own
     service = None

@@ -11,6 +11,7 @@ discovery now with ``request_discovery()`` and for a tick now with ``wake()``
 """
 
 import logging
+import threading
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +33,7 @@ class SchedulerService:
         self.discovery = discovery
         self.discovery_seconds = discovery_seconds
         self.reconciler = reconciler
+        self._woken = threading.Event()
         self.lease = Lease(new_holder_id(), lease_seconds)
         self.is_leader = False
         self._scheduler = None
@@ -89,14 +91,21 @@ class SchedulerService:
             return
         with database.connection_context():
             self.is_leader = self.lease.record_tick()
-            if self.is_leader and self.reconciler is not None:
+            # A wake during a pass would be skipped by APScheduler (one tick at a time):
+            # the flag makes the pass run once more instead.
+            self._woken.clear()
+            while self.is_leader and self.reconciler is not None:
                 self.reconciler.run()
+                if not self._woken.is_set():
+                    break
+                self._woken.clear()
 
     def wake(self):
         """Run the tick as soon as possible (a task was submitted or stopped); returns at once.
         False when this process is not the running leader."""
         if self.state != "leader":
             return False
+        self._woken.set()
         self._scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
         return True
 
