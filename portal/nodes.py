@@ -10,7 +10,7 @@ import re
 from flask_babel import gettext as _
 from peewee import IntegrityError
 
-from portal.models import Node, NodeChip
+from portal.models import Node, NodeChip, Replica
 
 URL_RE = re.compile(r"^(unix|ssh|tcp)://[^\s'\"<>]+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -102,6 +102,11 @@ def remove_node(node):
     """Forget a manual or connection node; the local node always stays."""
     if node.source == "local":
         raise NodeError(_("The local node cannot be removed; disable it instead."))
+    busy = Replica.select().where((Replica.node == node)
+                                  & Replica.state.in_(("starting", "running"))).count()
+    if busy:
+        raise NodeError(_("Node '%(name)s' still runs %(n)d replica(s): drain it and stop "
+                          "them first.", name=node.name, n=busy))
     node.delete_instance(recursive=True)
 
 

@@ -32,6 +32,7 @@ from portal.models import (
     NodeChip,
     Pool,
     PoolGroup,
+    PoolLimit,
     Replica,
     ResourceSpec,
     SpecResource,
@@ -47,6 +48,7 @@ MAX_MEMORY_MIB = 16 * 1024 * 1024  # 16 TiB
 MAX_CHIPS = 1024
 MAX_PRICE = 1_000_000 * MICRO  # per machine-hour
 NAME_MAX = {"resource": 64, "spec": 96, "pool": 64}
+MAX_LIMIT = 10_000  # a per-user limit in a pool: chips, or running replicas
 DESCRIPTION_MAX = 256
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -428,15 +430,29 @@ def delete_spec(spec):
 # --- pools -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PoolLimits:
+    """The miner's per-user limits in one pool, None where there is none: chips one renter
+    may hold at once (all kinds together), and replicas one renter may have starting or
+    running at once. The scheduler's placement reads the same row."""
+
+    max_chips_per_user: int | None = None
+    max_replicas_per_user: int | None = None
+
+
+LIMIT_FIELDS = ("max_chips_per_user", "max_replicas_per_user")
+
+
 @dataclass
 class PoolView:
-    """A pool with its bound groups, its nodes, their total capacity, and the specs that fit:
-    a spec fits when some schedulable node of the pool can hold it."""
+    """A pool with its bound groups, its nodes, their total capacity, the specs that fit (a
+    spec fits when some schedulable node of the pool can hold it) and its ``PoolLimits``."""
 
     pool: Pool
     groups: list
     nodes: list
     specs: list
+    limits: PoolLimits = field(default_factory=PoolLimits)
 
     def __post_init__(self):
         self.capacity = total_capacity(self.nodes)
@@ -463,12 +479,14 @@ def pool_views(nodes=None, specs=None):
         groups.setdefault(binding.pool_id, []).append(binding.group)
     for item in nodes:
         members.setdefault(item.node.pool_id or default_id, []).append(item)
+    limits = all_pool_limits()
     views = []
     for pool in pools:
         held = members.get(pool.id, [])
         ready = [item.capacity for item in held if item.schedulable]
         fitting = [s for s in specs if any(fits(s.needs, capacity) for capacity in ready)]
-        views.append(PoolView(pool, groups.get(pool.id, []), held, fitting))
+        views.append(PoolView(pool, groups.get(pool.id, []), held, fitting,
+                              limits.get(pool.id, PoolLimits())))
     return views
 
 
@@ -525,6 +543,62 @@ def set_pool_groups(pool, group_ids):
             _fail(None, _("One of the chosen groups no longer exists: reload the page."))
         if groups:
             PoolGroup.insert_many([{"pool": pool, "group": g} for g in groups]).execute()
+
+
+def parse_limit(value, field_name):
+    """A per-user limit as typed: empty (or None) is no limit, else a whole number from 0
+    (nothing in this pool) to MAX_LIMIT. Text is plain ASCII digits: no signs, no
+    fractions, no exponents."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
+        text = int(text)
+    if not isinstance(text, int) or isinstance(text, bool) or not 0 <= text <= MAX_LIMIT:
+        _fail(field_name, _("Enter a whole number from 0 to %(n)d, or leave it empty for no "
+                            "limit.", n=MAX_LIMIT))
+    return text
+
+
+def all_pool_limits():
+    """{pool id: PoolLimits} of the pools that have any limit: one query."""
+    return {row.pool_id: PoolLimits(row.max_chips_per_user, row.max_replicas_per_user)
+            for row in PoolLimit.select()}
+
+
+def pool_limits(pool):
+    """The ``PoolLimits`` of ``pool`` (no row: no limits)."""
+    row = PoolLimit.get_or_none(PoolLimit.pool == pool)
+    return PoolLimits(row.max_chips_per_user, row.max_replicas_per_user) if row else PoolLimits()
+
+
+def set_pool_limits(pool, **changes):
+    """Set the limits named in ``changes`` (``max_chips_per_user``, ``max_replicas_per_user``:
+    text as typed or an int; empty or None is no limit); the others stay. Both checked
+    first, all errors raised together. Returns the pool's ``PoolLimits``. A pool without
+    any limit keeps no row. Tasks already running are not stopped: a lower limit only
+    holds back what starts next."""
+    unknown = set(changes) - set(LIMIT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown limits: {sorted(unknown)}")
+    errors, values = {}, {}
+    for name, value in changes.items():
+        try:
+            values[name] = parse_limit(value, name)
+        except ResourceError as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise ResourceError(errors)
+    if values:
+        with database.atomic():  # the write first (see _save)
+            (PoolLimit.insert(pool=pool, **values)
+             .on_conflict(conflict_target=[PoolLimit.pool],
+                          update={getattr(PoolLimit, name): v for name, v in values.items()})
+             .execute())
+            PoolLimit.delete().where((PoolLimit.pool == pool)
+                                     & PoolLimit.max_chips_per_user.is_null()
+                                     & PoolLimit.max_replicas_per_user.is_null()).execute()
+    return pool_limits(pool)
 
 
 # --- what a renter may use ---------------------------------------------------------------

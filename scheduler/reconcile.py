@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-from peewee import IntegrityError
+from peewee import JOIN, IntegrityError
 
 from portal.db import database
 from portal.models import (
@@ -59,15 +59,26 @@ def hostname(subtask, replica):
     return f"{subtask.role}-{replica.index}"
 
 
-def transition(replica, state, reason="", **fields):
-    """Move ``replica`` to ``state`` (recording the event) unless it already ended."""
+def _seen(replica):
+    """When ``replica`` was last seen alive, as its reasons say it."""
+    return f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC" if replica.last_seen_at else "-"
+
+
+def transition(replica, state, reason="", from_state=None, **fields):
+    """Move ``replica`` to ``state`` (recording the event) unless it already ended; with
+    ``from_state``, only from that state (compare-and-set). Returns whether it moved."""
+    current = (Replica.state == from_state) if from_state else Replica.state.not_in(REPLICA_ENDED)
     moved = (Replica.update(state=state, reason=reason[:512], **fields)
-             .where((Replica.id == replica.id) & Replica.state.not_in(REPLICA_ENDED)).execute())
+             .where((Replica.id == replica.id) & current).execute())
     if moved:
         ReplicaEvent.create(replica=replica.id, state=state, reason=reason[:512])
         if state in REPLICA_ENDED:
             ReplicaChip.delete().where(ReplicaChip.replica == replica.id).execute()
     return moved
+
+
+class StalePlan(Exception):
+    """A task's placement no longer matches the database; nothing of it is stored."""
 
 
 class Reconciler:
@@ -100,13 +111,31 @@ class Reconciler:
     # --- placing -----------------------------------------------------------------------
 
     def place(self):
+        """Plan this pass's placement and store it."""
+        plan = self.plan()
+        if plan is not None:
+            self.apply(plan)
+
+    def plan(self):
+        """The placement of every waiting task over a fresh snapshot; None when nothing
+        waits. It only reads: ``apply`` stores it."""
         needs = inventory.spec_needs()
         tasks = inventory.pending_tasks(needs)
         if not tasks:
-            return
+            return None
         usage, limits = inventory.usage_and_limits(needs)
-        plan = placement.place(inventory.node_states(needs), tasks, now=utcnow(), usage=usage,
+        return placement.place(inventory.node_states(needs), tasks, now=utcnow(), usage=usage,
                                limits=limits, pool_names=inventory.pool_names())
+
+    def apply(self, plan):
+        """Store ``plan``: each task in one transaction, all of its replicas or none.
+
+        The snapshot may be stale by now. A chip taken meanwhile (the unique
+        ``ReplicaChip.chip``), a chip or node gone, or a replica that left ``pending``
+        (its renter stopped the task, which the portal does at once) undoes that task's
+        placement; the next pass plans again. So a chip is never held by a replica that
+        will not start.
+        """
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
             NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
         names = dict(Node.select(Node.id, Node.name).tuples())
@@ -114,15 +143,22 @@ class Reconciler:
             try:
                 with database.atomic():
                     for a in assignments:
+                        if not transition(Replica(id=a.replica_key), "starting",
+                                          f"placed on {names.get(a.node_id, a.node_id)}",
+                                          from_state="pending", node=a.node_id):
+                            raise StalePlan(f"replica {a.replica_key} is no longer pending")
                         for kind, indices in a.chips.items():
                             for slot, index in enumerate(indices):
-                                ReplicaChip.create(replica=a.replica_key, slot=slot,
-                                                   chip=chip_ids[(a.node_id, kind, index)])
-                        transition(Replica(id=a.replica_key), "starting",
-                                   f"placed on {names[a.node_id]}", node=a.node_id)
+                                chip = chip_ids.get((a.node_id, kind, index))
+                                if chip is None:
+                                    raise StalePlan(f"chip {kind} {index} is gone")
+                                ReplicaChip.create(replica=a.replica_key, slot=slot, chip=chip)
                     Task.update(reason="").where(Task.id == task_id).execute()
             except IntegrityError:  # a chip was taken meanwhile: the next pass places again
                 log.warning("placement of task %s lost a race; retrying next pass", task_id)
+                continue
+            except StalePlan as why:
+                log.info("placement of task %s not stored (%s)", task_id, why)
                 continue
             refresh_state(Task(id=task_id))
         for task_id, reason in plan.pending.items():
@@ -134,7 +170,8 @@ class Reconciler:
     def start_placed(self):
         """Create and start the containers of placed replicas, all at once."""
         replicas = list(Replica.select(Replica, Task, Subtask, Node)
-                        .join(Task).switch(Replica).join(Subtask).switch(Replica).join(Node)
+                        .join(Task).switch(Replica).join(Subtask).switch(Replica)
+                        .join(Node, JOIN.LEFT_OUTER)
                         .where((Replica.state == "starting") & (Replica.container == "")))
         if not replicas:
             return
@@ -142,7 +179,12 @@ class Reconciler:
         for replica in stopped:
             transition(replica, "stopped", "stopped before it started")
             refresh_state(replica.task)
-        jobs = {r.id: (r, self._spec(r)) for r in replicas if r not in stopped}
+        orphans = [r for r in replicas if r not in stopped and r.node_id is None]
+        for replica in orphans:
+            transition(replica, "lost", "its node was removed before it started")
+            refresh_state(replica.task)
+        jobs = {r.id: (r, self._spec(r)) for r in replicas
+                if r not in stopped and r not in orphans}
         futures = {rid: self.pool.submit(self._start, r.node, spec)
                    for rid, (r, spec) in jobs.items()}
         for rid, future in futures.items():
@@ -165,7 +207,14 @@ class Reconciler:
             try:
                 backend.start(spec)
             except ContainerExists:
-                pass  # started before a crash: adopt it
+                found = backend.inspect(spec.name)
+                if found is not None and found.status != "created":
+                    return "started", found  # started before a crash: adopt it
+                # Made but never started (a crash between the two): it never ran, so
+                # making it again starts nothing twice.
+                if found is not None:
+                    backend.remove(spec.name)
+                backend.start(spec)
             return "started", backend.inspect(spec.name)
         except StartFailed as error:
             return "failed", str(error)
@@ -204,8 +253,8 @@ class Reconciler:
     def _follow(self, replica, state):
         """Apply what one inspect said about ``replica``'s container."""
         if state is None:
-            seen = f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC" if replica.last_seen_at else "-"
-            transition(replica, "lost", f"its container vanished (last seen alive {seen})")
+            transition(replica, "lost",
+                       f"its container vanished (last seen alive {_seen(replica)})")
             return
         seen = utcnow()
         started = state.started.ns if state.started else None
@@ -234,12 +283,18 @@ class Reconciler:
     def refresh(self):
         """Inspect every replica believed starting or running (this is also adoption after
         a restart)."""
-        replicas = list(Replica.select(Replica, Task, Node).join(Task).switch(Replica).join(Node)
+        replicas = list(Replica.select(Replica, Task, Node).join(Task).switch(Replica)
+                        .join(Node, JOIN.LEFT_OUTER)
                         .where(Replica.state.in_(("starting", "running"))
                                & (Replica.container != "")))
-        futures = {r.id: self.pool.submit(self._inspect, r) for r in replicas}
+        futures = {r.id: self.pool.submit(self._inspect, r) for r in replicas if r.node_id}
         touched = {}
         for replica in replicas:
+            if replica.node_id is None:  # the miner removed its node: nothing to ask
+                transition(replica, "lost",
+                           f"its node was removed (last seen alive {_seen(replica)})")
+                touched[replica.task_id] = replica.task
+                continue
             reachable, state = futures[replica.id].result()
             if reachable:
                 self._follow(replica, state)

@@ -3,8 +3,12 @@ sees the pools they may use (``open_pools``), with capacity and the specs that f
 
 A pool's groups are sent as group names and replace the old set; its ``nodes``
 are node ids to move into it (a node leaves a pool by moving into another,
-such as the default pool).
+such as the default pool). Its ``limits`` are the per-user limits (null: none);
+a change sets the limits it names and leaves the other as it was. Renters see
+the limits too: they are the ones their tasks wait on.
 """
+
+from dataclasses import asdict
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,11 +18,23 @@ from portal.api.auth import api_user
 from portal.api.errors import ApiError
 from portal.api.registry import route
 from portal.api.resources import MAX_ID, REF, conflict, get_or_404, invalid, ref
-from portal.api.schema import Array, Boolean, Integer, Map, Object, String
+from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String
 from portal.db import database
 from portal.models import Group, Node, Pool
 
 MAX_ITEMS = 1000  # groups or nodes in one request
+
+_LIMITS = {
+    "max_chips_per_user": Integer(_l("Chips (all kinds together) one renter may hold at once "
+                                     "in the pool; null: no limit"),
+                                  nullable=True, minimum=0, maximum=rules.MAX_LIMIT),
+    "max_replicas_per_user": Integer(_l("Replicas one renter may have starting or running at "
+                                        "once in the pool; null: no limit"),
+                                     nullable=True, minimum=0, maximum=rules.MAX_LIMIT),
+}
+LIMITS = Record(_LIMITS, name="PoolLimits")
+LIMITS_CHANGE = Object(_LIMITS, name="PoolLimitsChange",
+                       description=_l("Either or both limits; one left out stays as it is"))
 
 POOL = Object({
     "id": Integer(),
@@ -32,7 +48,9 @@ POOL = Object({
     "groups": Array(String(), _l("Miner only: the bound groups. None: the default pool serves "
                                  "every renter, another pool nobody")),
     "nodes": Array(REF, _l("Miner only: its nodes")),
-}, required=("id", "name", "description", "is_default", "capacity", "specs"), name="Pool")
+    "limits": LIMITS,
+}, required=("id", "name", "description", "is_default", "capacity", "specs", "limits"),
+    name="Pool")
 
 POOL_FIELDS = {
     "name": String(_l("Unique; the default pool keeps its name")),
@@ -41,6 +59,7 @@ POOL_FIELDS = {
                     max_items=MAX_ITEMS),
     "nodes": Array(Integer(minimum=1, maximum=MAX_ID), _l("Ids of nodes to move into the pool"),
                    max_items=MAX_ITEMS),
+    "limits": LIMITS_CHANGE,
 }
 NEW_POOL = Object(POOL_FIELDS, required=("name",), name="NewPool")
 POOL_CHANGE = Object(POOL_FIELDS, name="PoolChange",
@@ -50,7 +69,8 @@ POOL_CHANGE = Object(POOL_FIELDS, name="PoolChange",
 def pool_json(view, miner):
     out = {"id": view.pool.id, "name": view.pool.name, "description": view.pool.description,
            "is_default": view.pool.is_default, "capacity": view.capacity,
-           "specs": [ref(s.spec) for s in view.specs if miner or s.spec.enabled]}
+           "specs": [ref(s.spec) for s in view.specs if miner or s.spec.enabled],
+           "limits": asdict(view.limits)}
     if miner:
         out["groups"] = [group.name for group in view.groups]
         out["nodes"] = [ref(item.node) for item in view.nodes]
@@ -120,10 +140,12 @@ def _save(pool, body):
                                   body.get("description", pool.description))
             if group_ids is not None:
                 rules.set_pool_groups(pool, group_ids)
+            if "limits" in body:
+                rules.set_pool_limits(pool, **body["limits"])
             for node in nodes:
                 rules.move_node(node, pool)
     except rules.ResourceError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, {name: f"limits.{name}" for name in rules.LIMIT_FIELDS}) from None
     return _one(pool.id)
 
 
@@ -134,7 +156,7 @@ def create_pool_api(body):
 
 
 @route("/pools/<int:pool_id>", "PATCH",
-       summary=_l("Change a pool: name, description, groups, nodes to move into it"),
+       summary=_l("Change a pool: name, description, groups, nodes to move into it, limits"),
        role="miner", body=POOL_CHANGE, response=POOL)
 def update_pool_api(pool_id, body):
     return _save(_pool_or_404(pool_id), body)

@@ -1,8 +1,11 @@
-"""The miner's Pools page: pools of whole nodes, the groups bound to them, the specs that fit.
+"""The miner's Pools page: pools of whole nodes, the groups bound to them, the specs that fit,
+and each pool's per-user limits.
 
 The default pool always exists: it holds every node in no other pool and,
-with no group bound, serves every renter.
+with no group bound, serves every renter. A limit left empty is no limit.
 """
+
+from dataclasses import astuple
 
 from flask import flash, redirect, request, url_for
 from flask_babel import gettext as _
@@ -21,13 +24,33 @@ class PoolForm(FlaskForm):
     description = StringField(_l("Description"))
 
 
-def _page(form=None, editing=None, status=200):
+class LimitsForm(FlaskForm):
+    """One pool's per-user limits; the page shows one per pool (inputs named alike, ids
+    made unique by the template)."""
+
+    max_chips_per_user = StringField(_l("Chips per renter"))
+    max_replicas_per_user = StringField(_l("Running replicas per renter"))
+
+
+def _limits_form(view):
+    values = {name: "" if value is None else str(value)
+              for name, value in zip(rules.LIMIT_FIELDS, astuple(view.limits), strict=True)}
+    return LimitsForm(formdata=None, data=values)
+
+
+def _page(form=None, editing=None, status=200, limits=None):
+    """The page; ``limits`` is (pool id, LimitsForm) for a limits form that was refused."""
     nodes = rules.node_capacities()
+    views = rules.pool_views(nodes)
+    limit_forms = {view.pool.id: _limits_form(view) for view in views}
+    if limits:
+        limit_forms[limits[0]] = limits[1]
     return answer(
         "miner/pools.html", status,
         push=url_for("miner.pools", edit=editing.id if editing else None),
-        pools=rules.pool_views(nodes), kinds=rules.chip_kinds(n.capacity for n in nodes),
-        groups=list(Group.select().order_by(Group.name)),
+        pools=views, kinds=rules.chip_kinds(n.capacity for n in nodes),
+        groups=list(Group.select().order_by(Group.name)), limit_forms=limit_forms,
+        max_limit=rules.MAX_LIMIT,
         form=form or PoolForm(formdata=None, obj=editing), editing=editing,
     )
 
@@ -95,6 +118,22 @@ def set_pool_groups_view(pool_id):
     except rules.ResourceError as exc:
         return _refuse(str(exc))
     flash(_("Groups of pool '%(name)s' saved.", name=pool.name), "success")
+    return redirect(url_for("miner.pools"), 303)
+
+
+@bp.post("/pools/<int:pool_id>/limits")
+def set_pool_limits_view(pool_id):
+    pool = get_or_404(Pool, pool_id)
+    form = LimitsForm()
+    if not form.validate():
+        return _page(limits=(pool.id, form), status=400)
+    try:
+        rules.set_pool_limits(pool, max_chips_per_user=form.max_chips_per_user.data,
+                              max_replicas_per_user=form.max_replicas_per_user.data)
+    except rules.ResourceError as exc:
+        show_errors(form, exc)
+        return _page(limits=(pool.id, form), status=400)
+    flash(_("Limits of pool '%(name)s' saved.", name=pool.name), "success")
     return redirect(url_for("miner.pools"), 303)
 
 

@@ -116,3 +116,19 @@ def test_renter_cannot_touch_nodes(client, accounts, node):
     assert client.get("/miner/nodes").status_code == 403
     response = client.post(f"/miner/nodes/{node.id}/cordon", data={"csrf_token": token})
     assert response.status_code == 403
+
+
+def test_a_node_running_replicas_is_not_removed(app, miner, node):
+    from portal.models import Pool, Replica, ResourceSpec, Subtask, Task, User
+
+    with app.app_context():
+        spec = ResourceSpec.create(name="s", cpu_millis=1000, memory_mib=512, price_per_hour=1)
+        task = Task.create(user=User.get(User.name == "rene"), name="t", image="busybox",
+                           pool=Pool.get(Pool.is_default == True))  # noqa: E712
+        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+        Replica.create(task=task, subtask=subtask, index=0, state="running", node=node)
+    response = post(miner, f"/miner/nodes/{node.id}/remove")
+    assert response.status_code == 303
+    assert "still runs 1 replica" in miner.get(f"/miner/nodes/{node.id}").get_data(as_text=True)
+    with app.app_context():
+        assert Node.select().where(Node.id == node.id).exists()
