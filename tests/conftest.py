@@ -109,6 +109,11 @@ def podman_service(tmp_path_factory):
                             check=False).stdout.split()
         if leftovers:
             _podman(service.conf, "rm", "-f", "-t", "0", *leftovers, check=False)
+        # Task networks the tests left; one still in use is refused, so nothing live goes.
+        networks = _podman(service.conf, "network", "ls", "-q", "--filter",
+                           "label=hourglass.task", check=False).stdout.split()
+        for network in networks:
+            _podman(service.conf, "network", "rm", network, check=False)
 
 
 @pytest.fixture
