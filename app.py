@@ -25,6 +25,7 @@ from portal.miner import bp as miner_bp
 from portal.renter import area as renter_area
 from portal.renter import bp as renter_bp
 from portal.signals import nodes_changed, tasks_changed
+from scheduler.console import Containers
 from scheduler.discovery import Discovery
 from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
@@ -106,6 +107,8 @@ def _init_scheduler(app):
     )
     app.extensions["hourglass.backend"] = backend
     app.extensions["hourglass.scheduler"] = service
+    # Replicas' logs and consoles on whichever node runs them (the pages' own connections).
+    app.extensions["hourglass.containers"] = Containers()
 
     def rediscover(sender, **extra):
         service.request_discovery()

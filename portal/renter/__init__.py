@@ -21,6 +21,6 @@ def overview():
 
 
 # These modules register their routes on bp.
-from portal.renter import tasks  # noqa: E402,F401
+from portal.renter import console, replicas, tasks  # noqa: E402,F401
 
 area.register_placeholder()

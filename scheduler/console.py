@@ -1,0 +1,288 @@
+"""Replicas' logs and web consoles on any node, for the portal's pages.
+
+``Containers`` is what ``app.py`` puts in ``app.extensions["hourglass.containers"]``:
+the portal (which never imports ``scheduler``) reads and follows a replica's log
+and opens a shell in it, naming the node by its URL and the container by its
+handle (``Replica.node.url``, ``Replica.container``).
+
+podman-py has no two-way exec stream (``exec_run(socket=True)`` is not
+implemented), so the console and the followed log speak HTTP to the node's
+Podman service over a connection of their own:
+
+- console: ``POST /containers/{name}/exec`` (stdin, stdout, stderr, a TTY),
+  then ``POST /exec/{id}/start`` with ``Connection: Upgrade`` / ``Upgrade: tcp``;
+  Podman answers ``101 UPGRADED`` and the connection carries the terminal's raw
+  bytes both ways. ``POST /exec/{id}/resize?h=&w=`` resizes it.
+- followed log: ``GET /containers/{name}/logs?follow=true`` asked as HTTP/1.0,
+  so the body is not chunked: Podman's 8-byte frame headers, each followed by
+  that much output (replicas' containers have no TTY, so the log is framed).
+
+Podman keeps an exec session's processes running when its connection closes,
+so the console's command first prints its PID (``sh -c 'echo $$; exec "$0"
+"$@"' ARGV...``: the argv is passed as arguments, never parsed by a shell) and
+``Console.close`` sends that process SIGHUP, as closing a terminal window
+does; the kernel then hangs up its foreground job too. Both need ``/bin/sh``
+in the image.
+
+These connections reach ``unix://`` and ``tcp://`` nodes; for an ``ssh://`` node
+they raise ``BackendError`` (its log can still be read, not followed, through
+podman-py).
+"""
+
+import codecs
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from urllib.parse import quote, urlsplit
+
+from scheduler.backend import BackendError, ContainerGone, NodeUnreachable
+from scheduler.podman import PodmanBackend
+
+API = "/v4.0.0/libpod"  # served by Podman 4 and 5
+FRAME = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 zero bytes, size
+HEAD_MAX = 64 * 1024
+READ = 64 * 1024
+TERM = "xterm-256color"
+PID_WRAPPER = ("/bin/sh", "-c", 'echo "$$"; exec "$0" "$@"')
+
+
+class Console:
+    """A shell's terminal in a running container: bytes in, bytes out.
+
+    ``recv`` blocks until output comes and returns b"" once the shell has ended
+    or the console is closed; one thread may ``recv`` while another ``send``s;
+    ``close`` may come from any thread and wakes a blocked ``recv``.
+    """
+
+    def __init__(self, url, exec_id, sock, pid, pending, timeout):
+        self.url = url
+        self.exec_id = exec_id
+        self.pid = pid
+        self._sock = sock
+        self._pending = pending
+        self._timeout = timeout
+        self._closed = threading.Event()
+
+    def send(self, data: bytes) -> None:
+        """Type ``data``; dropped once the shell has ended (``recv`` tells that)."""
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            pass
+
+    def recv(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return self._sock.recv(READ)
+        except OSError:
+            return b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Tell the terminal its new size, in character cells."""
+        _call(self.url, "POST", f"/exec/{self.exec_id}/resize?h={int(rows)}&w={int(cols)}",
+              timeout=self._timeout)
+
+    def close(self) -> None:
+        """End the connection, and hang up the shell if it still runs (blocks for two short
+        API calls). Closing twice is harmless."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            session = _call(self.url, "GET", f"/exec/{self.exec_id}/json", timeout=self._timeout)
+            if session["Running"]:
+                _hang_up(self.url, session["ContainerID"], self.pid, self._timeout)
+        except BackendError:
+            pass  # the container or its node is gone, and the shell with it
+
+
+class Containers:
+    """Logs and consoles of containers on any node, named by the node's URL.
+
+    ``Error`` is the one exception its verbs raise, ``Gone`` the one for a
+    container that does not exist, so a caller outside ``scheduler`` catches
+    ``containers.Error`` without importing it. ``timeout`` bounds each API
+    call, in seconds; a followed log yields "" after ``idle`` quiet seconds.
+    """
+
+    Error = BackendError
+    Gone = ContainerGone
+
+    def __init__(self, timeout=5.0, idle=10.0):
+        self.timeout = timeout
+        self.idle = idle
+
+    def logs(self, node_url: str, container: str, follow: bool = False,
+             tail: int | None = None) -> Iterator[str]:
+        """The container's output (stdout and stderr) as text chunks, the last ``tail`` lines
+        (None: all). The container is looked up at once (Gone).
+
+        With ``follow`` it goes on until the container stops, yielding "" after
+        every ``idle`` seconds without output so the caller can keep its own
+        connection alive or give up; closing the iterator ends the read at once.
+        """
+        if not follow:
+            return PodmanBackend(node_url, self.timeout).logs(container, tail=tail)
+        query = f"follow=true&stdout=true&stderr=true&tail={'all' if tail is None else int(tail)}"
+        sock, status, rest = _request(node_url, "GET",
+                                      f"/containers/{quote(container, safe='')}/logs?{query}",
+                                      timeout=self.timeout)
+        if status >= 400:
+            _raise(status, _read_to_end(sock, rest), container)
+        sock.settimeout(self.idle)
+        return _log_text(sock, rest)
+
+    def open_console(self, node_url: str, container: str, argv: Sequence[str], rows: int = 24,
+                     cols: int = 80) -> Console:
+        """Start ``argv`` (no shell parses it) on a new terminal of ``rows`` x ``cols`` in the
+        running container, as the container's user, with TERM=xterm-256color.
+        Raises Gone, or Error when the container does not run or the node
+        cannot be reached."""
+        created = _call(node_url, "POST", f"/containers/{quote(container, safe='')}/exec",
+                        {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
+                         "Tty": True, "Cmd": [*PID_WRAPPER, *argv], "Env": [f"TERM={TERM}"]},
+                        handle=container, timeout=self.timeout)
+        exec_id = created["Id"]
+        sock, status, rest = _request(node_url, "POST", f"/exec/{exec_id}/start",
+                                      {"Detach": False, "Tty": True, "h": rows, "w": cols},
+                                      upgrade=True, timeout=self.timeout)
+        if status != 101:
+            _raise(status, _read_to_end(sock, rest), container)
+        try:
+            while b"\n" not in rest:
+                chunk = sock.recv(READ)
+                if not chunk:
+                    raise BackendError("the console's command ended at once")
+                rest += chunk
+        except OSError as error:
+            sock.close()
+            raise NodeUnreachable(str(error)) from error
+        except BackendError:
+            sock.close()
+            raise
+        first, rest = rest.split(b"\n", 1)
+        if not first.strip().isdigit():
+            sock.close()
+            raise BackendError(f"the console needs /bin/sh in the image: {first[:200]!r}")
+        sock.settimeout(None)
+        return Console(node_url, exec_id, sock, int(first.strip()), rest, self.timeout)
+
+
+def _hang_up(url, container_id, pid, timeout):
+    """SIGHUP to the console's process ``pid`` (a number Podman's shell printed, not one
+    anybody typed), from a detached exec of its own."""
+    killer = _call(url, "POST", f"/containers/{container_id}/exec",
+                   {"Cmd": ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(pid)]}, timeout=timeout)
+    _call(url, "POST", f"/exec/{killer['Id']}/start", {"Detach": True}, timeout=timeout)
+
+
+def _connect(url, timeout):
+    parts = urlsplit(url)
+    if parts.scheme not in ("unix", "tcp"):
+        raise BackendError(f"consoles and followed logs reach unix:// and tcp:// nodes, "
+                           f"not {parts.scheme}://")
+    sock = socket.socket(socket.AF_UNIX if parts.scheme == "unix" else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(parts.path if parts.scheme == "unix" else (parts.hostname, parts.port))
+    except OSError as error:
+        sock.close()
+        raise NodeUnreachable(str(error)) from error
+    return sock
+
+
+def _request(url, method, path, body=None, upgrade=False, timeout=5.0):
+    """Send one request on a new connection and read the answer's head: (socket, status,
+    the bytes read past the head). HTTP/1.0 unless ``upgrade``, so the server closes the
+    connection after an answer that is not chunked."""
+    sock = _connect(url, timeout)
+    data = json.dumps(body).encode() if body is not None else b""
+    head = [f"{method} {API}{path} HTTP/{'1.1' if upgrade else '1.0'}", "Host: podman",
+            "Content-Type: application/json", f"Content-Length: {len(data)}"]
+    if upgrade:
+        head += ["Connection: Upgrade", "Upgrade: tcp"]
+    buffer = b""
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(READ)
+            if not chunk or len(buffer) > HEAD_MAX:
+                raise OSError("the node closed the connection without an answer")
+            buffer += chunk
+        status = int(buffer.split(b" ", 2)[1])
+    except (OSError, ValueError, IndexError) as error:
+        sock.close()
+        raise NodeUnreachable(str(error)) from error
+    return sock, status, buffer.split(b"\r\n\r\n", 1)[1]
+
+
+def _read_to_end(sock, body):
+    try:
+        while chunk := sock.recv(READ):
+            body += chunk
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    return body
+
+
+def _call(url, method, path, body=None, handle=None, timeout=5.0):
+    """One API call; its JSON answer (None when empty). A 404 is ContainerGone when
+    ``handle`` names the container at stake; other refusals are BackendError."""
+    sock, status, rest = _request(url, method, path, body, timeout=timeout)
+    answer = _read_to_end(sock, rest)
+    if status >= 400:
+        _raise(status, answer, handle)
+    return json.loads(answer) if answer.strip() else None
+
+
+def _raise(status, answer, handle):
+    if status == 404 and handle:
+        raise ContainerGone(handle)
+    try:
+        message = json.loads(answer).get("message") or ""
+    except (ValueError, AttributeError):
+        message = answer.decode(errors="replace").strip()
+    raise BackendError(message or f"Podman answered {status}")
+
+
+def _log_text(sock, buffer):
+    """Text chunks from Podman's framed log stream on ``sock``; "" when a read times out."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        while True:
+            pieces, at = [], 0
+            while len(buffer) - at >= FRAME.size:
+                _stream, size = FRAME.unpack_from(buffer, at)
+                if len(buffer) - at - FRAME.size < size:
+                    break
+                pieces.append(decoder.decode(buffer[at + FRAME.size:at + FRAME.size + size]))
+                at += FRAME.size + size
+            buffer = buffer[at:]
+            if text := "".join(pieces):
+                yield text
+            try:
+                chunk = sock.recv(READ)
+            except TimeoutError:
+                yield ""
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buffer += chunk
+        if rest := decoder.decode(b"", final=True):
+            yield rest
+    finally:
+        sock.close()
