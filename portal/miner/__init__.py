@@ -1,6 +1,6 @@
 """The miner's area under ``/miner``: only miners get in (see ``auth.require_role``)."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, render_template
 
 from portal.auth import require_role
 from portal.models import Group, User
@@ -9,6 +9,16 @@ from portal.pages import MINER_MENU, MINER_PLANNED, Area
 bp = Blueprint("miner", __name__, url_prefix="/miner")
 bp.before_request(require_role("miner"))
 area = Area(bp, MINER_MENU, MINER_PLANNED)
+
+MAX_ID = 2**63 - 1
+
+
+def get_or_404(model, object_id):
+    """The row of ``model`` with this id, or 404 (also for ids no row can have)."""
+    found = model.get_or_none(model.id == object_id) if 0 < object_id <= MAX_ID else None
+    if found is None:
+        abort(404)
+    return found
 
 
 @bp.get("/")

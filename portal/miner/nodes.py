@@ -9,7 +9,7 @@ from peewee import JOIN
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from portal.miner import bp
+from portal.miner import bp, get_or_404
 from portal.models import Node, NodeChip, Pool
 from portal.nodes import (
     NodeError,
@@ -35,13 +35,6 @@ class NodeForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=64)])
     url = StringField(_l("Podman API URL"), validators=[DataRequired(), Length(max=512)],
                       render_kw={"placeholder": "ssh://root@host/run/podman/podman.sock"})
-
-
-def _node_or_404(node_id):
-    node = Node.get_or_none(Node.id == node_id)
-    if node is None:
-        abort(404)
-    return node
 
 
 def _list(form=None, status=200):
@@ -75,7 +68,7 @@ def add_node_view():
 
 @bp.get("/nodes/<int:node_id>")
 def node_page(node_id):
-    node = _node_or_404(node_id)
+    node = get_or_404(Node, node_id)
     chips = NodeChip.select().where(NodeChip.node == node).order_by(NodeChip.kind, NodeChip.index)
     labels_text = "\n".join(f"{k}={v}" for k, v in labels_of(node).items())
     return render_template("miner/node.html", node=node, chips=list(chips),
@@ -84,7 +77,7 @@ def node_page(node_id):
 
 @bp.post("/nodes/<int:node_id>/labels")
 def node_labels(node_id):
-    node = _node_or_404(node_id)
+    node = get_or_404(Node, node_id)
     try:
         set_labels(node, request.form.get("labels", ""))
     except NodeError as exc:
@@ -96,7 +89,7 @@ def node_labels(node_id):
 
 @bp.post("/nodes/<int:node_id>/<action>")
 def node_action(node_id, action):
-    node = _node_or_404(node_id)
+    node = get_or_404(Node, node_id)
     if action == "remove":
         try:
             remove_node(node)

@@ -5,7 +5,7 @@ their capacity. Custom resources are the miner's names over a system resource
 kind. The small helpers at the top serve the Specs and Pools pages as well.
 """
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -13,17 +13,10 @@ from peewee import fn
 from wtforms import SelectField, StringField
 
 from portal import resources as rules
-from portal.miner import bp
+from portal.miner import bp, get_or_404
 from portal.models import CustomResource, SpecResource
 
 # Number formatting for the resource templates (they are passed to each render).
-
-
-def get_or_404(model, object_id):
-    found = model.get_or_none(model.id == object_id) if 0 < object_id < 2**63 else None
-    if found is None:
-        abort(404)
-    return found
 
 
 def parse_id(text):

@@ -12,8 +12,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 
 from portal import resources as rules
-from portal.miner import bp
-from portal.miner.resources import answer, get_or_404, parse_id, show_errors
+from portal.miner import bp, get_or_404
+from portal.miner.resources import answer, parse_id, show_errors
 from portal.models import CustomResource, ResourceSpec, SpecResource
 from portal.settings import get as setting
 

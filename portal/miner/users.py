@@ -4,7 +4,7 @@ A generated password is shown once, in the response to the action that
 made it; it is never flashed (flashes live in the session cookie) or logged.
 """
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -13,7 +13,7 @@ from wtforms import PasswordField, SelectChoice, SelectField, SelectMultipleFiel
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.miner import bp
+from portal.miner import bp, get_or_404
 from portal.models import Group, User
 from portal.users import (
     ROLE_NAMES,
@@ -73,13 +73,6 @@ def _stay_on_users_page():
     return {"HX-Push-Url": url_for("miner.users")} if request.method == "POST" else {}
 
 
-def _get_or_404(model, object_id):
-    found = model.get_or_none(model.id == object_id)
-    if found is None:
-        abort(404)
-    return found
-
-
 @bp.get("/users")
 def users():
     return _page()
@@ -106,7 +99,7 @@ def create_user_view():
 
 @bp.post("/users/<int:user_id>/active")
 def set_active_view(user_id):
-    user = _get_or_404(User, user_id)
+    user = get_or_404(User, user_id)
     if user.id == current_user.id:
         flash(_("You cannot disable your own account."), "error")
     else:
@@ -118,7 +111,7 @@ def set_active_view(user_id):
 
 @bp.post("/users/<int:user_id>/password")
 def reset_password_view(user_id):
-    user = _get_or_404(User, user_id)
+    user = get_or_404(User, user_id)
     typed = request.form.get("password", "")
     password = typed or generate_password()
     try:
@@ -133,7 +126,7 @@ def reset_password_view(user_id):
 
 @bp.post("/users/<int:user_id>/groups")
 def set_groups_view(user_id):
-    user = _get_or_404(User, user_id)
+    user = get_or_404(User, user_id)
     ids = [int(v) for v in request.form.getlist("groups") if v.isdigit()]
     set_groups(user, ids)
     flash(_("Groups of '%(name)s' saved.", name=user.name), "success")
@@ -156,7 +149,7 @@ def create_group_view():
 
 @bp.post("/groups/<int:group_id>/delete")
 def delete_group_view(group_id):
-    group = _get_or_404(Group, group_id)
+    group = get_or_404(Group, group_id)
     group.delete_instance(recursive=True)
     flash(_("Deleted group '%(name)s'.", name=group.name), "success")
     return redirect(url_for("miner.users"), 303)

@@ -110,6 +110,8 @@ def test_miner_sets_groups_and_deletes_a_group(app, miner, accounts):
 def test_unknown_user_or_group_is_404(miner):
     assert post(miner, "/miner/users/9999/active", active="0").status_code == 404
     assert post(miner, "/miner/groups/9999/delete").status_code == 404
+    assert post(miner, f"/miner/users/{2**64}/active", active="0").status_code == 404
+    assert miner.get(f"/miner/nodes/{2**64}").status_code == 404
 
 
 def test_cli_adds_and_lists_users(app, runner):
