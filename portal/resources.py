@@ -34,8 +34,10 @@ from portal.models import (
     PoolGroup,
     PoolLimit,
     Replica,
+    ReplicaChip,
     ResourceSpec,
     SpecResource,
+    Subtask,
     Task,
 )
 from portal.money import MICRO, AmountError, format_amount, parse_amount
@@ -183,10 +185,12 @@ def amount_text(micro):
 
 @dataclass
 class NodeCapacity:
-    """A node and its capacity; ``schedulable``: new replicas may go there."""
+    """A node, its capacity and what starting and running replicas hold of it
+    (``allocated``, same shape); ``schedulable``: new replicas may go there."""
 
     node: Node
     capacity: dict
+    allocated: dict = field(default_factory=dict)
 
     @property
     def schedulable(self):
@@ -195,22 +199,41 @@ class NodeCapacity:
 
 
 def node_capacities():
-    """Every node with its capacity, by name: two queries, whatever the number of nodes."""
+    """Every node with its capacity and allocation, by name: four queries, whatever the
+    number of nodes."""
     chips = {}
     query = (NodeChip.select(NodeChip.node, NodeChip.kind, fn.COUNT(NodeChip.id))
              .group_by(NodeChip.node, NodeChip.kind).tuples())
     for node_id, kind, count in query:
         chips.setdefault(node_id, {})[kind] = count
+    held = allocated_by_node()
     return [NodeCapacity(node, {CPU: node.cpu_millis, MEMORY: node.memory_mib,
-                                **chips.get(node.id, {})})
+                                **chips.get(node.id, {})}, held.get(node.id, {}))
             for node in Node.select().order_by(Node.name)]
 
 
-def total_capacity(capacities):
-    """The sum of ``NodeCapacity`` capacities, one dict."""
+def allocated_by_node():
+    """{node id: {cpu, memory, kind: chips}} that starting and running replicas hold."""
+    held = {}
+    specs = (Replica.select(Replica.node, fn.SUM(ResourceSpec.cpu_millis),
+                            fn.SUM(ResourceSpec.memory_mib))
+             .join(Subtask).join(ResourceSpec)
+             .where(Replica.state.in_(("starting", "running")) & Replica.node.is_null(False))
+             .group_by(Replica.node).tuples())
+    for node_id, cpu, memory in specs:
+        held[node_id] = {CPU: cpu, MEMORY: memory}
+    chips = (ReplicaChip.select(NodeChip.node, NodeChip.kind, fn.COUNT(ReplicaChip.id))
+             .join(NodeChip).group_by(NodeChip.node, NodeChip.kind).tuples())
+    for node_id, kind, count in chips:
+        held.setdefault(node_id, {})[kind] = count
+    return held
+
+
+def total_capacity(capacities, part="capacity"):
+    """The sum of ``NodeCapacity`` capacities (or ``part="allocated"``), one dict."""
     total = Counter({CPU: 0, MEMORY: 0})
     for item in capacities:
-        total.update(item.capacity)
+        total.update(getattr(item, part))
     return dict(total)
 
 

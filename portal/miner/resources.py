@@ -57,7 +57,8 @@ def _page(form=None, editing=None, status=200):
         "miner/resources.html", status,
         push=url_for("miner.resources", edit=editing.id if editing else None),
         nodes=nodes, kinds=rules.chip_kinds(n.capacity for n in nodes),
-        total=rules.total_capacity(nodes), uses=uses, form=form, editing=editing,
+        total=rules.total_capacity(nodes), held=rules.total_capacity(nodes, "allocated"),
+        uses=uses, form=form, editing=editing,
         custom=CustomResource.select().order_by(CustomResource.name),
     )
 

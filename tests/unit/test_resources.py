@@ -346,14 +346,28 @@ def test_renters_use_the_default_pool_and_the_pools_of_their_groups(ctx, tpu):
 
 
 def test_resources_page_lists_nodes_totals_and_custom_resources(app, miner):
+    from portal.models import NodeChip, Replica, ReplicaChip, Subtask, Task, User
+
     with app.app_context():
-        add_node("node-a", cores=8, gb=16, chips={BM1684X: 6})
+        node_a = add_node("node-a", cores=8, gb=16, chips={BM1684X: 6})
         add_node("node-b", cores=4, gb=8, chips={"nvidia.com/gpu": 2}, ready=False)
+        # A running replica of a 2-core, 1 GB spec holding two of node-a's chips.
+        spec = ResourceSpec.create(name="s", cpu_millis=2000, memory_mib=1024, price_per_hour=1)
+        task = Task.create(user=User.get(User.role == "renter"), name="t", image="busybox",
+                           pool=rules.default_pool())
+        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+        replica = Replica.create(task=task, subtask=subtask, index=0, state="running",
+                                 node=node_a)
+        for slot, chip in enumerate(NodeChip.select().where(NodeChip.node == node_a).limit(2)):
+            ReplicaChip.create(replica=replica, chip=chip, slot=slot)
     html = text(miner.get("/miner/resources"))
     assert "No node has been discovered yet." not in html
     total = re.search(r"<tfoot>(.*?)</tfoot>", html, re.S).group(1)
-    assert re.findall(r"<th>([^<]*)</th>", total) == ["Total", "2 nodes", "12", "24", "2", "6"]
-    assert "once tasks run" in html
+    assert re.findall(r"<th>([^<]*)</th>", total) == [
+        "Total", "2 nodes", "2 / 12", "1 / 24", "0 / 2", "2 / 6"]
+    row = re.search(r'<tr data-node="node-a">(.*?)</tr>', html, re.S).group(1)
+    assert re.findall(r"<td>([^<]*)</td>", row)[-4:] == ["2 / 8", "1 / 16", "0 / 0", "2 / 6"]
+    assert "in use / capacity" in html
     response = post(miner, "/miner/resources", name="<b>TPU</b> 张量", kind=BM1684X,
                     description="SC7")
     assert response.status_code == 303
