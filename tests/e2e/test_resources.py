@@ -54,12 +54,12 @@ def discovered_node(page):
 
     def shown():
         page.reload()
-        return row.count() == 1 and row.locator("td").last.inner_text() == "6"
+        return row.count() == 1 and row.locator("td").last.inner_text() == "0 / 6"
 
     wait_for(shown, timeout=30, interval=0.5, what="the local node with 6 chips")
     expect(page.locator("#system-resources thead")).to_contain_text(BM1684X)
     expect(row).to_contain_text("Ready")
-    return int(row.locator("td").nth(2).inner_text())
+    return int(float(row.locator("td").nth(2).inner_text().split("/")[1]))  # "in use / all"
 
 
 def spec_names(page):
