@@ -183,8 +183,8 @@ class Reconciler:
         for replica in orphans:
             transition(replica, "lost", "its node was removed before it started")
             refresh_state(replica.task)
-        jobs = {r.id: (r, self._spec(r)) for r in replicas
-                if r not in stopped and r not in orphans}
+        starting = [r for r in replicas if r not in stopped and r not in orphans]
+        jobs = {r.id: (r, spec) for r, spec in zip(starting, self._specs(starting), strict=True)}
         futures = {rid: self.pool.submit(self._start, r.node, spec)
                    for rid, (r, spec) in jobs.items()}
         for rid, future in futures.items():
@@ -222,13 +222,28 @@ class Reconciler:
             log.warning("starting %s on %s failed: %s", spec.name, node.name, error)
             return "retry", None
 
-    def _spec(self, replica):
-        """The container of ``replica``: its task's image, argv and env, its spec's limits,
-        its chips renumbered from 0, its peers' names."""
+    def _specs(self, replicas):
+        """The containers of ``replicas``, in order: their task's image, argv and env, their
+        spec's limits, their chips renumbered from 0, their peers' names. Three queries for
+        all of them, however many replicas and tasks."""
+        specs = {spec.id: spec for spec in ResourceSpec.select().where(
+            ResourceSpec.id.in_({r.subtask.spec_id for r in replicas}))}
+        peers = {}
+        for peer in (Replica.select(Replica, Subtask).join(Subtask)
+                     .where(Replica.task.in_({r.task_id for r in replicas}))
+                     .order_by(Subtask.id, Replica.index)):
+            peers.setdefault(peer.task_id, []).append(peer)
+        chips = {}
+        for row in (NodeChip.select(NodeChip, ReplicaChip.replica).join(ReplicaChip)
+                    .where(ReplicaChip.replica.in_([r.id for r in replicas]))
+                    .order_by(NodeChip.kind, ReplicaChip.slot)):
+            chips.setdefault(row.replicachip.replica_id, []).append(
+                Chip(row.kind, row.index, row.device, row.card, row.driver))
+        return [self._spec(r, specs[r.subtask.spec_id], peers[r.task_id], chips.get(r.id, []))
+                for r in replicas]
+
+    def _spec(self, replica, spec, everyone, chips):
         task, subtask = replica.task, replica.subtask
-        spec = ResourceSpec.get_by_id(subtask.spec_id)
-        everyone = list(Replica.select(Replica, Subtask).join(Subtask)
-                        .where(Replica.task == task.id).order_by(Subtask.id, Replica.index))
         rank = [r.id for r in everyone].index(replica.id)
         env = {**json.loads(task.env),
                "HOURGLASS_TASK_ID": str(task.id), "HOURGLASS_ROLE": subtask.role,
@@ -241,10 +256,6 @@ class Reconciler:
             image=task.image, argv=tuple(json.loads(task.argv)), env=env,
             cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
             network=network_name(task.id), hostname=name, aliases=(name,))
-        held = (NodeChip.select(NodeChip).join(ReplicaChip)
-                .where(ReplicaChip.replica == replica.id)
-                .order_by(NodeChip.kind, ReplicaChip.slot))
-        chips = [Chip(c.kind, c.index, c.device, c.card, c.driver) for c in held]
         root = self.host_root if replica.node.url == self.local_url else Path("/")
         return attach_chips(container, chips, root) if chips else container
 
