@@ -1,4 +1,7 @@
-"""Miner settings stored in the database (``Setting`` rows), with their defaults."""
+"""Miner settings stored in the database (``Setting`` rows), with their defaults, and the
+database's instance id."""
+
+import secrets
 
 from portal.models import Setting
 
@@ -18,6 +21,14 @@ def put(key, value):
         raise KeyError(key)
     Setting.insert(key=key, value=value).on_conflict(
         conflict_target=[Setting.key], update={Setting.value: value}).execute()
+
+
+def instance_id():
+    """This Hourglass database's id (8 hex digits), made on first use and never changed. It is
+    in every container and network name the scheduler makes, so two installs sharing one
+    Podman never adopt each other's containers."""
+    Setting.insert(key="instance_id", value=secrets.token_hex(4)).on_conflict_ignore().execute()
+    return Setting.get_by_id("instance_id").value
 
 
 def init_app(app):

@@ -4,10 +4,12 @@ The scheduler speaks to nodes only through ``ContainerBackend``, in Hourglass
 words (replica, task, chips), so nothing of the container engine leaks above
 it; ``scheduler.podman.PodmanBackend`` is the implementation, and a
 Kubernetes backend could be another. JupyterHub's Spawner is the model: a
-handful of verbs, and a handle (the container's name, ``hourglass-r<replica
-id>``) that is all the state a replica needs to be found again after a
-restart. Containers are always looked up by name or label, never by a cached
-engine id.
+handful of verbs, and a handle (the container's name, ``hourglass-<instance
+id>-r<replica id>``) that is all the state a replica needs to be found again
+after a restart. Containers are always looked up by name or label, never by a
+cached engine id. The instance id belongs to one Hourglass database, so two
+installs (or two test runs) sharing one Podman never take each other's
+containers for their own.
 
 Times are the engine's own: ``Timestamp`` keeps the raw text (to the
 nanosecond), integer nanoseconds since the epoch (what ``Replica.started_ns``
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from scheduler.accelerators import Chip, plugin_for
 
+INSTANCE_LABEL = "hourglass.instance"
 REPLICA_LABEL = "hourglass.replica"
 TASK_LABEL = "hourglass.task"
 SUBTASK_LABEL = "hourglass.subtask"
@@ -33,9 +36,15 @@ EPOCH = datetime(1970, 1, 1)
 TIME_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
-def container_name(replica_id: int) -> str:
-    """The container's name, and the replica's handle, for replica ``replica_id``."""
-    return f"hourglass-r{replica_id}"
+def container_name(instance: str, replica_id: int) -> str:
+    """The container's name, and the replica's handle, for replica ``replica_id`` of the
+    Hourglass database whose instance id is ``instance``."""
+    return f"hourglass-{instance}-r{replica_id}"
+
+
+def network_name(instance: str, task_id: int) -> str:
+    """The name of task ``task_id``'s network on a node."""
+    return f"hourglass-{instance}-t{task_id}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class ContainerSpec:
     Podman). ``labels`` adds to the Hourglass labels, which always win.
     """
 
+    instance: str
     replica: int
     task: int
     subtask: int
@@ -114,12 +124,13 @@ class ContainerSpec:
 
     @property
     def name(self) -> str:
-        return container_name(self.replica)
+        return container_name(self.instance, self.replica)
 
     @property
     def all_labels(self) -> dict[str, str]:
-        """The given labels plus ``hourglass.replica``, ``.task``, ``.subtask`` and ``.user``."""
-        ours = {REPLICA_LABEL: self.replica, TASK_LABEL: self.task,
+        """The given labels plus ``hourglass.instance``, ``.replica``, ``.task``, ``.subtask``
+        and ``.user``."""
+        ours = {INSTANCE_LABEL: self.instance, REPLICA_LABEL: self.replica, TASK_LABEL: self.task,
                 SUBTASK_LABEL: self.subtask, USER_LABEL: self.user}
         return {**self.labels, **{key: str(value) for key, value in ours.items()}}
 
@@ -246,8 +257,9 @@ class ContainerBackend(ABC):
         """The container's state; None when it is gone."""
 
     @abstractmethod
-    def list_ours(self) -> list[ContainerState]:
-        """Every container carrying ``hourglass.replica``, running or not, for adoption."""
+    def list_ours(self, instance: str) -> list[ContainerState]:
+        """Every container of Hourglass instance ``instance`` (its ``hourglass.instance`` and a
+        ``hourglass.replica`` label), running or not, for adoption."""
 
     @abstractmethod
     def events(self, since_ns: int | None = None, idle: float = 5.0) -> Iterator[ContainerEvent]:

@@ -34,6 +34,7 @@ from podman.api import stream_frames
 from podman.errors import APIError, NotFound
 
 from scheduler.backend import (
+    INSTANCE_LABEL,
     NS,
     REPLICA_LABEL,
     BackendError,
@@ -208,10 +209,12 @@ class PodmanBackend(ContainerBackend):
             except NotFound:
                 return None
 
-    def list_ours(self) -> list[ContainerState]:
+    def list_ours(self, instance: str) -> list[ContainerState]:
         states = []
+        # podman-py takes several values of one filter only as a list of "key=value" strings
+        labels = [f"label={REPLICA_LABEL}", f"label={INSTANCE_LABEL}={instance}"]
         with self.client() as client, _engine_errors():
-            for found in client.containers.list(all=True, filters={"label": REPLICA_LABEL}):
+            for found in client.containers.list(all=True, filters=labels):
                 try:
                     states.append(_state(client.containers.get(found.name).attrs))
                 except NotFound:  # removed since the list

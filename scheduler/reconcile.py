@@ -32,26 +32,26 @@ from portal.models import (
     utcnow,
 )
 from portal.reasons import stored
+from portal.settings import instance_id
 from portal.tasks import refresh_state
 from scheduler import inventory, placement
 from scheduler.accelerators import Chip
 from scheduler.backend import (
+    INSTANCE_LABEL,
+    TASK_LABEL,
     ContainerExists,
     ContainerSpec,
     NodeUnreachable,
     StartFailed,
     attach_chips,
     container_name,
+    network_name,
 )
 from scheduler.podman import PodmanBackend
 
 log = logging.getLogger(__name__)
 
 PIDS_LIMIT = 4096
-
-
-def network_name(task_id):
-    return f"hourglass-t{task_id}"
 
 
 def hostname(subtask, replica):
@@ -94,6 +94,14 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._backends = {}
         self._stopping = set()
+        self._instance = None
+
+    @property
+    def instance(self):
+        """The database's instance id, in every container and network name (read once)."""
+        if self._instance is None:
+            self._instance = instance_id()
+        return self._instance
 
     def backend(self, node):
         if node.url not in self._backends:
@@ -195,7 +203,7 @@ class Reconciler:
             if outcome == "failed":
                 transition(replica, "failed", f"could not start: {detail}")
             else:
-                Replica.update(container=container_name(replica.id),
+                Replica.update(container=container_name(self.instance, replica.id),
                                last_seen_at=utcnow()).where(Replica.id == rid).execute()
                 self._follow(replica, detail)
             refresh_state(replica.task)
@@ -203,7 +211,8 @@ class Reconciler:
     def _start(self, node, spec):
         backend = self.backend(node)
         try:
-            backend.ensure_network(spec.network, {"hourglass.task": str(spec.task)})
+            backend.ensure_network(spec.network, {INSTANCE_LABEL: spec.instance,
+                                                  TASK_LABEL: str(spec.task)})
             try:
                 backend.start(spec)
             except ContainerExists:
@@ -252,10 +261,11 @@ class Reconciler:
                "WORLD_SIZE": str(len(everyone)), "RANK": str(rank)}
         name = hostname(subtask, replica)
         container = ContainerSpec(
-            replica=replica.id, task=task.id, subtask=subtask.id, user=task.user_id,
+            instance=self.instance, replica=replica.id, task=task.id, subtask=subtask.id,
+            user=task.user_id,
             image=task.image, argv=tuple(json.loads(task.argv)), env=env,
             cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
-            network=network_name(task.id), hostname=name, aliases=(name,))
+            network=network_name(self.instance, task.id), hostname=name, aliases=(name,))
         root = self.host_root if replica.node.url == self.local_url else Path("/")
         return attach_chips(container, chips, root) if chips else container
 
@@ -353,7 +363,7 @@ class Reconciler:
             by_node.setdefault((replica.task_id, replica.node), []).append(replica.container)
         for (task_id, node), containers in by_node.items():
             self.pool.submit(self._remove_all, self.backend(node), containers,
-                             network_name(task_id))
+                             network_name(self.instance, task_id))
             Replica.update(container="").where(
                 (Replica.task == task_id) & (Replica.node == node.id)).execute()
 

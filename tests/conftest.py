@@ -9,9 +9,10 @@ server is the real ``flask --app app serve``, the browser is Debian's Chromium.
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,12 @@ class LiveServer:
 
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
+
+    def container(self, replica_id):
+        """The name of replica ``replica_id``'s container, as the server stored it."""
+        with closing(sqlite3.connect(Path(self.env["HOURGLASS_INSTANCE"]) / "hourglass.db")) as db:
+            return db.execute("SELECT container FROM replicas WHERE id = ?",
+                              (replica_id,)).fetchone()[0]
 
     def kill(self, sig=signal.SIGKILL):
         """Signal the whole process group (gunicorn master and workers)."""

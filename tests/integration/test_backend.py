@@ -39,6 +39,7 @@ pytestmark = pytest.mark.podman
 IMAGE = "localhost/hourglass-test-backend:v1"
 EXTRA_APPLETS = ("grep", "nc", "nslookup", "stat", "touch", "head")
 IDS = itertools.count(random.randrange(10**8, 9 * 10**8))
+INSTANCE = f"{random.randrange(16**8):08x}"  # this run's own, as a database's would be
 MIB = 1024 * 1024
 
 
@@ -64,7 +65,7 @@ def make_spec(backend, image):
     def make(argv, **fields):
         fields = {"task": 1, "subtask": 2, "user": 3, "cpu_millis": 500, "memory_mib": 64,
                   "labels": {TEST_LABEL: "1"}, "image": image, **fields}
-        spec = ContainerSpec(replica=next(IDS), argv=tuple(argv), **fields)
+        spec = ContainerSpec(instance=INSTANCE, replica=next(IDS), argv=tuple(argv), **fields)
         names.append(spec.name)
         return spec
 
@@ -117,22 +118,24 @@ def test_timestamps_keep_nanoseconds_and_say_none_for_never():
 
 def test_chips_are_numbered_from_zero_and_the_spec_env_wins(fake_host, image):
     chips = discover_all(fake_host)["sophgo.com/bm1684x"]
-    spec = ContainerSpec(replica=7, task=1, subtask=2, user=3, image=image, argv=("true",),
-                         cpu_millis=1000, memory_mib=64, env={"HOURGLASS_CHIPS": "mine"})
+    spec = ContainerSpec(instance="a1b2c3d4", replica=7, task=1, subtask=2, user=3, image=image,
+                         argv=("true",), cpu_millis=1000, memory_mib=64,
+                         env={"HOURGLASS_CHIPS": "mine"})
     attached = attach_chips(spec, [chips[5], chips[4]], fake_host)
     assert attached.devices == (f"{fake_host}/dev/bm-sophon5:/dev/bm-sophon0:rwm",
                                 f"{fake_host}/dev/bm-sophon4:/dev/bm-sophon1:rwm",
                                 f"{fake_host}/dev/bmdev-ctl:/dev/bmdev-ctl:rwm")
     assert attached.mounts == ((f"{fake_host}/opt/sophon", "/opt/sophon", True),)
     assert attached.env == {"HOURGLASS_CHIPS": "mine"}
-    assert attached.name == container_name(7) == "hourglass-r7"
-    assert attached.all_labels == {"hourglass.replica": "7", "hourglass.task": "1",
-                                   "hourglass.subtask": "2", "hourglass.user": "3"}
+    assert attached.name == container_name("a1b2c3d4", 7) == "hourglass-a1b2c3d4-r7"
+    assert attached.all_labels == {"hourglass.instance": "a1b2c3d4", "hourglass.replica": "7",
+                                   "hourglass.task": "1", "hourglass.subtask": "2",
+                                   "hourglass.user": "3"}
     with pytest.raises(KeyError):
         attach_chips(spec, [Chip("acme.com/npu", 0, "/dev/npu0")], fake_host)
     with pytest.raises(ValueError):
-        ContainerSpec(replica=7, task=1, subtask=2, user=3, image=image, argv=(),
-                      cpu_millis=1000, memory_mib=64)
+        ContainerSpec(instance="a1b2c3d4", replica=7, task=1, subtask=2, user=3, image=image,
+                      argv=(), cpu_millis=1000, memory_mib=64)
 
 
 # --- a replica's container, seen from inside --------------------------------------------
@@ -314,18 +317,22 @@ def test_list_ours_finds_replicas_by_label_and_not_a_foreign_container(
     exited = backend.start(make_spec(["sh", "-c", "exit 2"], task=41))
     wait_exited(backend, exited)
     foreign = f"hourglass-test-foreign-{next(IDS)}"
+    other_install = f"hourglass-test-other-{next(IDS)}"
     with backend.client() as client:
         client.containers.create(image, ["sleep", "60"], name=foreign,
                                  labels={TEST_LABEL: "1", "hourglass.task": "41"}).start()
+        client.containers.create(image, ["sleep", "60"], name=other_install, labels={
+            TEST_LABEL: "1", "hourglass.instance": "0ther000", "hourglass.replica": "1"})
     try:
-        ours = {state.handle: state for state in backend.list_ours()}
+        ours = {state.handle: state for state in backend.list_ours(INSTANCE)}
     finally:
         backend.remove(foreign)
-    assert foreign not in ours
+        backend.remove(other_install)
+    assert foreign not in ours and other_install not in ours
     assert ours[running].status == "running" and ours[running].labels["hourglass.task"] == "41"
     assert ours[exited].status == "exited" and ours[exited].exit_code == 2
     assert ours[exited].finished is not None
-    assert ours[running].replica == int(running.removeprefix("hourglass-r"))
+    assert ours[running].replica == int(running.removeprefix(f"hourglass-{INSTANCE}-r"))
 
 
 def test_events_yield_our_containers_lifecycle_live_and_replayed(backend, make_spec, image):

@@ -212,7 +212,7 @@ def serve_a_running_task(make_server, image, tmp_path, argv=GATED):
         return replica["state"] == "running" and replica
     replica = wait_for(running, timeout=30, interval=0.2, what="the replica to run")
     return SimpleNamespace(server=server, renter=renter, task=task["id"], replica=replica["id"],
-                           container=f"hourglass-r{replica['id']}",
+                           container=server.container(replica["id"]),
                            path=f"/renter/tasks/{task['id']}/replicas/{replica['id']}/console/ws")
 
 

@@ -11,6 +11,7 @@ from werkzeug.exceptions import NotFound
 
 from portal.models import Node, Replica, ReplicaChip, ReplicaEvent, Task, User
 from portal.resources import create_resource, parse_spec, save_spec
+from portal.settings import instance_id
 from portal.tasks import create_task, get_task_or_404, reason_text, request_stop
 from portal.users import create_user
 from scheduler.discovery import Discovery
@@ -138,7 +139,7 @@ def test_a_restart_adopts_running_replicas_and_a_vanished_container_is_lost(clou
     assert Replica.get_by_id(first.id).state == "running"  # adopted, not started twice
     lost = Replica.get_by_id(second.id)
     assert lost.state == "lost" and "vanished" in lost.reason
-    assert len([c for c in backend.list_ours() if c.replica == first.id]) == 1
+    assert len([c for c in backend.list_ours(instance_id()) if c.replica == first.id]) == 1
     request_stop(Task.get_by_id(task.id))
     assert settle(again, task).state in ("stopped", "lost")
 
@@ -149,7 +150,7 @@ def test_stop_before_start_and_another_renters_view(cloud, test_image):
     request_stop(task)
     reconciler.run()
     assert Task.get_by_id(task.id).state == "stopped"
-    assert not any(c.replica for c in backend.list_ours()
+    assert not any(c.replica for c in backend.list_ours(instance_id())
                    if c.replica in [r.id for r in task.replicas])
     other = create_user("mallory", "renter", PASSWORD)
     with pytest.raises(NotFound):

@@ -20,6 +20,7 @@ import requests
 
 from portal.models import Node, Replica, Task
 from portal.resources import create_resource, parse_spec, save_spec
+from portal.settings import instance_id
 from portal.tasks import create_task
 from portal.users import create_user
 from scheduler import inventory
@@ -103,12 +104,12 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
                         and all(r["state"] == "running" for r in t["replicas"]) and t,
                         timeout=30, interval=0.2, what="both replicas to run")
         kept, removed = sorted(task["replicas"], key=lambda r: r["id"])
-        before = inspect(podman_service, container_name(kept["id"]))
+        before = inspect(podman_service, first.container(kept["id"]))
         running_at = min(e["at"] for e in removed["events"] if e["state"] == "running")
 
         first.kill()  # SIGKILL to gunicorn's master and workers at once: no clean-up at all
         killed_at = naive_utc_now()
-        podman(podman_service, "rm", "-f", "-t", "0", container_name(removed["id"]))
+        podman(podman_service, "rm", "-f", "-t", "0", first.container(removed["id"]))
 
         second = live_server_factory(**env)
         servers.append(second.start())
@@ -127,7 +128,7 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
             assert adopted["state"] == "running", adopted
             assert adopted["started_ns"] == kept["started_ns"]
             assert [e["state"] for e in adopted["events"]] == ["pending", "starting", "running"]
-            assert inspect(podman_service, container_name(kept["id"])) == before
+            assert inspect(podman_service, first.container(kept["id"])) == before
             assert len(containers(podman_service, f"hourglass.replica={kept['id']}")) == 1
             assert containers(podman_service, f"hourglass.replica={removed['id']}") == []
             assert containers(podman_service, f"hourglass.task={task_id}") == [before[0]]
@@ -200,14 +201,14 @@ def test_a_container_made_but_never_started_before_a_crash_is_started_once(
     new_leader().place()  # placed, chips held; then the crash, between create and start:
     replica = Replica.get(Replica.task == task)
     assert replica.state == "starting" and replica.container == ""
-    podman(podman_service, "create", "--name", container_name(replica.id), "--label",
+    podman(podman_service, "create", "--name", container_name(instance_id(), replica.id), "--label",
            f"hourglass.replica={replica.id}", test_image, "sleep", "60")
     replica = run_until(new_leader(), task, ("succeeded", "failed", "lost"),
                         "the replica to run and end")
     assert (replica.state, replica.exit_code) == ("succeeded", 0), replica.reason
     assert containers(podman_service, f"hourglass.replica={replica.id}") != []
     assert len(containers(podman_service, f"hourglass.replica={replica.id}")) == 1
-    logs = podman(podman_service, "logs", container_name(replica.id))
+    logs = podman(podman_service, "logs", container_name(instance_id(), replica.id))
     assert logs.split() == ["started"]
 
 
