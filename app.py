@@ -32,6 +32,7 @@ from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
 from scheduler.reconcile import Reconciler
 from scheduler.service import SchedulerService
+from scheduler.watch import EventWatcher
 
 AREAS = {"miner": miner_area, "renter": renter_area}
 ERRORS = {
@@ -97,6 +98,8 @@ def _init_scheduler(app):
     )
     reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
                             host_root=Path(app.config["HOST_ROOT"]))
+    # A container of ours ended on some node: look at once, not a tick later.
+    watcher = EventWatcher(PodmanBackend, lambda event: service.wake())
     service = SchedulerService(
         enabled=app.config["SCHEDULER_ENABLED"],
         tick_seconds=app.config["SCHEDULER_TICK_SECONDS"],
@@ -104,6 +107,7 @@ def _init_scheduler(app):
         discovery=discovery,
         discovery_seconds=app.config["DISCOVERY_SECONDS"],
         reconciler=reconciler,
+        watcher=watcher,
     )
     app.extensions["hourglass.backend"] = backend
     app.extensions["hourglass.scheduler"] = service

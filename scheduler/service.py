@@ -2,12 +2,15 @@
 
 Three jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
 leader's work on replicas (``scheduler.reconcile``) and records that it ran,
-``discovery``
-looks at every node (``scheduler.discovery``) every ``discovery_seconds``, and
-once as soon as this process becomes leader. ``state`` is ``leader``,
-``follower`` or ``stopped``; ``/healthz`` reports it. The portal asks for a
-discovery now with ``request_discovery()`` and for a tick now with ``wake()``
-(a submission or a stop), through signals wired in ``app.py``.
+``discovery`` looks at every node (``scheduler.discovery``) every
+``discovery_seconds``, and once as soon as this process becomes leader. While
+leader, an ``EventWatcher`` (``scheduler.watch``) follows the enabled nodes'
+container events and wakes the tick when one of our containers ends.
+
+``state`` is ``leader``, ``follower`` or ``stopped``; ``/healthz`` reports it.
+The portal asks for a discovery now with ``request_discovery()`` and for a
+tick now with ``wake()`` (a submission or a stop), through signals wired in
+``app.py``.
 """
 
 import logging
@@ -17,22 +20,25 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from portal.db import database
+from portal.models import Node
 from scheduler.lease import Lease, new_holder_id
 
 log = logging.getLogger(__name__)
 
 
 class SchedulerService:
-    """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job."""
+    """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job;
+    ``watcher`` a ``scheduler.watch.EventWatcher`` (it needs the ``reconciler``), or None."""
 
     def __init__(self, enabled, tick_seconds, lease_seconds, discovery=None,
-                 discovery_seconds=30.0, reconciler=None):
+                 discovery_seconds=30.0, reconciler=None, watcher=None):
         self.enabled = enabled
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
         self.discovery = discovery
         self.discovery_seconds = discovery_seconds
         self.reconciler = reconciler
+        self.watcher = watcher
         self._woken = threading.Event()
         self.lease = Lease(new_holder_id(), lease_seconds)
         self.is_leader = False
@@ -66,6 +72,8 @@ class SchedulerService:
         """Stop the jobs and hand the lease over at once; safe to call twice."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.is_leader:
             with database.connection_context():
                 self.lease.release()
@@ -84,6 +92,8 @@ class SchedulerService:
         self.is_leader = leader
         if became_leader:
             self.request_discovery()
+        elif not leader and self.watcher is not None:
+            self.watcher.stop()
 
     def tick(self):
         """The leader's periodic work. Only the leader acts."""
@@ -91,6 +101,9 @@ class SchedulerService:
             return
         with database.connection_context():
             self.is_leader = self.lease.record_tick()
+            if self.is_leader and self.watcher is not None:
+                urls = [url for (url,) in Node.select(Node.url).where(Node.enabled).tuples()]
+                self.watcher.sync(urls, self.reconciler.instance)
             # A wake during a pass would be skipped by APScheduler (one tick at a time):
             # the flag makes the pass run once more instead.
             self._woken.clear()

@@ -84,7 +84,9 @@ def test_a_two_subtask_task_sees_exactly_its_chips_limits_and_env(cloud, test_im
         assert "PEERS=chief-0,worker-0,worker-1" in out
         assert "4096" in out.split()  # the pids limit
         ranks.append(out.split("RANK=")[1].split()[0])
-        assert replica.exit_code == 0 and replica.started_ns < replica.finished_ns
+        # <=: Podman 4.3 may stamp a container that ends at once as finished before it
+        # started; the reconciler clamps that to a run of no time at all.
+        assert replica.exit_code == 0 and replica.started_ns <= replica.finished_ns
         states = [e.state for e in ReplicaEvent.select().where(ReplicaEvent.replica == replica)
                   .order_by(ReplicaEvent.id)]
         assert states[0] == "pending" and states[-1] == "succeeded" and "starting" in states
