@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import Htmx
 
-from portal import auth, db, health, i18n, resources, settings, tokens, users
+from portal import auth, db, health, i18n, ledger, resources, settings, tokens, users
 from portal.api import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
@@ -64,6 +64,7 @@ def create_app(test_config=None):
     users.init_app(app)
     tokens.init_app(app)
     settings.init_app(app)
+    ledger.init_app(app)
     resources.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)

@@ -120,6 +120,7 @@ def main():
     flask(env, "db", "upgrade")
     flask(env, "user", "add", "mina", "--role", "miner", "--password-stdin", stdin="bench-pass")
     flask(env, "user", "add", "rene", "--role", "renter", "--password-stdin", stdin="bench-pass")
+    flask(env, "billing", "recharge", "rene", "1000000")
     server = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "serve"], env=env,
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

@@ -51,6 +51,8 @@ class User(UserMixin, BaseModel):
     locale = CharField(max_length=16, null=True)
     session_nonce = CharField(max_length=64, default=new_session_nonce)
     created_at = DateTimeField(default=utcnow)
+    # micro-units; changed only by ``portal.ledger``, in the transaction of its ledger row
+    balance = BigIntegerField(default=0)
 
     class Meta:
         table_name = "users"
@@ -268,6 +270,8 @@ class Task(BaseModel):
     reason = CharField(max_length=512, default="")
     submitted_at = DateTimeField(default=utcnow)
     stop_requested = BooleanField(default=False)
+    # why, when Hourglass (not the renter) asked it to stop, e.g. "balance exhausted"
+    stop_reason = CharField(max_length=128, default="")
     deleted = BooleanField(default=False)
     rerun_of = ForeignKeyField("self", null=True, backref="reruns", on_delete="SET NULL")
 
@@ -293,6 +297,10 @@ class Replica(BaseModel):
 
     ``started_ns`` / ``finished_ns`` are Podman's own StartedAt / FinishedAt in
     integer nanoseconds since the epoch (UTC), exact for billing.
+    ``price_per_hour`` is its spec's price when it was placed (a later price
+    change does not touch it); ``billed_seconds`` and ``charged`` are what its
+    charges in the ledger cover and add up to so far, ``settled`` that its last
+    charge is made. Only ``portal.ledger`` writes those three.
     """
 
     task = ForeignKeyField(Task, backref="replicas", on_delete="CASCADE")
@@ -307,10 +315,14 @@ class Replica(BaseModel):
     exit_code = IntegerField(null=True)
     last_seen_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
+    price_per_hour = BigIntegerField(null=True)
+    billed_seconds = BigIntegerField(default=0)
+    charged = BigIntegerField(default=0)
+    settled = BooleanField(default=False)
 
     class Meta:
         table_name = "replicas"
-        indexes = ((("subtask", "index"), True),)
+        indexes = ((("subtask", "index"), True), (("state", "settled"), False))
 
 
 class ReplicaEvent(BaseModel):
@@ -340,3 +352,42 @@ class ReplicaChip(BaseModel):
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
           Replica, ReplicaEvent, ReplicaChip]
+
+
+LEDGER_KINDS = ("recharge", "charge", "adjust", "refund")
+
+
+class LedgerEntry(BaseModel):
+    """One movement of a renter's money; append-only, written only by ``portal.ledger``.
+
+    ``amount`` is signed micro-units (+ credits the renter, - debits) and
+    ``balance_after`` the user's balance once it applied. ``actor`` did it (None:
+    the scheduler's metering, or the ``billing`` command). A charge names its
+    replica, task, spec, node, the price snapshot and the seconds of the
+    replica's run it covers
+    (``seconds_from`` exclusive to ``seconds_to`` inclusive); one replica never
+    has two charges ending at the same second, so a charge is never made twice.
+    """
+
+    user = ForeignKeyField(User, backref="ledger", on_delete="RESTRICT")
+    kind = CharField(max_length=16, choices=[(k, k) for k in LEDGER_KINDS])
+    amount = BigIntegerField()
+    balance_after = BigIntegerField()
+    at = DateTimeField(default=utcnow)
+    actor = ForeignKeyField(User, null=True, backref="ledger_actions", on_delete="RESTRICT")
+    note = CharField(max_length=512, default="")
+    replica = ForeignKeyField(Replica, null=True, backref="charges", on_delete="RESTRICT")
+    task = ForeignKeyField(Task, null=True, backref="charges", on_delete="RESTRICT")
+    spec = ForeignKeyField(ResourceSpec, null=True, backref="charges", on_delete="RESTRICT")
+    node = ForeignKeyField(Node, null=True, backref="charges", on_delete="SET NULL")
+    price_per_hour = BigIntegerField(null=True)
+    seconds_from = BigIntegerField(null=True)
+    seconds_to = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "ledger"
+        indexes = (
+            (("replica", "seconds_to"), True),
+            (("user", "at"), False),
+            (("kind", "at"), False),
+        )

@@ -32,6 +32,9 @@ TEXTS = {
                             "%(minutes)s minutes for room in pool %(pool)s"),
     "waiting_for_resource": N_("waiting for %(needed)s free %(unit)s in pool %(pool)s "
                                "(%(free)s free now)"),
+    "balance_low": N_("your balance (%(balance)s %(currency)s) does not cover %(minutes)s "
+                      "minutes of this task (%(needed)s %(currency)s); ask your miner to "
+                      "recharge"),
     "waiting_for_room": N_("waiting for room in pool %(pool)s: enough is free in all, but not "
                            "on nodes that can hold these replicas"),
 }

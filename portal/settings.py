@@ -7,6 +7,10 @@ from portal.models import Setting
 
 DEFAULTS = {
     "currency": "UNC",
+    # a start needs a balance covering this many minutes of the task's specs
+    "min_start_minutes": "10",
+    # the renter is warned when their balance lasts less than this at the current spend
+    "low_balance_minutes": "60",
 }
 
 

@@ -31,13 +31,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from flask import abort, current_app, g
+from flask import abort, current_app, g, has_app_context
 from flask_babel import gettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN, IntegrityError
 
-from portal import reasons
+from portal import ledger, reasons
 from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
@@ -72,8 +72,10 @@ IMAGE_RE = re.compile(
     re.ASCII)
 
 SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
+BALANCE_EXHAUSTED = "balance exhausted"
 # The reasons the portal stores (in English), shown in the reader's language.
-REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you")}
+REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you"),
+           BALANCE_EXHAUSTED: _l("balance exhausted")}
 
 
 class TaskError(ValueError):
@@ -421,6 +423,10 @@ def create_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
         errors.update(exc.errors)
     if errors:
         raise TaskError(errors)
+    per_hour = sum(spec.spec.price_per_hour * count for _role, spec, count in checked["subtasks"])
+    refusal = ledger.start_refusal(user, ledger.minimum_for(per_hour))
+    if refusal:
+        raise TaskError({None: refusal})
     try:
         with database.atomic():
             task = _write(user, checked, rerun_of)
@@ -458,28 +464,31 @@ def _replica_states(task):
     return [s for (s,) in Replica.select(Replica.state).where(Replica.task == task).tuples()]
 
 
-def request_stop(task):
-    """Ask for the task to stop. Pending replicas are stopped here and now ("stopped by
-    you"); the scheduler stops the started ones (SIGTERM, then SIGKILL after a grace)
-    when it sees ``stop_requested``. Refused when the task has ended already."""
+def request_stop(task, reason=STOPPED_BY_YOU):
+    """Ask for the task to stop, for ``reason``: the renter's own stop, or Hourglass's
+    (``BALANCE_EXHAUSTED``). Pending replicas are stopped here and now; the scheduler
+    stops the started ones (SIGTERM, then SIGKILL after a grace) when it sees
+    ``stop_requested``, and gives them the same reason. Refused when the task has ended
+    already. Wakes the scheduler when called from a request."""
     with database.atomic():
         if _ended(_replica_states(task)):
             raise TaskError({None: _("This task has ended already.")})
-        Task.update(stop_requested=True).where(Task.id == task.id).execute()
-        task.stop_requested = True
+        Task.update(stop_requested=True, stop_reason=reason).where(Task.id == task.id).execute()
+        task.stop_requested, task.stop_reason = True, reason
         now, stopped = utcnow(), []
         pending = Replica.select(Replica.id).where(Replica.task == task,
                                                    Replica.state == "pending")
         for (rid,) in pending.tuples():
-            changed = (Replica.update(state="stopped", reason=STOPPED_BY_YOU)
+            changed = (Replica.update(state="stopped", reason=reason)
                        .where(Replica.id == rid, Replica.state == "pending").execute())
             if changed:
                 stopped.append({"replica": rid, "at": now, "state": "stopped",
-                                "reason": STOPPED_BY_YOU})
+                                "reason": reason})
         if stopped:
             ReplicaEvent.insert_many(stopped).execute()
         refresh_state(task)
-    _wake(task)
+    if has_app_context():
+        _wake(task)
 
 
 def rerun(task):

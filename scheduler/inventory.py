@@ -8,6 +8,8 @@ chips are its capacity minus what starting and running replicas hold.
 
 from collections import defaultdict
 
+from peewee import fn
+
 from portal.models import (
     CustomResource,
     Node,
@@ -20,6 +22,7 @@ from portal.models import (
     SpecResource,
     Subtask,
     Task,
+    User,
 )
 from scheduler.placement import Limits, NodeState, ReplicaNeed, TaskRequest, Usage
 
@@ -85,6 +88,21 @@ def pending_tasks(needs):
         entry[3].append(ReplicaNeed(replica_id, cpu, mem, chips))
     return [TaskRequest(task_id, user, pool, submitted, tuple(replicas))
             for task_id, (user, pool, submitted, replicas) in tasks.items()]
+
+
+def start_costs():
+    """{task id: (user id, price per hour of all its replicas)} for tasks with replicas
+    waiting to be placed: what a start must be able to pay for."""
+    rows = (Task.select(Task.id, Task.user, fn.SUM(ResourceSpec.price_per_hour))
+            .join(Subtask, on=Subtask.task == Task.id).join(ResourceSpec)
+            .join(Replica, on=Replica.subtask == Subtask.id)
+            .where(Task.id.in_(Replica.select(Replica.task).where(Replica.state == "pending")))
+            .group_by(Task.id, Task.user).tuples())
+    return {task_id: (user_id, int(per_hour)) for task_id, user_id, per_hour in rows}
+
+
+def balances(user_ids):
+    return dict(User.select(User.id, User.balance).where(User.id.in_(list(user_ids))).tuples())
 
 
 def usage_and_limits(needs):

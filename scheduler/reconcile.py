@@ -18,6 +18,7 @@ from pathlib import Path
 
 from peewee import JOIN, IntegrityError
 
+from portal import ledger, settings
 from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
@@ -29,11 +30,12 @@ from portal.models import (
     ResourceSpec,
     Subtask,
     Task,
+    User,
     utcnow,
 )
+from portal.money import format_amount
 from portal.reasons import stored
-from portal.settings import instance_id
-from portal.tasks import refresh_state
+from portal.tasks import BALANCE_EXHAUSTED, STOPPED_BY_YOU, refresh_state, request_stop
 from scheduler import inventory, placement
 from scheduler.accelerators import Chip
 from scheduler.backend import (
@@ -100,7 +102,7 @@ class Reconciler:
     def instance(self):
         """The database's instance id, in every container and network name (read once)."""
         if self._instance is None:
-            self._instance = instance_id()
+            self._instance = settings.instance_id()
         return self._instance
 
     def backend(self, node):
@@ -114,6 +116,8 @@ class Reconciler:
         self.place()
         self.start_placed()
         self.refresh()
+        ledger.meter()
+        self.stop_exhausted()
         self.clean_up()
 
     # --- placing -----------------------------------------------------------------------
@@ -131,9 +135,30 @@ class Reconciler:
         tasks = inventory.pending_tasks(needs)
         if not tasks:
             return None
+        short = self._unaffordable()
         usage, limits = inventory.usage_and_limits(needs)
-        return placement.place(inventory.node_states(needs), tasks, now=utcnow(), usage=usage,
-                               limits=limits, pool_names=inventory.pool_names())
+        plan = placement.place(inventory.node_states(needs),
+                               [t for t in tasks if t.task_id not in short], now=utcnow(),
+                               usage=usage, limits=limits, pool_names=inventory.pool_names())
+        plan.pending.update(short)
+        return plan
+
+    @staticmethod
+    def _unaffordable():
+        """{task id: Reason} for waiting tasks whose renter's balance does not cover the
+        miner's minimum period of them: they wait, holding nothing."""
+        costs = inventory.start_costs()
+        balances = inventory.balances({user for user, _ in costs.values()})
+        minutes = int(settings.get("min_start_minutes"))
+        currency = settings.get("currency")
+        short = {}
+        for task_id, (user, per_hour) in costs.items():
+            needed = ledger.minimum_for(per_hour)
+            if balances.get(user, 0) < needed:
+                short[task_id] = placement.Reason("balance_low", {
+                    "balance": format_amount(balances.get(user, 0)), "minutes": minutes,
+                    "needed": format_amount(needed), "currency": currency})
+        return short
 
     def apply(self, plan):
         """Store ``plan``: each task in one transaction, all of its replicas or none.
@@ -147,13 +172,17 @@ class Reconciler:
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
             NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
         names = dict(Node.select(Node.id, Node.name).tuples())
+        placed = [a.replica_key for assignments in plan.assignments.values() for a in assignments]
+        prices = dict(Replica.select(Replica.id, ResourceSpec.price_per_hour).join(Subtask)
+                      .join(ResourceSpec).where(Replica.id.in_(placed)).tuples())
         for task_id, assignments in plan.assignments.items():
             try:
                 with database.atomic():
                     for a in assignments:
                         if not transition(Replica(id=a.replica_key), "starting",
                                           f"placed on {names.get(a.node_id, a.node_id)}",
-                                          from_state="pending", node=a.node_id):
+                                          from_state="pending", node=a.node_id,
+                                          price_per_hour=prices[a.replica_key]):
                             raise StalePlan(f"replica {a.replica_key} is no longer pending")
                         for kind, indices in a.chips.items():
                             for slot, index in enumerate(indices):
@@ -286,7 +315,7 @@ class Reconciler:
             if state.exit_code == 0:
                 end, why = "succeeded", "exited with code 0"
             elif replica.task.stop_requested:
-                end, why = "stopped", "stopped by you"
+                end, why = "stopped", replica.task.stop_reason or STOPPED_BY_YOU
             else:
                 end, why = "failed", f"exited with code {state.exit_code}"
             if state.oom_killed:
@@ -333,6 +362,20 @@ class Reconciler:
             return False, None
 
     # --- stopping and cleaning up ------------------------------------------------------
+
+    def stop_exhausted(self):
+        """Stop the tasks of renters whose balance ran out ("balance exhausted") at once."""
+        broke = (Task.select().join(User)
+                 .where((User.balance <= 0) & ~Task.stop_requested
+                        & Task.id.in_(Replica.select(Replica.task)
+                                      .where(Replica.state.in_(("starting", "running"))))))
+        stopped = False
+        for task in broke:
+            request_stop(task, BALANCE_EXHAUSTED)
+            log.info("task %s stopped: its renter's balance is exhausted", task.id)
+            stopped = True
+        if stopped:
+            self.stop_requested()
 
     def stop_requested(self):
         """Send SIGTERM (then SIGKILL after ``grace``) to replicas of tasks asked to stop.

@@ -20,7 +20,7 @@ import requests
 
 from scheduler.images import image_exists, import_busybox
 from scheduler.podman_service import LocalPodmanService, podman_env
-from tests.support import wait_for
+from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -74,7 +74,7 @@ def create_accounts(app):
     with app.app_context():
         return {
             "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
-            "renter": create_user("rene", "renter", PASSWORD, "Rene Renter"),
+            "renter": fund(create_user("rene", "renter", PASSWORD, "Rene Renter")),
         }
 
 
@@ -224,6 +224,7 @@ def live_server(live_server_factory):
     server.flask("db", "upgrade")
     server.flask("user", "add", "mina", "--role", "miner", "--password-stdin", stdin=PASSWORD)
     server.flask("user", "add", "rene", "--role", "renter", "--password-stdin", stdin=PASSWORD)
+    fund_on(server, "rene")
     return server.start()
 
 

@@ -1,7 +1,9 @@
-"""Small helpers the tests share: CSRF tokens from real pages, logging in, waiting."""
+"""Small helpers the tests share: CSRF tokens from real pages, logging in, waiting, money."""
 
 import re
 import time
+
+FUNDS = "1000"  # what ``fund`` gives a renter, in the miner's currency
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 LOGIN_PATH = {"miner": "/miner/login", "renter": "/login"}
@@ -31,3 +33,19 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def fund(*renters, amount=FUNDS):
+    """Recharge ``renters`` (User rows; inside an app context) so their tasks may start."""
+    from portal.ledger import recharge
+    from portal.money import parse_amount
+
+    for renter in renters:
+        recharge(renter, parse_amount(amount), None, "test funds")
+    return renters[0] if len(renters) == 1 else renters
+
+
+def fund_on(server, *names, amount=FUNDS):
+    """The same for renters of a live server, through its ``billing recharge`` command."""
+    for name in names:
+        server.flask("billing", "recharge", name, amount)

@@ -23,7 +23,7 @@ from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
 from tests.conftest import PASSWORD, TEST_IMAGE
-from tests.support import CSRF_RE, login, wait_for
+from tests.support import CSRF_RE, fund, fund_on, login, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -50,8 +50,7 @@ def cloud(instance, podman_service, test_image, tmp_path, monkeypatch):
         db.upgrade()
         Discovery(podman_service.url, host_root=host).run()
         save_spec(None, parse_spec("small", "0.1", "0.125", "1", {}))
-        create_user("rene", "renter", PASSWORD)
-        create_user("carol", "renter", PASSWORD)
+        fund(create_user("rene", "renter", PASSWORD), create_user("carol", "renter", PASSWORD))
     yield SimpleNamespace(app=app, reconciler=Reconciler(podman_service.url, host_root=host,
                                                          grace=1),
                           backend=PodmanBackend(podman_service.url))
@@ -196,6 +195,7 @@ def serve_a_running_task(make_server, image, tmp_path, argv=GATED):
     server.flask("db", "upgrade")
     for name, role in (("mina", "miner"), ("rene", "renter"), ("carol", "renter")):
         server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
+    fund_on(server, "rene", "carol")
     miner = server.flask("token", "create", "mina").stdout.strip()
     renter = server.flask("token", "create", "rene").stdout.strip()
     server.start()

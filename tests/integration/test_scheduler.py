@@ -19,7 +19,7 @@ from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
-from tests.support import wait_for
+from tests.support import fund, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -41,7 +41,7 @@ def cloud(instance, podman_service, test_image, tmp_path, monkeypatch):
     Discovery(podman_service.url, host_root=host).run()
     tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
     save_spec(None, parse_spec("tpu1", "0.1", "0.125", "1", {tpu: "1"}))
-    renter = create_user("rene", "renter", PASSWORD)
+    renter = fund(create_user("rene", "renter", PASSWORD))
     reconciler = Reconciler(podman_service.url, host_root=host, grace=2)
     yield app, renter, reconciler, PodmanBackend(podman_service.url)
     for replica in Replica.select().where(Replica.container != ""):

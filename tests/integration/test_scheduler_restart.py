@@ -31,7 +31,7 @@ from scheduler.podman_service import podman_env
 from scheduler.reconcile import Reconciler
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
-from tests.support import wait_for
+from tests.support import fund, fund_on, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -87,6 +87,7 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
     first.flask("db", "upgrade")
     for name, role in (("mina", "miner"), ("rene", "renter")):
         first.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
+    fund_on(first, "rene")
     miner = Api(first, first.flask("token", "create", "mina").stdout.strip())
     renter = Api(first, first.flask("token", "create", "rene").stdout.strip())
     first.start()
@@ -172,7 +173,7 @@ def leader(instance, podman_service, test_image, tmp_path, monkeypatch):
         Discovery(podman_service.url, host_root=host).run()
         tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
         save_spec(None, parse_spec("tpu1", "0.1", "0.125", "1", {tpu: "1"}))
-        renter = create_user("rene", "renter", PASSWORD)
+        renter = fund(create_user("rene", "renter", PASSWORD))
         try:
             yield renter, lambda: Reconciler(podman_service.url, host_root=host, grace=1)
         finally:

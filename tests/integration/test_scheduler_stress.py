@@ -25,7 +25,7 @@ from portal.users import create_user
 from scheduler.podman import PodmanBackend
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
-from tests.support import wait_for
+from tests.support import fund, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -71,7 +71,7 @@ def cloud(instance, podman_service, test_image, tmp_path, monkeypatch):
         service.discover_now()
         tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
         save_spec(None, parse_spec("tpu1", "0.1", "0.125", "1", {tpu: "1"}))
-        renters = [create_user(name, "renter", PASSWORD) for name in ("rene", "rita")]
+        renters = list(fund(*(create_user(name, "renter", PASSWORD) for name in ("rene", "rita"))))
     backend = PodmanBackend(podman_service.url)
     try:
         yield SimpleNamespace(app=app, renters=renters, backend=backend, major=major,

@@ -15,7 +15,7 @@ from scheduler.podman import PodmanBackend
 from scheduler.watch import EventWatcher
 from tests.conftest import PASSWORD, TEST_LABEL
 from tests.integration.test_scheduler_restart import Api
-from tests.support import wait_for
+from tests.support import fund_on, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -65,6 +65,7 @@ def test_a_replica_that_exits_is_seen_ended_long_before_the_next_tick(
     server.flask("db", "upgrade")
     for name, role in (("mina", "miner"), ("rene", "renter")):
         server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
+    fund_on(server, "rene")
     miner = Api(server, server.flask("token", "create", "mina").stdout.strip())
     renter = Api(server, server.flask("token", "create", "rene").stdout.strip())
     server.start()

@@ -30,7 +30,7 @@ from portal.signals import tasks_changed
 from portal.tasks import TaskError
 from portal.users import create_user
 from tests.conftest import PASSWORD
-from tests.support import csrf_token, login
+from tests.support import csrf_token, fund, login
 
 BM1684X = "sophgo.com/bm1684x"
 IMAGE = "localhost/hourglass-test-busybox:latest"
@@ -67,7 +67,7 @@ def world(app, accounts):
         make_spec("1 TPU", 1, 1, 1)
         make_spec("16 TPU", 4, 8, 16)
         resources.set_spec_enabled(make_spec("off", 1, 1, 1), False)
-        create_user("rita", "renter", PASSWORD)
+        fund(create_user("rita", "renter", PASSWORD))
     return {"lab": lab.id, "group": group.id}
 
 
