@@ -129,7 +129,7 @@ def meter():
     written, after = 0, 0
     while True:
         with database.atomic():
-            query = (Replica.select(Replica, Subtask.spec, Task.user)
+            query = (Replica.select(Replica, Subtask.id, Subtask.spec, Task.id, Task.user)
                      .join(Subtask).switch(Replica).join(Task)
                      .where((Replica.id > after) & ~Replica.settled
                             & (Replica.state.in_(("running", *REPLICA_ENDED))))
@@ -234,14 +234,14 @@ def verify():
                 .order_by(LedgerEntry.id.desc()).limit(1).scalar())
         if last is not None and last != balance:
             problems.append(f"user {name}: balance {balance} but the last row says {last}")
-    charged = dict(LedgerEntry.select(LedgerEntry.replica, fn.SUM(-LedgerEntry.amount))
+    charged = dict(LedgerEntry.select(LedgerEntry.replica, fn.SUM(LedgerEntry.amount))
                    .where(LedgerEntry.replica.is_null(False)).group_by(LedgerEntry.replica)
                    .tuples())
     for replica in Replica.select().where(Replica.settled):
         end = replica_end_ns(replica)
         expected = (0 if end is None or replica.price_per_hour is None
                     else cost(billed_seconds(replica.started_ns, end), replica.price_per_hour))
-        got = int(charged.get(replica.id) or 0)
+        got = -int(charged.get(replica.id) or 0)
         if got != expected or replica.charged != expected:
             problems.append(f"replica {replica.id}: charged {got} (cached {replica.charged}) "
                             f"but its run costs {expected}")
