@@ -17,6 +17,7 @@ from datetime import datetime
 
 import click
 from flask_babel import gettext as _
+from peewee import ValuesList
 
 from portal import settings
 from portal.db import database
@@ -188,9 +189,12 @@ def _charge(replicas):
             "price_per_hour": replica.price_per_hour,
             "seconds_from": replica.billed_seconds, "seconds_to": seconds})
     LedgerEntry.insert_many(entries).execute()
-    for rid, seconds, total, final in updates:
-        Replica.update(billed_seconds=seconds, charged=total, settled=final).where(
-            Replica.id == rid).execute()
+    # One UPDATE ... FROM (VALUES ...) for the whole batch (SQLite >= 3.33, PostgreSQL); both
+    # name the columns of a VALUES list column1, column2, ...
+    values = ValuesList(updates, alias="v")
+    Replica.update(billed_seconds=values.c.column2, charged=values.c.column3,
+                   settled=values.c.column4).from_(values).where(
+        Replica.id == values.c.column1).execute()
     return len(entries)
 
 

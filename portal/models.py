@@ -349,11 +349,6 @@ class ReplicaChip(BaseModel):
         table_name = "replica_chips"
 
 
-MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
-          CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
-          Replica, ReplicaEvent, ReplicaChip]
-
-
 LEDGER_KINDS = ("recharge", "charge", "adjust", "refund")
 
 
@@ -391,3 +386,8 @@ class LedgerEntry(BaseModel):
             (("user", "at"), False),
             (("kind", "at"), False),
         )
+
+
+MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
+          CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
+          Replica, ReplicaEvent, ReplicaChip, LedgerEntry]

@@ -281,3 +281,51 @@ def test_login_on_postgres(pg_app, pg_accounts):
     users_page = miner.get("/miner/users")
     assert users_page.status_code == 200
     assert "rene" in users_page.get_data(as_text=True)
+
+
+# --- money ---------------------------------------------------------------------------------
+
+
+def test_metering_and_recharges_at_once_keep_the_books_exact_on_postgres(pg_app, pg_accounts):
+    """The ledger's row locks on PostgreSQL: recharges from threads while ``meter`` charges
+    the same renter, many times over; ``verify`` finds nothing."""
+    from portal import ledger
+    from portal.db import database
+    from portal.models import Pool, Replica, ResourceSpec, Subtask, Task, User
+
+    ns = 1_000_000_000
+    with pg_app.app_context():
+        renter = User.get_by_id(pg_accounts["renter"].id)
+        spec = ResourceSpec.create(name="tpu", cpu_millis=1000, memory_mib=512,
+                                   price_per_hour=7_000_000)
+        task = Task.create(user=renter, name="t", image="busybox",
+                           pool=Pool.get(Pool.is_default), state="running")
+        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=4).execute()
+        for index in range(4):
+            Replica.create(task=task, subtask=subtask, index=index, state="running",
+                           started_ns=1_795_000_000 * ns, price_per_hour=7_000_000,
+                           last_seen_at=ledger.EPOCH + timedelta(seconds=1_795_000_001))
+
+    def recharge_many():
+        with pg_app.app_context(), database.connection_context():
+            for _ in range(30):
+                ledger.recharge(User.get_by_id(renter.id), 1, None, "top-up")
+
+    def meter_many():
+        with pg_app.app_context(), database.connection_context():
+            for second in range(2, 32):
+                Replica.update(last_seen_at=ledger.EPOCH + timedelta(
+                    seconds=1_795_000_000 + second)).where(Replica.task == task.id).execute()
+                ledger.meter()
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(recharge_many) for _ in range(3)] + [pool.submit(meter_many)]:
+            future.result()
+    with pg_app.app_context():
+        assert ledger.verify() == []
+        assert {r.billed_seconds for r in Replica.select()} == {31}
+        Replica.update(state="succeeded", finished_ns=1_795_000_040 * ns).execute()
+        ledger.meter()
+        assert ledger.verify() == []
+        assert all(r.settled and r.charged == ledger.cost(40, 7_000_000)
+                   for r in Replica.select())
