@@ -41,6 +41,11 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
     # The metering tick looks for replicas with charges still to make.
     migrator.add_index("replicas", "state", "settled")
+    def settle_earlier_work():
+        # The ledger starts here: work placed before it has no price snapshot, is not billed.
+        migrator.orm["replicas"].update(settled=True).execute()
+
+    migrator.run(settle_earlier_work)
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):

@@ -8,7 +8,7 @@ files in ``migrations/`` (``flask --app app db upgrade``).
 from pathlib import Path
 
 import click
-from peewee import DatabaseProxy
+from peewee import DatabaseProxy, SqliteDatabase
 from peewee_migrate import Router
 from playhouse.db_url import connect
 
@@ -40,8 +40,25 @@ def router():
 
 
 def upgrade():
-    """Apply every migration not yet applied; returns the names applied."""
-    return router().run()
+    """Apply every migration not yet applied; returns the names applied.
+
+    On SQLite, adding a NOT NULL column rebuilds its table (copy, drop, rename), which
+    foreign keys pointing at it forbid while they are enforced: as SQLite's documentation
+    says, they are off while migrating and checked once it is done.
+    """
+    sqlite = isinstance(database.obj, SqliteDatabase)
+    if sqlite:
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        applied = router().run()
+        if sqlite:
+            broken = database.execute_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
+    return applied
 
 
 def _close(exc=None):

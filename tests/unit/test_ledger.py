@@ -171,3 +171,36 @@ def test_a_start_is_refused_below_the_minimum_period(books):
     assert "does not cover 10 minutes" in refusal and "UNC" in refusal
     poor = create_user("poor", "renter", PASSWORD)
     assert ledger.start_refusal(poor, 0) is None  # free work needs nothing
+
+
+def test_work_from_before_the_ledger_is_settled_unbilled_by_its_migration(instance):
+    """Upgrading a database that already ran tasks: those replicas are settled, no price
+    snapshot, no charge; ``verify`` is clean and metering charges nothing for them."""
+    from app import create_app
+    from portal import db
+
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        db.router().run("003_tasks")
+        user = db.database.execute_sql(
+            "INSERT INTO users (name, display_name, role, password_hash, active, "
+            "session_nonce, created_at) VALUES ('old', '', 'renter', 'x', 1, 'n', "
+            "'2026-01-01') RETURNING id").fetchone()[0]
+        db.database.execute_sql(
+            "INSERT INTO resource_specs (name, cpu_millis, memory_mib, price_per_hour, enabled, "
+            "created_at) VALUES ('s', 1000, 512, 3600000000, 1, '2026-01-01')")
+        db.database.execute_sql(
+            "INSERT INTO tasks (user_id, kind, name, image, argv, env, pool_id, state, reason, "
+            "submitted_at, stop_requested, deleted) VALUES (?, 'training', 't', 'i', '[]', "
+            "'{}', 1, 'running', '', '2026-01-01', 0, 0)", (user,))
+        db.database.execute_sql("INSERT INTO subtasks (task_id, role, spec_id, replicas) "
+                                "VALUES (1, 'main', 1, 1)")
+        db.database.execute_sql(
+            "INSERT INTO replicas (task_id, subtask_id, \"index\", state, reason, container, "
+            "started_ns, last_seen_at, created_at) VALUES (1, 1, 0, 'running', '', 'c', ?, "
+            "'2026-01-01 00:10:00', '2026-01-01')", (T0,))
+        db.upgrade()
+        old = Replica.get_by_id(1)
+        assert (old.settled, old.price_per_hour, old.charged) == (True, None, 0)
+        assert ledger.meter() == 0 and ledger.verify() == []
+    db.database.close()
