@@ -6,21 +6,26 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-RUN_PACKAGES := podman runc python3-venv busybox-static
+RUN_PACKAGES := podman runc python3-venv busybox-static mmdebstrap
 TEST_PACKAGES := chromium fonts-noto-cjk postgresql
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test lint images translations-update run-packages test-packages
+.PHONY: run test lint images jupyter-image translations-update run-packages test-packages
 
 run: run-packages $(VENV)/.run $(MO_FILES)
 	$(VENV)/bin/flask --app app serve
 
-test: run-packages test-packages $(VENV)/.test $(MO_FILES)
+test: run-packages test-packages $(VENV)/.test $(MO_FILES) jupyter-image
 	$(VENV)/bin/pytest
 
-images: run-packages $(VENV)/.run
+images: run-packages $(VENV)/.run jupyter-image
 	$(VENV)/bin/flask --app app images probe
+
+# The notebooks' JupyterLab image (needs network for apt and PyPI the first time);
+# a check of a second or two when it exists.
+jupyter-image: run-packages $(VENV)/.run
+	$(VENV)/bin/flask --app app images jupyter
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .

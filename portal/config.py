@@ -57,6 +57,8 @@ def from_environment(instance_path):
         "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
         "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
+        "JUPYTER_IMAGE": os.environ.get("HOURGLASS_JUPYTER_IMAGE",
+                                        "localhost/hourglass-jupyter:latest"),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),

@@ -2,6 +2,8 @@
 
 The probe image (``HOURGLASS_PROBE_IMAGE``) is busybox with the applets node
 discovery's probe needs; copy it to each remote node (``podman image scp``).
+The notebooks' JupyterLab image (``HOURGLASS_JUPYTER_IMAGE``) is built by
+``scheduler.jupyter_image``.
 """
 
 import shutil
@@ -11,6 +13,9 @@ import tempfile
 from pathlib import Path
 
 import click
+
+from scheduler.jupyter_image import JupyterImageError, build_jupyter_image
+from scheduler.podman_service import podman_env, write_containers_conf
 
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: one static binary, no libraries
 APPLETS = ("sh", "cat", "ls", "sleep", "echo", "env", "id")
@@ -54,3 +59,21 @@ def probe_command(force):
         click.echo(f"Built {image}.")
     else:
         click.echo(f"{image} exists.")
+
+
+@images_cli.command("jupyter")
+@click.option("--force", is_flag=True, help="Rebuild every step even if its result exists.")
+def jupyter_command(force):
+    """Build the notebooks' JupyterLab image (HOURGLASS_JUPYTER_IMAGE) on this host."""
+    from flask import current_app
+
+    image = current_app.config["JUPYTER_IMAGE"]
+    conf = write_containers_conf(Path(current_app.instance_path) / "containers.conf")
+
+    def show(index, count, line):
+        click.echo(f"[{index}/{count}] {line}")
+
+    try:
+        build_jupyter_image(image, podman_env(conf), show, force=force)
+    except JupyterImageError as exc:
+        raise click.ClickException(str(exc)) from exc

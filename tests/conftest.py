@@ -19,12 +19,14 @@ import pytest
 import requests
 
 from scheduler.images import image_exists, import_busybox
+from scheduler.jupyter_image import build_jupyter_image
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TEST_IMAGE = "localhost/hourglass-test-busybox:latest"
+JUPYTER_IMAGE = "localhost/hourglass-jupyter:latest"  # HOURGLASS_JUPYTER_IMAGE's default
 TEST_LABEL = "hourglass.test"
 PASSWORD = "correct-horse-battery"
 CHROMIUM = "/usr/bin/chromium"
@@ -131,6 +133,12 @@ def test_image(podman_service):
     if not image_exists(TEST_IMAGE, env):
         import_busybox(TEST_IMAGE, env)
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def jupyter_image(podman_service):
+    """The JupyterLab image, built if missing (``make test`` builds it before the tests)."""
+    return build_jupyter_image(JUPYTER_IMAGE, podman_env(podman_service.conf))
 
 
 # --- a live server -----------------------------------------------------------------------
