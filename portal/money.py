@@ -46,6 +46,19 @@ def parse_amount(text, allow_zero=True):
     return micro
 
 
+def parse_signed_amount(text):
+    """``"-3.5"`` -> -3_500_000: ``parse_amount`` with an optional leading ``-``; not zero."""
+    text = (text or "").strip()
+    negative = text.startswith("-")
+    rest = text[1:] if negative else text
+    if rest[:1] in ("-", "+") or rest[:1].isspace():
+        raise AmountError(_("Enter an amount such as 12.5 or -3."))
+    micro = parse_amount(rest)
+    if micro == 0:
+        raise AmountError(_("The amount must not be zero."))
+    return -micro if negative else micro
+
+
 def format_amount(micro):
     """12_500_000 -> ``"12.5"``; whole amounts keep two decimals (``"12.00"``)."""
     sign = "-" if micro < 0 else ""

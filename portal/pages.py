@@ -47,7 +47,6 @@ MINER_MENU = [
 ]
 
 MINER_PLANNED = {
-    "machine_time": _l("Balances, recharges and consumption records of every renter."),
     "monitoring": _l("Live use of chips, CPU and memory across the nodes."),
 }
 
@@ -55,6 +54,7 @@ RENTER_MENU = [
     ("overview", _l("Overview")),
     ("notebooks", _l("Notebooks")),
     ("tasks", _l("Training tasks")),
+    ("billing", _l("Machine-time")),
     ("algorithms", _l("Algorithms")),
     ("datasets", _l("Datasets")),
     ("images", _l("Images")),

@@ -19,4 +19,15 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 # These modules register their handlers and routes on bp.
-from portal.api import account, errors, nodes, openapi, pools, resources, specs, tasks  # noqa: E402,F401
+from portal.api import (  # noqa: E402,F401
+    account,
+    billing,
+    errors,
+    my_billing,
+    nodes,
+    openapi,
+    pools,
+    resources,
+    specs,
+    tasks,
+)

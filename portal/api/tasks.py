@@ -4,7 +4,8 @@ The twin of the renter's task pages, through the same rules (``portal.tasks``).
 Another renter's task, a deleted one and a missing one are the same 404. Field
 names in a 400's ``fields`` are the body's: ``name``, ``argv``,
 ``subtasks[0].spec``... Replica times are Podman's own, in integer nanoseconds
-since the epoch (``started_ns``, ``finished_ns``), exact as billing uses them.
+since the epoch (``started_ns``, ``finished_ns``), exact as billing uses them; a task's
+``cost`` is the sum of its replicas' ``charged`` (micro-units), live while it runs.
 """
 
 from flask_babel import lazy_gettext as _l
@@ -35,6 +36,10 @@ REPLICA = Record({
     "finished_ns": Integer(_l("Podman's FinishedAt, nanoseconds since the epoch"),
                            nullable=True),
     "events": Array(EVENT, _l("Every transition, oldest first")),
+    "price_per_hour": Integer(_l("Its spec's price when it was placed, micro-units per "
+                                 "machine-hour; null before"), nullable=True),
+    "billed_seconds": Integer(_l("Seconds of its run charged so far (whole, rounded up)")),
+    "charged": Integer(_l("Micro-units charged for it so far")),
 }, name="Replica")
 
 SUBTASK = Record({
@@ -58,6 +63,7 @@ _TASK_FIELDS = {
     "submitted_at": String(format="date-time"),
     "rerun_of": Integer(_l("The task this one runs again"), nullable=True),
     "subtasks": Array(SUBTASK),
+    "cost": Integer(_l("Micro-units charged for its replicas so far (live while it runs)")),
 }
 TASK_SUMMARY = Record(_TASK_FIELDS, name="TaskSummary")
 TASK = Record({**_TASK_FIELDS, "replicas": Array(REPLICA)}, name="Task")
@@ -90,6 +96,7 @@ def _summary(view):
         "subtasks": [{"role": s.subtask.role, "spec": s.subtask.spec.name,
                       "spec_id": s.subtask.spec_id, "replicas": s.count,
                       "state": s.state} for s in view.subtasks],
+        "cost": sum(item.replica.charged for item in view.replicas),
     }
 
 
@@ -101,6 +108,8 @@ def _replica(subtask, item):
         "node": replica.node.name if replica.node else None, "exit_code": replica.exit_code,
         "started_ns": replica.started_ns, "finished_ns": replica.finished_ns,
         "events": [{"at": iso(e.at), "state": e.state, "reason": e.reason} for e in item.events],
+        "price_per_hour": replica.price_per_hour, "billed_seconds": replica.billed_seconds,
+        "charged": replica.charged,
     }
 
 

@@ -32,6 +32,6 @@ def overview():
 
 
 # These modules register their routes on bp.
-from portal.miner import nodes, pools, resources, specs, users  # noqa: E402,F401
+from portal.miner import billing, nodes, pools, resources, specs, users  # noqa: E402,F401
 
 area.register_placeholder()

@@ -3,9 +3,10 @@
 from flask import Blueprint, render_template
 from flask_login import current_user
 
-from portal import resources
+from portal import resources, usage
 from portal.auth import require_role
 from portal.pages import RENTER_MENU, RENTER_PLANNED, Area
+from portal.tasks import reason_text
 
 bp = Blueprint("renter", __name__, url_prefix="/renter")
 bp.before_request(require_role("renter"))
@@ -14,13 +15,17 @@ area = Area(bp, RENTER_MENU, RENTER_PLANNED)
 
 @bp.get("/")
 def overview():
-    """The pools and specs this renter may use, with prices in the miner's currency."""
+    """The renter's machine-time (balance, spend, runway, a low-balance warning, tasks
+    stopped for an exhausted balance), and the pools and specs they may use with prices in
+    the miner's currency."""
     pools = resources.open_pools(current_user)
     return render_template(
-        "renter/overview.html", pools=pools, specs=resources.open_specs(current_user, pools))
+        "renter/overview.html", pools=pools, specs=resources.open_specs(current_user, pools),
+        standing=usage.standing(current_user), stops=usage.balance_stops(current_user),
+        runway_text=usage.runway_text, reason_text=reason_text)
 
 
 # These modules register their routes on bp.
-from portal.renter import console, replicas, tasks  # noqa: E402,F401
+from portal.renter import billing, console, replicas, tasks  # noqa: E402,F401
 
 area.register_placeholder()

@@ -7,8 +7,8 @@ from playwright.sync_api import Page
 
 from tests.support import LOGIN_PATH
 
-RENTER_MENU = ["Overview", "Notebooks", "Training tasks", "Algorithms", "Datasets", "Images",
-               "Templates"]
+RENTER_MENU = ["Overview", "Notebooks", "Training tasks", "Machine-time", "Algorithms",
+               "Datasets", "Images", "Templates"]
 MINER_MENU = ["Overview", "Nodes", "Resources", "Specs", "Pools", "Users", "Machine-time",
               "Monitoring"]
 NOT_BUILT = "This page is not built yet."

@@ -14,7 +14,7 @@ from tests.e2e.helpers import RENTER_MENU, heading, menu_links, sign_in, sign_ou
 pytestmark = pytest.mark.e2e
 
 ZH_LOGIN = {"user_label": "用户名", "password_label": "密码", "button": "登录"}
-ZH_RENTER_MENU = ["概览", "Notebook", "训练任务", "算法", "数据集", "镜像", "模板"]
+ZH_RENTER_MENU = ["概览", "Notebook", "训练任务", "机时", "算法", "数据集", "镜像", "模板"]
 
 
 def html_lang(page):

@@ -30,7 +30,8 @@ ROLES = {
     "renter": ("rene", "/login", "/renter/", RENTER_MENU, "Welcome, rene"),
     "miner": ("mina", "/miner/login", "/miner/", MINER_MENU, "Overview"),
 }
-BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks"}
+BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks",
+         "Machine-time"}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -6,7 +6,7 @@ from portal.auth import safe_next
 from tests.conftest import PASSWORD
 from tests.support import csrf_token, login
 
-MINER_PAGES = ["/miner/", "/miner/users", "/miner/nodes", "/miner/machine_time"]
+MINER_PAGES = ["/miner/", "/miner/users", "/miner/nodes", "/miner/machine-time"]
 RENTER_PAGES = ["/renter/", "/renter/notebooks", "/renter/tasks"]
 
 

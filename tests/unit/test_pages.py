@@ -15,7 +15,8 @@ def test_every_menu_page_answers(client, accounts, role, name, menu, planned):
     login(client, role, name, PASSWORD)
     html = client.get(f"/{role}/").get_data(as_text=True)
     for page, _label in menu:
-        path = f"/{role}/" if page == "overview" else f"/{role}/{page}"
+        # a page's address is its key with dashes: "machine_time" is /miner/machine-time
+        path = f"/{role}/" if page == "overview" else f"/{role}/{page.replace('_', '-')}"
         assert f'href="{path}"' in html, f"{page} missing from the menu"
         response = client.get(path)
         assert response.status_code == 200, path
