@@ -98,7 +98,8 @@ def _init_scheduler(app):
         probe_image=app.config["PROBE_IMAGE"],
     )
     reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
-                            host_root=Path(app.config["HOST_ROOT"]))
+                            host_root=Path(app.config["HOST_ROOT"]),
+                            data_root=Path(app.config["DATA_ROOT"]))
     # A container of ours ended on some node: look at once, not a tick later.
     watcher = EventWatcher(PodmanBackend, lambda event: service.wake())
     service = SchedulerService(

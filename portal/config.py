@@ -56,6 +56,7 @@ def from_environment(instance_path):
         "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
         "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
+        "DATA_ROOT": os.path.abspath(os.environ.get("HOURGLASS_DATA", instance / "data")),
         "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
         "JUPYTER_IMAGE": os.environ.get("HOURGLASS_JUPYTER_IMAGE",
                                         "localhost/hourglass-jupyter:latest"),

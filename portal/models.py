@@ -249,6 +249,29 @@ class PoolLimit(BaseModel):
         table_name = "pool_limits"
 
 
+class Notebook(BaseModel):
+    """A renter's JupyterLab notebook: what each of its runs (a ``Task`` of kind "notebook",
+    ``runs``) starts with. ``count`` subtasks (``lab-0``...) of one replica each with
+    ``spec``; /code is the folder of ``algorithm`` (a folder name) or, with none, the
+    notebook's own folder; ``dataset`` (a folder name, or "") is read-only at /dataset.
+    ``spec`` and ``pool`` are None once the miner deleted them (a start is then refused,
+    or the default pool used). A deleted notebook keeps its row (its runs are billed)."""
+
+    user = ForeignKeyField(User, backref="notebooks", on_delete="RESTRICT")
+    name = CharField(max_length=96)
+    image = CharField(max_length=255)
+    spec = ForeignKeyField(ResourceSpec, backref="notebooks", null=True, on_delete="SET NULL")
+    pool = ForeignKeyField(Pool, backref="notebooks", null=True, on_delete="SET NULL")
+    count = IntegerField(default=1)
+    algorithm = CharField(max_length=64, default="")
+    dataset = CharField(max_length=64, default="")
+    created_at = DateTimeField(default=utcnow)
+    deleted = BooleanField(default=False)
+
+    class Meta:
+        table_name = "notebooks"
+
+
 TASK_KINDS = ("training", "notebook")
 REPLICA_STATES = ("pending", "starting", "running", "succeeded", "failed", "stopped", "lost")
 REPLICA_ENDED = ("succeeded", "failed", "stopped", "lost")
@@ -274,6 +297,10 @@ class Task(BaseModel):
     stop_reason = CharField(max_length=128, default="")
     deleted = BooleanField(default=False)
     rerun_of = ForeignKeyField("self", null=True, backref="reruns", on_delete="SET NULL")
+    # a notebook's run: its notebook, and the Jupyter token of this run (never shown, put
+    # in a URL or logged; not in ``env``)
+    notebook = ForeignKeyField(Notebook, null=True, backref="runs", on_delete="SET NULL")
+    secret = CharField(max_length=64, default="")
 
     class Meta:
         table_name = "tasks"
@@ -319,6 +346,9 @@ class Replica(BaseModel):
     billed_seconds = BigIntegerField(default=0)
     charged = BigIntegerField(default=0)
     settled = BooleanField(default=False)
+    # where a notebook replica's JupyterLab answers ("IP:port" on its task's network), set
+    # when it runs; the notebook proxy reaches it there
+    address = CharField(max_length=64, default="")
 
     class Meta:
         table_name = "replicas"
@@ -390,4 +420,4 @@ class LedgerEntry(BaseModel):
 
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
-          Replica, ReplicaEvent, ReplicaChip, LedgerEntry]
+          Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook]

@@ -62,7 +62,6 @@ RENTER_MENU = [
 ]
 
 RENTER_PLANNED = {
-    "notebooks": _l("JupyterLab notebooks with chips attached, opened in your browser."),
     "algorithms": _l("Your code, mounted at /code in notebooks and tasks."),
     "datasets": _l("Your data, mounted read-only at /dataset."),
     "images": _l("Container images you can run."),

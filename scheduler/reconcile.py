@@ -13,17 +13,19 @@ written back by the pass's own thread.
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 from peewee import JOIN, IntegrityError
 
-from portal import ledger, settings
+from portal import ledger, notebooks, settings
 from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
     Node,
     NodeChip,
+    Notebook,
     Replica,
     ReplicaChip,
     ReplicaEvent,
@@ -54,6 +56,7 @@ from scheduler.podman import PodmanBackend
 log = logging.getLogger(__name__)
 
 PIDS_LIMIT = 4096
+JUPYTER_PORT = 8888
 
 
 def hostname(subtask, replica):
@@ -83,14 +86,28 @@ class StalePlan(Exception):
     """A task's placement no longer matches the database; nothing of it is stored."""
 
 
+def jupyter_argv(replica_id):
+    """How a notebook replica's container starts JupyterLab: on every address of its task's
+    network, under ``/nb/<replica id>/`` (where the notebook proxy forwards), in /code.
+    The token comes from ``JUPYTER_TOKEN``, never from an argument (``ps`` shows those).
+    ``--allow-root``: a renter's own image may run as root (ours runs as uid 1000)."""
+    return ("jupyter-lab", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}", "--no-browser",
+            f"--ServerApp.base_url=/nb/{replica_id}/", "--ServerApp.root_dir=/code",
+            "--allow-root")
+
+
 class Reconciler:
     """``host_root`` is where the local node's host paths live (HOURGLASS_HOST_ROOT);
     ``local_url`` says which node is local. ``grace`` is the SIGTERM-to-SIGKILL wait
-    of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost."""
+    of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost.
+    ``data_root`` is the portal's data folder (HOURGLASS_DATA), where notebooks' /code and
+    /dataset folders are; without one, notebooks fail to start."""
 
-    def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16):
+    def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16,
+                 data_root=None):
         self.local_url = local_url
         self.host_root = Path(host_root)
+        self.data_root = Path(data_root) if data_root is not None else None
         self.grace = grace
         self.lost_after = timedelta(seconds=lost_after)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
@@ -221,7 +238,13 @@ class Reconciler:
             transition(replica, "lost", "its node was removed before it started")
             refresh_state(replica.task)
         starting = [r for r in replicas if r not in stopped and r not in orphans]
-        jobs = {r.id: (r, spec) for r, spec in zip(starting, self._specs(starting), strict=True)}
+        jobs = {}
+        for r, spec in zip(starting, self._specs(starting), strict=True):
+            if isinstance(spec, StartFailed):  # a notebook that cannot be built
+                transition(r, "failed", f"could not start: {spec}")
+                refresh_state(r.task)
+            else:
+                jobs[r.id] = (r, spec)
         futures = {rid: self.pool.submit(self._start, r.node, spec)
                    for rid, (r, spec) in jobs.items()}
         for rid, future in futures.items():
@@ -262,8 +285,9 @@ class Reconciler:
 
     def _specs(self, replicas):
         """The containers of ``replicas``, in order: their task's image, argv and env, their
-        spec's limits, their chips renumbered from 0, their peers' names. Three queries for
-        all of them, however many replicas and tasks."""
+        spec's limits, their chips renumbered from 0, their peers' names; for a notebook's
+        replica, JupyterLab with its folders (or the StartFailed saying why not). Four
+        queries for all of them, however many replicas and tasks."""
         specs = {spec.id: spec for spec in ResourceSpec.select().where(
             ResourceSpec.id.in_({r.subtask.spec_id for r in replicas}))}
         peers = {}
@@ -277,8 +301,33 @@ class Reconciler:
                     .order_by(NodeChip.kind, ReplicaChip.slot)):
             chips.setdefault(row.replicachip.replica_id, []).append(
                 Chip(row.kind, row.index, row.device, row.card, row.driver))
-        return [self._spec(r, specs[r.subtask.spec_id], peers[r.task_id], chips.get(r.id, []))
-                for r in replicas]
+        labs = {nb.id: nb for nb in Notebook.select().where(Notebook.id.in_(
+            {r.task.notebook_id for r in replicas if r.task.kind == "notebook"}))}
+        out = []
+        for r in replicas:
+            spec = self._spec(r, specs[r.subtask.spec_id], peers[r.task_id], chips.get(r.id, []))
+            if r.task.kind == "notebook":
+                try:
+                    spec = self._notebook(spec, r, labs.get(r.task.notebook_id))
+                except StartFailed as why:
+                    spec = why
+            out.append(spec)
+        return out
+
+    def _notebook(self, container, replica, notebook):
+        """``container`` made a notebook's: JupyterLab with the run's token in its
+        environment, working in /code, the notebook's folders bound. Raises StartFailed."""
+        if notebook is None:
+            raise StartFailed("its notebook is gone")
+        if self.data_root is None:
+            raise StartFailed("Hourglass has no data folder for notebooks (HOURGLASS_DATA)")
+        try:
+            binds = notebooks.mounts(self.data_root, notebook)
+        except ValueError as error:
+            raise StartFailed(str(error)) from None
+        return replace(container, argv=jupyter_argv(replica.id),
+                       env={**container.env, "JUPYTER_TOKEN": replica.task.secret},
+                       working_dir="/code", mounts=(*container.mounts, *binds))
 
     def _spec(self, replica, spec, everyone, chips):
         task, subtask = replica.task, replica.subtask
@@ -308,11 +357,14 @@ class Reconciler:
             return
         seen = utcnow()
         started = state.started.ns if state.started else None
+        address = self._address(replica, state)
         if state.status == "running" and replica.state == "starting":
             transition(replica, "running", "container started", started_ns=started,
-                       last_seen_at=seen)
+                       last_seen_at=seen, **address)
         elif state.status == "exited":
-            if state.exit_code == 0:
+            # JupyterLab ends a stop by exiting 0: a notebook asked to stop is stopped.
+            if state.exit_code == 0 and not (replica.task.kind == "notebook"
+                                             and replica.task.stop_requested):
                 end, why = "succeeded", "exited with code 0"
             elif replica.task.stop_requested:
                 end, why = "stopped", replica.task.stop_reason or STOPPED_BY_YOU
@@ -328,7 +380,18 @@ class Reconciler:
             transition(replica, end, why, started_ns=started, exit_code=state.exit_code,
                        finished_ns=finished, last_seen_at=seen)
         else:
-            Replica.update(last_seen_at=seen).where(Replica.id == replica.id).execute()
+            if state.status != "running" or address.get("address") == replica.address:
+                address = {}
+            Replica.update(last_seen_at=seen, **address).where(Replica.id == replica.id
+                                                               ).execute()
+
+    def _address(self, replica, state):
+        """``{"address": "IP:port"}`` where a notebook replica's JupyterLab answers: its IP on
+        its task's network; {} for other replicas."""
+        if replica.task.kind != "notebook":
+            return {}
+        ip = state.addresses.get(network_name(self.instance, replica.task_id), "")
+        return {"address": f"{ip}:{JUPYTER_PORT}" if ip else ""}
 
     def refresh(self):
         """Inspect every replica believed starting or running (this is also adoption after

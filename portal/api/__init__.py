@@ -25,6 +25,7 @@ from portal.api import (  # noqa: E402,F401
     errors,
     my_billing,
     nodes,
+    notebooks,
     openapi,
     pools,
     resources,

@@ -26,6 +26,6 @@ def overview():
 
 
 # These modules register their routes on bp.
-from portal.renter import billing, console, replicas, tasks  # noqa: E402,F401
+from portal.renter import billing, console, notebooks, replicas, tasks  # noqa: E402,F401
 
 area.register_placeholder()

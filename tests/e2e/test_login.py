@@ -31,7 +31,7 @@ ROLES = {
     "miner": ("mina", "/miner/login", "/miner/", MINER_MENU, "Overview"),
 }
 BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks",
-         "Machine-time"}
+         "Machine-time", "Notebooks"}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -1,0 +1,168 @@
+"""Notebooks for renters: create, list, read, start, stop, delete.
+
+The twin of the renter's notebook pages, through the same rules
+(``portal.notebooks``). Another renter's notebook, a deleted one and a missing one are
+the same 404. A notebook's ``run`` is its latest run (null before the first start), with
+its replicas; the Jupyter token of a run is in no answer.
+"""
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+
+from portal import notebooks as rules
+from portal import tasks as task_rules
+from portal.api.auth import api_user
+from portal.api.errors import ApiError
+from portal.api.registry import route
+from portal.api.schema import Array, Boolean, Integer, Object, Record, String, iso
+
+STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
+
+LAB = Record({
+    "id": Integer(),
+    "role": String(_l("Its subtask: lab-0, lab-1...")),
+    "state": String(STATE),
+    "reason": String(),
+    "node": String(_l("The node it was placed on"), nullable=True),
+    "exit_code": Integer(nullable=True),
+    "started_ns": Integer(_l("Podman's StartedAt, nanoseconds since the epoch"), nullable=True),
+    "finished_ns": Integer(_l("Podman's FinishedAt, nanoseconds since the epoch"),
+                           nullable=True),
+    "charged": Integer(_l("Micro-units charged for it so far")),
+}, name="NotebookReplica")
+
+_RUN_FIELDS = {
+    "id": Integer(_l("The run's task id")),
+    "state": String(STATE),
+    "stop_requested": Boolean(),
+    "reason": String(_l("Why a pending run waits, as the scheduler last said")),
+    "submitted_at": String(format="date-time"),
+    "cost": Integer(_l("Micro-units charged for this run so far (live while it runs)")),
+    "replicas": Array(LAB),
+}
+RUN = Object(_RUN_FIELDS, required=tuple(_RUN_FIELDS), name="NotebookRun", nullable=True,
+             description=_l("The latest run; null before the first start"))
+
+NOTEBOOK = Record({
+    "id": Integer(),
+    "name": String(),
+    "image": String(),
+    "spec": String(_l("The spec's name; null once the miner deleted it"), nullable=True),
+    "pool": String(_l("The pool's name; null: the default pool"), nullable=True),
+    "count": Integer(_l("Subtasks, each one JupyterLab container")),
+    "algorithm": String(_l("The algorithm folder at /code; empty: the notebook's own")),
+    "dataset": String(_l("The dataset folder at /dataset (read-only); empty: none")),
+    "created_at": String(format="date-time"),
+    "state": String(STATE, nullable=True),
+    "run": RUN,
+}, name="Notebook")
+
+NEW_NOTEBOOK = Object({
+    "name": String(_l("1-96 characters; HTML and any Unicode are kept as data")),
+    "image": String(_l("An image with jupyter-lab; Hourglass's JupyterLab image when left "
+                       "out")),
+    "spec": String(_l("The name of a spec you may use")),
+    "pool": String(_l("The name of a pool open to you")),
+    "count": Integer(_l("Subtasks, 1 to 8 (1 when left out)")),
+    "algorithm": String(_l("An algorithm folder name for /code (made when missing); empty "
+                           "or left out: the notebook's own folder")),
+    "dataset": String(_l("One of your dataset folders, read-only at /dataset")),
+    "start": Boolean(_l("Start it at once (true when left out)")),
+}, required=("name", "spec", "pool"), name="NewNotebook")
+
+
+def _run(view):
+    if view is None:
+        return None
+    replicas = [{
+        "id": item.replica.id, "role": sub.subtask.role, "state": item.replica.state,
+        "reason": item.replica.reason,
+        "node": item.replica.node.name if item.replica.node else None,
+        "exit_code": item.replica.exit_code, "started_ns": item.replica.started_ns,
+        "finished_ns": item.replica.finished_ns, "charged": item.replica.charged,
+    } for sub in view.subtasks for item in sub.replicas]
+    task = view.task
+    return {"id": task.id, "state": view.state, "stop_requested": task.stop_requested,
+            "reason": task_rules.reason_text(task.reason), "submitted_at": iso(task.submitted_at),
+            "cost": sum(item["charged"] for item in replicas), "replicas": replicas}
+
+
+def notebook_json(view):
+    """A ``NotebookView`` as ``NOTEBOOK`` describes it."""
+    notebook = view.notebook
+    return {
+        "id": notebook.id, "name": notebook.name, "image": notebook.image,
+        "spec": notebook.spec.name if notebook.spec_id else None,
+        "pool": notebook.pool.name if notebook.pool_id else None,
+        "count": notebook.count, "algorithm": notebook.algorithm, "dataset": notebook.dataset,
+        "created_at": iso(notebook.created_at), "state": view.state, "run": _run(view.run),
+    }
+
+
+def _one(notebook):
+    return notebook_json(rules.notebook_view(notebook))
+
+
+def _refused(exc, status=400, code="invalid"):
+    fields = {key: message for key, message in exc.errors.items() if key}
+    return ApiError(status, code, str(exc), fields if status == 400 else None)
+
+
+@route("/notebooks", summary=_l("Your notebooks, newest first, with their latest run"),
+       role="renter", response=Array(NOTEBOOK))
+def list_notebooks():
+    return [notebook_json(view) for view in rules.notebook_views(api_user())]
+
+
+@route("/notebooks", "POST", summary=_l("Create a notebook (and start it, unless start is "
+                                        "false)"), role="renter", body=NEW_NOTEBOOK,
+       response=NOTEBOOK, status=201)
+def create_notebook_api(body):
+    try:
+        notebook = rules.create_notebook(
+            api_user(), body["name"], body.get("image", current_app.config["JUPYTER_IMAGE"]),
+            body["spec"], body["pool"], body.get("count", 1), body.get("algorithm", ""),
+            body.get("dataset", ""), start=body.get("start", True))
+    except rules.NotebookError as exc:
+        raise _refused(exc) from None
+    return _one(notebook)
+
+
+@route("/notebooks/<int:notebook_id>", summary=_l("One of your notebooks with its latest "
+                                                  "run"), role="renter", response=NOTEBOOK)
+def get_notebook_api(notebook_id):
+    return _one(rules.get_notebook_or_404(api_user(), notebook_id))
+
+
+@route("/notebooks/<int:notebook_id>/start", "POST",
+       summary=_l("Start a new run (409 while one runs, or when the spec, pool or balance "
+                  "no longer allows it)"), role="renter", response=NOTEBOOK)
+def start_notebook_api(notebook_id):
+    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
+    try:
+        rules.start_notebook(notebook)
+    except rules.NotebookError as exc:
+        raise _refused(exc, 409, "conflict") from None
+    return _one(notebook)
+
+
+@route("/notebooks/<int:notebook_id>/stop", "POST",
+       summary=_l("Stop the running notebook; its files stay (409 when it does not run)"),
+       role="renter", response=NOTEBOOK)
+def stop_notebook_api(notebook_id):
+    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
+    try:
+        rules.stop_notebook(notebook)
+    except rules.NotebookError as exc:
+        raise _refused(exc, 409, "conflict") from None
+    return _one(notebook)
+
+
+@route("/notebooks/<int:notebook_id>", "DELETE",
+       summary=_l("Delete a notebook that does not run (409 while it runs); its records "
+                  "stay for billing"), role="renter")
+def delete_notebook_api(notebook_id):
+    try:
+        rules.delete_notebook(rules.get_notebook_or_404(api_user(), notebook_id))
+    except rules.NotebookError as exc:
+        raise _refused(exc, 409, "conflict") from None

@@ -1,0 +1,149 @@
+"""The renter's notebooks: the list, the "New notebook" form, a notebook's page, and Start /
+Stop / Delete. The rules are in ``portal.notebooks``.
+
+The list and a notebook's live part refresh themselves through htmx polling (every 2 s,
+while a run has not ended): htmx asks for the same page and keeps only the live part
+(``hx-select``). Opening JupyterLab comes with the notebook proxy; until then the page
+shows the Open button disabled. The Jupyter token appears on no page.
+"""
+
+from datetime import UTC, datetime
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField
+
+from portal import notebooks as rules
+from portal import resources
+from portal import tasks as task_rules
+from portal.money import format_amount
+from portal.renter import bp
+from portal.settings import get as setting
+
+
+def _ns_text(ns):
+    """Podman's nanosecond time as ``YYYY-MM-DD HH:MM:SS`` UTC, or a dash."""
+    if ns is None:
+        return "—"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text}
+
+
+class NotebookForm(FlaskForm):
+    name = StringField(_l("Name"))
+    image = StringField(_l("Image"), render_kw={"list": "known-images", "autocomplete": "off"})
+    spec = SelectField(_l("Spec"), validate_choice=False)
+    pool = SelectField(_l("Pool"), validate_choice=False)
+    count = StringField(_l("Subtasks"), default="1", render_kw={"inputmode": "numeric"})
+    algorithm = StringField(_l("Algorithm (folder mounted at /code; empty: the notebook's "
+                               "own folder)"),
+                            render_kw={"list": "known-algorithms", "autocomplete": "off"})
+    dataset = SelectField(_l("Dataset (read-only at /dataset)"), validate_choice=False)
+    start = BooleanField(_l("Start it now"), default=True)
+
+
+def _form_page(form, status=200):
+    specs = resources.spec_views()
+    pools = resources.open_pools(current_user, resources.pool_views(specs=specs))
+    currency = setting("currency")
+    form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
+    form.spec.choices = [("", _("— choose a spec —"))] + [
+        (view.spec.name, _("%(spec)s · %(price)s %(currency)s per machine-hour",
+                           spec=view.spec.name, price=format_amount(view.spec.price_per_hour),
+                           currency=currency))
+        for view in task_rules.usable_specs(pools, specs)]
+    root = rules.data_root()
+    form.dataset.choices = [("", _("— none —"))] + [
+        (name, name) for name in rules.folder_names(root, current_user, "datasets")]
+    chosen = next((v for v in pools if v.pool.name == form.pool.data), pools[0] if pools else None)
+    headers = {"HX-Push-Url": url_for("renter.new_notebook")} if request.method == "POST" else {}
+    return render_template(
+        "renter/notebook_new.html", form=form, pools=pools,
+        images=task_rules.pool_images(chosen) if chosen else [],
+        algorithms=rules.folder_names(root, current_user, "algorithms")), status, headers
+
+
+@bp.get("/notebooks")
+def notebooks():
+    views = rules.notebook_views(current_user)
+    return render_template("renter/notebooks.html", views=views,
+                           live=any(view.running for view in views), **HELPERS)
+
+
+@bp.get("/notebooks/new")
+def new_notebook():
+    form = NotebookForm(formdata=None)
+    form.image.data = current_app.config["JUPYTER_IMAGE"]
+    return _form_page(form)
+
+
+@bp.post("/notebooks")
+def create_notebook_view():
+    form = NotebookForm()
+    try:
+        notebook = rules.create_notebook(
+            current_user, form.name.data, form.image.data, form.spec.data, form.pool.data,
+            form.count.data, form.algorithm.data, form.dataset.data, start=form.start.data)
+    except rules.NotebookError as exc:
+        fields = {"name": form.name, "image": form.image, "spec": form.spec,
+                  "pool": form.pool, "count": form.count, "algorithm": form.algorithm,
+                  "dataset": form.dataset}
+        for key, message in exc.errors.items():
+            if key in fields:
+                fields[key].errors = [*fields[key].errors, message]
+            else:
+                form.form_errors.append(message)
+        return _form_page(form, 400)
+    flash(_("Created notebook '%(name)s'.", name=notebook.name), "success")
+    return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+
+
+@bp.get("/notebooks/<int:notebook_id>")
+def notebook_page(notebook_id):
+    notebook = rules.get_notebook_or_404(current_user, notebook_id)
+    return render_template("renter/notebook.html", view=rules.notebook_view(notebook),
+                           code=_code_text(notebook), **HELPERS)
+
+
+def _code_text(notebook):
+    """What the page says /code is."""
+    if notebook.algorithm:
+        return _("your algorithm '%(name)s'", name=notebook.algorithm)
+    return _("this notebook's own folder")
+
+
+def _act(notebook_id, action, done):
+    notebook = rules.get_notebook_or_404(current_user, notebook_id)
+    try:
+        action(notebook)
+        flash(done, "success")
+    except rules.NotebookError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+
+
+@bp.post("/notebooks/<int:notebook_id>/start")
+def start_notebook_view(notebook_id):
+    return _act(notebook_id, rules.start_notebook, _("Starting…"))
+
+
+@bp.post("/notebooks/<int:notebook_id>/stop")
+def stop_notebook_view(notebook_id):
+    return _act(notebook_id, rules.stop_notebook, _("Stopping… Your files stay."))
+
+
+@bp.post("/notebooks/<int:notebook_id>/delete")
+def delete_notebook_view(notebook_id):
+    notebook = rules.get_notebook_or_404(current_user, notebook_id)
+    try:
+        rules.delete_notebook(notebook)
+    except rules.NotebookError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+    flash(_("Deleted notebook '%(name)s'.", name=notebook.name), "success")
+    return redirect(url_for("renter.notebooks"), 303)
