@@ -65,3 +65,14 @@ def format_amount(micro):
     whole, frac = divmod(abs(micro), MICRO)
     frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
     return f"{sign}{whole:,}.{frac_text}"
+
+
+def decimal_text(micro):
+    """Exact plain decimal text for programs (the API, CSV): ``-1_234_500_000`` ->
+    ``"-1234.50"``, ``1`` -> ``"0.000001"`` (``format_amount`` without separators)."""
+    return format_amount(micro).replace(",", "")
+
+
+def decimal_number(micro):
+    """The same as a ``Decimal`` (a number cell in a CSV file, never a float)."""
+    return Decimal(decimal_text(micro))

@@ -12,7 +12,6 @@ order, which the ledger's (user, at) and (kind, at) indexes hold as they are
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -28,7 +27,6 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.money import format_amount
 
 PAGE = 50  # rows per page on the Records page
 BATCH = 1000  # rows per query while a CSV export streams
@@ -252,17 +250,6 @@ def describe(entries):
         "node": nodes.get(e.node_id), "price_per_hour": e.price_per_hour,
         "seconds_from": e.seconds_from, "seconds_to": e.seconds_to,
     } for e in entries]
-
-
-def decimal_text(micro):
-    """Micro-units as exact plain decimal text for programs: ``-1_234_500_000`` ->
-    ``"-1234.50"`` (``format_amount`` without thousands separators)."""
-    return format_amount(micro).replace(",", "")
-
-
-def decimal_number(micro):
-    """The same as a ``Decimal`` (a number cell in a CSV file, never a float)."""
-    return Decimal(decimal_text(micro))
 
 
 # --- sums ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ Everything is aggregated in SQL over a bounded page of rows, so a renter with
 
 import math
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from flask import abort
 from flask_babel import gettext as _
@@ -16,7 +15,6 @@ from peewee import JOIN, fn
 
 from portal import settings
 from portal.models import LedgerEntry, Node, Replica, ResourceSpec, Subtask, Task, User
-from portal.money import MICRO
 from portal.tasks import BALANCE_EXHAUSTED
 
 PAGE_SIZE = 20  # tasks (or recharge records) per page of the machine-time page
@@ -74,17 +72,6 @@ def standing(user):
 def runway_text(minutes):
     """``95`` -> "1 h 35 min" (in the reader's language)."""
     return _("%(hours)d h %(minutes)d min", hours=minutes // 60, minutes=minutes % 60)
-
-
-def decimal_text(micro):
-    """Micro-units as a plain exact decimal for programs: ``-12_500_000`` -> "-12.500000"."""
-    whole, frac = divmod(abs(micro), MICRO)
-    return f"{'-' if micro < 0 else ''}{whole}.{frac:06d}"
-
-
-def decimal_number(micro):
-    """Micro-units as an exact ``Decimal`` of the currency (a number in a CSV cell)."""
-    return Decimal(decimal_text(micro))
 
 
 def balance_stops(user, limit=RECENT_STOPS):

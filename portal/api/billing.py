@@ -19,8 +19,7 @@ from portal.api.registry import route
 from portal.api.resources import get_or_404
 from portal.api.schema import Array, Boolean, Integer, Object, Record, String, iso
 from portal.models import User
-from portal.money import AmountError, parse_amount, parse_signed_amount
-from portal.records import decimal_text
+from portal.money import AmountError, decimal_text, parse_amount, parse_signed_amount
 
 API_PAGE = 100  # records per page
 MICRO = _l("in micro-units (1 unit of the miner's currency = 1000000)")

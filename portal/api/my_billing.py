@@ -16,13 +16,14 @@ from portal.api.errors import ApiError
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Record, String, iso
 from portal.models import LEDGER_KINDS, Task
+from portal.money import decimal_text
 from portal.settings import get as setting
 
 RECORDS_PAGE = 100
 
 BALANCE = Record({
     "balance": Integer(_l("Micro-units (1 unit of the currency = 1,000,000)")),
-    "balance_text": String(_l("The balance as an exact decimal, e.g. 12.500000")),
+    "balance_decimal": String(_l("The balance as an exact decimal string, e.g. \"12.50\"")),
     "currency": String(_l("The miner's currency label")),
     "spend_per_hour": Integer(_l("Micro-units per hour your running replicas cost now")),
     "runway_minutes": Integer(_l("Whole minutes the balance lasts at this spend; null while "
@@ -82,7 +83,7 @@ def _id_argument(name):
                                       "lasts"), role="renter", response=BALANCE)
 def account_balance():
     standing = usage.standing(api_user())
-    return {"balance": standing.balance, "balance_text": usage.decimal_text(standing.balance),
+    return {"balance": standing.balance, "balance_decimal": decimal_text(standing.balance),
             "currency": setting("currency"), "spend_per_hour": standing.spend_per_hour,
             "runway_minutes": standing.runway_minutes, "low": standing.low}
 

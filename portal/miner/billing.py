@@ -20,7 +20,13 @@ from portal.csv_export import csv_rows
 from portal.miner import bp, get_or_404
 from portal.miner.resources import answer
 from portal.models import LedgerEntry, User, utcnow
-from portal.money import AmountError, format_amount, parse_amount, parse_signed_amount
+from portal.money import (
+    AmountError,
+    decimal_number,
+    format_amount,
+    parse_amount,
+    parse_signed_amount,
+)
 
 MAX_MINUTES = 43_200  # 30 days: the most either minutes setting may say
 MAX_CURRENCY = 16
@@ -213,9 +219,9 @@ def ledger_records():
 def _csv_line(row, currency):
     price = row["price_per_hour"]
     return [row["id"], row["at"].strftime("%Y-%m-%d %H:%M:%S"), row["user"], row["kind"],
-            records.decimal_number(row["amount"]), records.decimal_number(row["balance_after"]),
+            decimal_number(row["amount"]), decimal_number(row["balance_after"]),
             currency, row["actor"], row["note"], row["task_id"], row["task"], row["replica_id"],
-            row["spec"], row["node"], None if price is None else records.decimal_number(price),
+            row["spec"], row["node"], None if price is None else decimal_number(price),
             row["seconds_from"], row["seconds_to"]]
 
 

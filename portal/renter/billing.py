@@ -13,6 +13,7 @@ from flask_login import current_user
 
 from portal import usage
 from portal.csv_export import csv_rows
+from portal.money import decimal_number
 from portal.renter import bp
 from portal.renter.tasks import LIVE_HELPERS
 from portal.settings import get as setting
@@ -47,9 +48,9 @@ def billing():
 
 def _csv_cells(row, currency):
     return [row.id, row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind,
-            usage.decimal_number(row.amount), usage.decimal_number(row.balance_after), currency,
+            decimal_number(row.amount), decimal_number(row.balance_after), currency,
             row.task_id, row.task_name, row.replica_id, row.spec_name, row.node_name,
-            None if row.price_per_hour is None else usage.decimal_number(row.price_per_hour),
+            None if row.price_per_hour is None else decimal_number(row.price_per_hour),
             row.seconds_from, row.seconds_to, row.note, row.actor_name]
 
 

@@ -32,7 +32,7 @@ from portal.models import (
     Task,
     User,
 )
-from portal.money import MICRO, parse_amount
+from portal.money import MICRO, decimal_text, parse_amount
 from portal.renter import billing as billing_page
 from portal.tokens import create_token
 from portal.users import create_user
@@ -238,7 +238,7 @@ def test_the_warning_comes_and_goes_with_the_runway(client, app, world, tokens):
     assert 'id="balance" data-micro="1000000000"' in overview and "1,000.00" in overview
     assert 'id="low-balance"' not in overview and "nothing runs" in overview
     assert client.get("/api/v1/account/balance", headers=tokens["rene"]).json == {
-        "balance": 1000 * MICRO, "balance_text": "1000.000000", "currency": "UNC",
+        "balance": 1000 * MICRO, "balance_decimal": "1000.00", "currency": "UNC",
         "spend_per_hour": 0, "runway_minutes": None, "low": False}
 
     with app.app_context():
@@ -281,7 +281,7 @@ def test_an_exhausted_balance_says_so_and_lists_the_stopped_tasks(client, app, w
     assert "&lt;i&gt;rene&#39;s&lt;/i&gt;" in stops and "balance exhausted" in stops
     balance = client.get("/api/v1/account/balance", headers=tokens["rene"]).json
     assert (balance["balance"], balance["runway_minutes"], balance["low"]) == (0, 0, True)
-    assert balance["balance_text"] == "0.000000"
+    assert balance["balance_decimal"] == "0.00"
 
 
 def test_a_tasks_own_page_shows_when_the_balance_stopped_it(client, app, world):
@@ -296,8 +296,8 @@ def test_a_tasks_own_page_shows_when_the_balance_stopped_it(client, app, world):
 
 
 def test_decimal_text_and_runway_text(ctx):
-    assert usage.decimal_text(-12_500_000) == "-12.500000"
-    assert usage.decimal_text(1) == "0.000001" and usage.decimal_text(0) == "0.000000"
+    assert decimal_text(-12_500_000) == "-12.50" and decimal_text(-1_234_500_000) == "-1234.50"
+    assert decimal_text(1) == "0.000001" and decimal_text(0) == "0.00"
     assert usage.Standing(100, 0, 60).runway_minutes is None
     assert usage.Standing(-5, 10, 60).runway_minutes == 0
     low = usage.Standing(MICRO * 59, MICRO * 60, 60)
