@@ -39,4 +39,4 @@ def test_the_renter_sees_the_balance_and_the_machine_time_page(page, live_server
         page.locator("#csv-link").click()
     exported = open(info.value.path(), encoding="utf-8").read()
     assert exported.startswith("id,at_utc,kind,amount")
-    assert ",recharge,25.500000," in exported and "invoice =7" in exported
+    assert ",recharge,25.50,1025.50," in exported and "invoice =7" in exported
