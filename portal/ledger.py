@@ -17,7 +17,7 @@ from datetime import datetime
 
 import click
 from flask_babel import gettext as _
-from peewee import ValuesList
+from peewee import EXCLUDED, ValuesList
 
 from portal import settings
 from portal.db import database
@@ -27,6 +27,7 @@ from portal.models import (
     Replica,
     Subtask,
     Task,
+    UsageMonth,
     User,
     utcnow,
 )
@@ -173,8 +174,12 @@ def _charge(replicas):
     for replica, _seconds, amount in rows:
         user = replica.task.user_id
         users[user] = users.get(user, 0) + amount
+    month = utcnow().date().replace(day=1)
     for user, delta in users.items():
         User.update(balance=User.balance - delta).where(User.id == user).execute()
+        UsageMonth.insert(user=user, month=month, charged=delta).on_conflict(
+            conflict_target=[UsageMonth.user, UsageMonth.month],
+            update={UsageMonth.charged: UsageMonth.charged + EXCLUDED.charged}).execute()
     balances = dict(User.select(User.id, User.balance).where(User.id.in_(list(users))).tuples())
     # Each user's rows in order, their balance_after counting down to the balance stored.
     running = {user: balances[user] + delta for user, delta in users.items()}
@@ -222,8 +227,8 @@ def verify():
     for the CLI); empty when the books are right.
 
     Each user's balance must equal the sum of their rows and their last row's
-    ``balance_after``; each settled replica's rows must add up to its cost from its
-    container times and price snapshot.
+    ``balance_after``, and their monthly totals the sum of their charges; each settled
+    replica's rows must add up to its cost from its container times and price snapshot.
     """
     from peewee import fn
 
@@ -238,6 +243,14 @@ def verify():
                 .order_by(LedgerEntry.id.desc()).limit(1).scalar())
         if last is not None and last != balance:
             problems.append(f"user {name}: balance {balance} but the last row says {last}")
+    charges = dict(LedgerEntry.select(LedgerEntry.user, fn.SUM(LedgerEntry.amount))
+                   .where(LedgerEntry.kind == "charge").group_by(LedgerEntry.user).tuples())
+    months = dict(UsageMonth.select(UsageMonth.user, fn.SUM(UsageMonth.charged))
+                  .group_by(UsageMonth.user).tuples())
+    for user_id in set(charges) | set(months):
+        if -int(charges.get(user_id) or 0) != int(months.get(user_id) or 0):
+            problems.append(f"user {user_id}: monthly totals say {months.get(user_id) or 0} "
+                            f"charged but the ledger says {-int(charges.get(user_id) or 0)}")
     charged = dict(LedgerEntry.select(LedgerEntry.replica, fn.SUM(LedgerEntry.amount))
                    .where(LedgerEntry.replica.is_null(False)).group_by(LedgerEntry.replica)
                    .tuples())

@@ -13,6 +13,7 @@ from peewee import (
     BooleanField,
     CharField,
     CompositeKey,
+    DateField,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -415,9 +416,24 @@ class LedgerEntry(BaseModel):
             (("replica", "seconds_to"), True),
             (("user", "at"), False),
             (("kind", "at"), False),
+            (("user", "kind", "id"), False),
         )
+
+
+class UsageMonth(BaseModel):
+    """What a renter was charged in one month (``month``: its first day, UTC), kept by
+    ``portal.ledger`` in the transaction of the charges, so pages show "used this month" and
+    "charged in all" without summing the ledger."""
+
+    user = ForeignKeyField(User, backref="usage_months", on_delete="RESTRICT")
+    month = DateField()
+    charged = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "usage_months"
+        indexes = ((("user", "month"), True),)
 
 
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
-          Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook]
+          Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth]

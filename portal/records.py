@@ -24,6 +24,7 @@ from portal.models import (
     Replica,
     ResourceSpec,
     Task,
+    UsageMonth,
     User,
     utcnow,
 )
@@ -274,13 +275,12 @@ class RenterSummary:
 def renter_summaries():
     """Every renter's ``RenterSummary``, by name: three queries whatever their number."""
     renters = list(User.select().where(User.role == "renter").order_by(User.name))
-    used = dict(LedgerEntry.select(LedgerEntry.user, fn.SUM(LedgerEntry.amount))
-                .where(LedgerEntry.kind == "charge", LedgerEntry.at >= month_start())
-                .group_by(LedgerEntry.user).tuples())
+    used = dict(UsageMonth.select(UsageMonth.user, UsageMonth.charged)
+                .where(UsageMonth.month == month_start().date()).tuples())
     running = {user: (count, per_hour) for user, count, per_hour in (
         Replica.select(Task.user, fn.COUNT(Replica.id), fn.SUM(Replica.price_per_hour))
         .join(Task).where(Replica.state == "running").group_by(Task.user).tuples())}
-    return [RenterSummary(user, user.balance, -int(used.get(user.id) or 0),
+    return [RenterSummary(user, user.balance, used.get(user.id, 0),
                           running.get(user.id, (0, 0))[0],
                           int(running.get(user.id, (0, 0))[1] or 0))
             for user in renters]

@@ -14,7 +14,16 @@ from flask_babel import gettext as _
 from peewee import JOIN, fn
 
 from portal import settings
-from portal.models import LedgerEntry, Node, Replica, ResourceSpec, Subtask, Task, User
+from portal.models import (
+    LedgerEntry,
+    Node,
+    Replica,
+    ResourceSpec,
+    Subtask,
+    Task,
+    UsageMonth,
+    User,
+)
 from portal.tasks import BALANCE_EXHAUSTED
 
 PAGE_SIZE = 20  # tasks (or recharge records) per page of the machine-time page
@@ -203,9 +212,9 @@ def credits(user, number=1):
 
 def total_charged(user):
     """Micro-units ``user`` has been charged for machine-time, in all."""
-    total = (LedgerEntry.select(fn.SUM(LedgerEntry.amount))
-             .where(LedgerEntry.user == user, LedgerEntry.kind == "charge").scalar())
-    return -int(total or 0)
+    total = (UsageMonth.select(fn.SUM(UsageMonth.charged))
+             .where(UsageMonth.user == user).scalar())
+    return int(total or 0)
 
 
 # --- ledger rows, for the CSV export and the API ------------------------------------------

@@ -24,6 +24,7 @@ from portal.models import (
     ResourceSpec,
     Subtask,
     Task,
+    UsageMonth,
     User,
     utcnow,
 )
@@ -71,8 +72,17 @@ def run_replica(user_id, spec_id, node_id, seconds, task="train", running=True):
 
 
 def last_month(entry_ids):
-    """Move ledger rows to the last day of last month (standing for old rows)."""
+    """Move charge rows to the last day of last month (standing for old rows), and their
+    amounts from this month's usage total to last month's, as if charged then."""
     moment = records.month_start() - timedelta(days=1)
+    for entry in LedgerEntry.select().where(LedgerEntry.id.in_(entry_ids)):
+        UsageMonth.update(charged=UsageMonth.charged + entry.amount).where(
+            UsageMonth.user == entry.user_id,
+            UsageMonth.month == records.month_start().date()).execute()
+        UsageMonth.insert(user=entry.user_id, month=moment.date().replace(day=1),
+                          charged=-entry.amount).on_conflict(
+            conflict_target=[UsageMonth.user, UsageMonth.month],
+            update={UsageMonth.charged: UsageMonth.charged - entry.amount}).execute()
     LedgerEntry.update(at=moment).where(LedgerEntry.id.in_(entry_ids)).execute()
 
 
