@@ -11,9 +11,12 @@ making a container and starting it, and a node removed under a running replica.
 
 import json
 import re
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -58,9 +61,18 @@ def podman(service, *argv):
                           capture_output=True, text=True).stdout
 
 
-def containers(service, label):
-    """Ids of every container (running or not) carrying ``label`` (``key=value``)."""
-    return podman(service, "ps", "-a", "-q", "--no-trunc", "--filter", f"label={label}").split()
+def containers(service, instance, label):
+    """Ids of every container (running or not) of Hourglass instance ``instance`` carrying
+    ``label`` (``key=value``): other test runs on the same Podman have replica 1 too."""
+    return podman(service, "ps", "-a", "-q", "--no-trunc", "--filter",
+                  f"label=hourglass.instance={instance}", "--filter", f"label={label}").split()
+
+
+def instance_of(server):
+    """The instance id a live server's database made for itself."""
+    path = Path(server.env["HOURGLASS_INSTANCE"]) / "hourglass.db"
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT value FROM settings WHERE key = 'instance_id'").fetchone()[0]
 
 
 def inspect(service, name):
@@ -130,9 +142,10 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
             assert adopted["started_ns"] == kept["started_ns"]
             assert [e["state"] for e in adopted["events"]] == ["pending", "starting", "running"]
             assert inspect(podman_service, first.container(kept["id"])) == before
-            assert len(containers(podman_service, f"hourglass.replica={kept['id']}")) == 1
-            assert containers(podman_service, f"hourglass.replica={removed['id']}") == []
-            assert containers(podman_service, f"hourglass.task={task_id}") == [before[0]]
+            ours = instance_of(second)
+            assert len(containers(podman_service, ours, f"hourglass.replica={kept['id']}")) == 1
+            assert containers(podman_service, ours, f"hourglass.replica={removed['id']}") == []
+            assert containers(podman_service, ours, f"hourglass.task={task_id}") == [before[0]]
             time.sleep(0.5)
         assert second.health()["scheduler"]["state"] == "leader"
         assert renter("GET", f"/tasks/{task_id}")["state"] == "running"
@@ -148,7 +161,7 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
         raise
     finally:
         if task_id is not None:
-            leftovers = containers(podman_service, f"hourglass.task={task_id}")
+            leftovers = containers(podman_service, instance_of(first), f"hourglass.task={task_id}")
             if leftovers:
                 podman(podman_service, "rm", "-f", "-t", "0", *leftovers)
 
@@ -202,13 +215,13 @@ def test_a_container_made_but_never_started_before_a_crash_is_started_once(
     new_leader().place()  # placed, chips held; then the crash, between create and start:
     replica = Replica.get(Replica.task == task)
     assert replica.state == "starting" and replica.container == ""
-    podman(podman_service, "create", "--name", container_name(instance_id(), replica.id), "--label",
-           f"hourglass.replica={replica.id}", test_image, "sleep", "60")
+    podman(podman_service, "create", "--name", container_name(instance_id(), replica.id),
+           "--label", f"hourglass.instance={instance_id()}",
+           "--label", f"hourglass.replica={replica.id}", test_image, "sleep", "60")
     replica = run_until(new_leader(), task, ("succeeded", "failed", "lost"),
                         "the replica to run and end")
     assert (replica.state, replica.exit_code) == ("succeeded", 0), replica.reason
-    assert containers(podman_service, f"hourglass.replica={replica.id}") != []
-    assert len(containers(podman_service, f"hourglass.replica={replica.id}")) == 1
+    assert len(containers(podman_service, instance_id(), f"hourglass.replica={replica.id}")) == 1
     logs = podman(podman_service, "logs", container_name(instance_id(), replica.id))
     assert logs.split() == ["started"]
 
