@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import Htmx
 
-from portal import auth, db, health, i18n, ledger, resources, settings, tokens, users
+from portal import auth, db, health, i18n, ledger, proxy, resources, settings, tokens, users
 from portal.api import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
@@ -72,6 +72,8 @@ def create_app(test_config=None):
     app.register_blueprint(renter_bp)
     _init_pages(app)
     _init_scheduler(app)
+    # The notebook port's requests go to the notebook proxy's own app (another origin).
+    proxy.init_app(app)
     app.cli.add_command(serve_command)
     app.cli.add_command(images_cli)
     return app
@@ -143,7 +145,8 @@ def __getattr__(name):
 def serve_command():
     """Start Hourglass as ``make run`` does: Podman service, migrations, first miner, gunicorn.
 
-    Listens on HOST:PORT (127.0.0.1:8000). Starts a Podman API service in the
+    Listens on HOST:PORT (127.0.0.1:8000) and, for the notebook proxy, on
+    HOST:HOURGLASS_NOTEBOOK_PORT (PORT + 1). Starts a Podman API service in the
     instance folder unless HOURGLASS_PODMAN_URL names one, and stops it on exit.
     """
     from flask import current_app
@@ -167,12 +170,18 @@ def serve_command():
         if password:
             click.echo(f"Created the first miner account '{users.FIRST_MINER}'. "
                        f"Its password, shown this once: {password}")
-        host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
-        click.echo(f"Hourglass on http://{host}:{port}/  (miners: /miner/login)")
+        host = os.environ.get("HOST", "127.0.0.1")
+        port, notebook_port = current_app.config["PORT"], current_app.config["NOTEBOOK_PORT"]
+        if notebook_port == port:
+            raise click.UsageError("HOURGLASS_NOTEBOOK_PORT must differ from PORT: notebooks "
+                                   "need an origin of their own.")
+        click.echo(f"Hourglass on http://{host}:{port}/  (miners: /miner/login); "
+                   f"notebooks on port {notebook_port}")
 
         class Server(BaseApplication):
             def load_config(self):
-                self.cfg.set("bind", f"{host}:{port}")
+                # The portal, and the notebook proxy's origin (dispatched by port).
+                self.cfg.set("bind", [f"{host}:{port}", f"{host}:{notebook_port}"])
                 self.cfg.set("worker_class", "gthread")
                 self.cfg.set("workers", int(os.environ.get("HOURGLASS_WORKERS", "1")))
                 self.cfg.set("threads", int(os.environ.get("HOURGLASS_THREADS", "32")))

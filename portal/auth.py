@@ -2,8 +2,9 @@
 
 Miners log in at ``/miner/login``, renters at ``/login``. One session cookie
 carries the user id and the user's session nonce, so a password reset or a
-disable ends every session. A renter can never use a miner page and a miner
-never a renter page: both get 403.
+disable ends every session, and a random id of the sign-in (``LOGIN_ID``): signing
+out ends the notebook access that sign-in opened (``portal.proxy.access``). A renter
+can never use a miner page and a miner never a renter page: both get 403.
 """
 
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -27,10 +29,12 @@ from wtforms.validators import DataRequired
 
 from portal.extensions import limiter, login_manager
 from portal.models import User
+from portal.proxy.access import end_login, new_login_id
 from portal.users import ROLE_NAMES, authenticate
 
 bp = Blueprint("auth", __name__)
 
+LOGIN_ID = "login_id"  # the session key of this sign-in's random id (notebook access)
 HOME = {"miner": "miner.overview", "renter": "renter.overview"}
 LOGIN = {"miner": "auth.miner_login", "renter": "auth.login"}
 
@@ -96,6 +100,7 @@ def _login_page(role, template):
                     role=ROLE_NAMES[user.role]), "error")
         else:
             login_user(user)
+            session[LOGIN_ID] = new_login_id()  # signing out ends its notebook access
             return redirect(safe_next(request.args.get("next")) or url_for(HOME[role]))
         status = 401
     else:
@@ -122,6 +127,7 @@ def miner_login():
 @bp.post("/logout")
 def logout():
     role = current_user.role if current_user.is_authenticated else "renter"
+    end_login(session.pop(LOGIN_ID, None))  # this sign-in's notebook tabs lose access
     logout_user()
     flash(_("You are signed out."), "info")
     return redirect(url_for(LOGIN[role]))

@@ -44,10 +44,35 @@ def local_podman_socket(instance_path):
     return runtime / f"podman-{digest}.sock"
 
 
+def _port(name, default):
+    value = os.environ.get(name, default).strip()
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise ConfigError(f"{name} must be a TCP port number (1-65535), not {value!r}.")
+    return int(value)
+
+
+def _base_url(name):
+    """``name``'s URL without a trailing slash; "" when unset (then derived per request)."""
+    value = os.environ.get(name, "").strip().rstrip("/")
+    if value and not (value.startswith(("http://", "https://")) and "?" not in value
+                      and "#" not in value):
+        raise ConfigError(f"{name} must be an http:// or https:// base URL, not {value!r}.")
+    return value
+
+
 def from_environment(instance_path):
     """Return the settings dict for an app whose instance folder is ``instance_path``."""
     instance = Path(instance_path)
+    port = _port("PORT", "8000")
     return {
+        # The portal's port, and the second port of the same process where the notebook
+        # proxy answers: a separate origin, so code in a notebook never reads portal cookies.
+        "PORT": port,
+        "NOTEBOOK_PORT": _port("HOURGLASS_NOTEBOOK_PORT", str(port + 1)),
+        # Public base URLs of the two origins; "" = the same scheme and host name as the
+        # request, on the other origin's port.
+        "NOTEBOOK_URL": _base_url("HOURGLASS_NOTEBOOK_URL"),
+        "PORTAL_URL": _base_url("HOURGLASS_PORTAL_URL"),
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{instance / 'hourglass.db'}"),
         "PODMAN_URL": os.environ.get(
             "HOURGLASS_PODMAN_URL", f"unix://{local_podman_socket(instance)}"

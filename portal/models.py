@@ -434,6 +434,43 @@ class UsageMonth(BaseModel):
         indexes = ((("user", "month"), True),)
 
 
+class NotebookGrant(BaseModel):
+    """A one-time ticket from the portal's Open to the notebook origin: ``user`` may enter
+    ``replica``'s JupyterLab once, within a minute, from the portal sign-in ``login_id``
+    that made it (``origin``: the portal origin the Open came from). Only the SHA-256 of its
+    token is stored."""
+
+    token_hash = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="notebook_grants", on_delete="CASCADE")
+    replica = ForeignKeyField(Replica, backref="notebook_grants", on_delete="CASCADE")
+    login_id = CharField(max_length=64, index=True)
+    origin = CharField(max_length=255)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used = BooleanField(default=False)
+
+    class Meta:
+        table_name = "notebook_grants"
+
+
+class NotebookAccess(BaseModel):
+    """A browser's session on the notebook origin (its cookie holds the token; only the
+    SHA-256 is stored): ``user``'s notebooks until ``expires_at``, while the portal sign-in
+    ``login_id`` lasts (signing out deletes the row) and the user's ``session_nonce`` is
+    still ``nonce``."""
+
+    token_hash = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="notebook_access", on_delete="CASCADE")
+    login_id = CharField(max_length=64, index=True)
+    nonce = CharField(max_length=64)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+
+    class Meta:
+        table_name = "notebook_access"
+
+
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
-          Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth]
+          Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth,
+          NotebookGrant, NotebookAccess]

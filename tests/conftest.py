@@ -156,9 +156,15 @@ class LiveServer:
     def __init__(self, instance, env, log_path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The notebook proxy's origin: a second port of the same server.
+        self.notebook_port = free_port()
+        while self.notebook_port == self.port:
+            self.notebook_port = free_port()
+        self.notebook_url = f"http://127.0.0.1:{self.notebook_port}"
         self.log_path = log_path
         merged = {**os.environ, **env, "HOURGLASS_INSTANCE": str(instance),
-                  "HOST": "127.0.0.1", "PORT": str(self.port)}
+                  "HOST": "127.0.0.1", "PORT": str(self.port),
+                  "HOURGLASS_NOTEBOOK_PORT": str(self.notebook_port)}
         self.env = {k: v for k, v in merged.items() if v is not None}
         self.process = None
 

@@ -3,13 +3,24 @@ Stop / Delete. The rules are in ``portal.notebooks``.
 
 The list and a notebook's live part refresh themselves through htmx polling (every 2 s,
 while a run has not ended): htmx asks for the same page and keeps only the live part
-(``hx-select``). Opening JupyterLab comes with the notebook proxy; until then the page
-shows the Open button disabled. The Jupyter token appears on no page.
+(``hx-select``). **Open** (a POST, in a new tab) makes a one-time grant for the chosen
+subtask's replica and answers a page that posts it at once to the notebook origin, where
+the proxy turns it into that origin's own access cookie (``portal.proxy``): no secret
+ever travels in a URL. The Jupyter token appears on no page.
 """
 
 from datetime import UTC, datetime
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -19,7 +30,9 @@ from wtforms import BooleanField, SelectField, StringField
 from portal import notebooks as rules
 from portal import resources
 from portal import tasks as task_rules
+from portal.auth import LOGIN_ID
 from portal.money import format_amount
+from portal.proxy import access, urls
 from portal.renter import bp
 from portal.settings import get as setting
 
@@ -31,7 +44,17 @@ def _ns_text(ns):
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text}
+def openable(view):
+    """``[(role, replica id)]`` of the latest run's replicas that JupyterLab answers on (they
+    run and have an address), by subtask: what Open may choose from."""
+    if view.run is None or view.run.ended:
+        return []
+    return [(sub.subtask.role, item.replica.id) for sub in view.run.subtasks
+            for item in sub.replicas
+            if item.replica.state == "running" and item.replica.address]
+
+
+HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text, "openable": openable}
 
 
 class NotebookForm(FlaskForm):
@@ -147,3 +170,32 @@ def delete_notebook_view(notebook_id):
         return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
     flash(_("Deleted notebook '%(name)s'.", name=notebook.name), "success")
     return redirect(url_for("renter.notebooks"), 303)
+
+
+@bp.post("/notebooks/<int:notebook_id>/open")
+def open_notebook_view(notebook_id):
+    """Open JupyterLab of the chosen subtask (``replica``; may be left out when only one
+    runs): a one-time grant, handed to the notebook origin by a form that posts itself."""
+    notebook = rules.get_notebook_or_404(current_user, notebook_id)
+    choices = {rid: role for role, rid in openable(rules.notebook_view(notebook))}
+    wanted = request.form.get("replica", "").strip()
+    if wanted:
+        chosen = int(wanted) if wanted.isascii() and wanted.isdigit() \
+            and int(wanted) in choices else None
+    else:
+        chosen = next(iter(choices)) if len(choices) == 1 else None
+    if chosen is None:
+        flash(_("Choose a running subtask to open.") if choices and not wanted else
+              _("This notebook is not running, or not answering yet."), "error")
+        return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+    login_id = session.get(LOGIN_ID)
+    if not login_id:  # signed in before sign-ins had ids
+        login_id = session[LOGIN_ID] = access.new_login_id()
+    grant = access.create_grant(current_user, chosen, login_id, urls.origin())
+    response = make_response(render_template(
+        "renter/notebook_open.html", notebook=notebook, role=choices[chosen], grant=grant,
+        action=urls.notebook_url() + "/_hourglass/enter"))
+    response.headers["Cache-Control"] = "no-store"
+    # Not "no-referrer": the browser would then send "Origin: null", which the proxy refuses.
+    response.headers["Referrer-Policy"] = "strict-origin"
+    return response
