@@ -112,7 +112,7 @@ def test_a_tick_that_dies_halfway_charges_nothing_and_the_next_one_everything(
     def crash(*args, **kwargs):
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr(ledger.LedgerEntry, "insert_many", crash)
+    monkeypatch.setattr(ledger, "_insert_charges", crash)
     with pytest.raises(RuntimeError):
         ledger.meter()  # balances were updated in the transaction, then it died
     assert User.get_by_id(renter.id).balance == start
