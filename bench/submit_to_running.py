@@ -32,30 +32,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import flask, p90, wait  # noqa: E402
 from scheduler.backend import Timestamp  # noqa: E402
 from scheduler.podman_service import podman_env  # noqa: E402
 
 IMAGE = "localhost/hourglass-probe:latest"  # busybox, built by `flask --app app images probe`
 
 
-def flask(env, *argv, stdin=None):
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *argv], env=env,
-                          cwd=ROOT, input=stdin, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
-def wait(predicate, timeout=60, every=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit("timed out")
 
 
-def p90(values):
-    return sorted(values)[max(0, int(len(values) * 0.9) - 1)]
 
 
 def hourglass_runs(runs, env, url):

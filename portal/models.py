@@ -240,11 +240,13 @@ class ApiToken(BaseModel):
 
 
 class PoolLimit(BaseModel):
-    """The miner's per-user limits in a pool (None: no limit)."""
+    """The miner's per-user limits in a pool (None: no limit), and its notebooks' idle
+    culling: a notebook idle for ``cull_idle_minutes`` is stopped (None: never)."""
 
     pool = ForeignKeyField(Pool, backref="limit", unique=True, on_delete="CASCADE")
     max_chips_per_user = IntegerField(null=True)
     max_replicas_per_user = IntegerField(null=True)
+    cull_idle_minutes = IntegerField(null=True)
 
     class Meta:
         table_name = "pool_limits"
@@ -350,6 +352,8 @@ class Replica(BaseModel):
     # where a notebook replica's JupyterLab answers ("IP:port" on its task's network), set
     # when it runs; the notebook proxy reaches it there
     address = CharField(max_length=64, default="")
+    # a notebook replica's JupyterLab's last activity, as the idle culling last saw it
+    last_activity_at = DateTimeField(null=True)
 
     class Meta:
         table_name = "replicas"

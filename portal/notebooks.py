@@ -18,8 +18,10 @@ field at once; nothing is saved then.
 """
 
 import json
+import math
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import abort, current_app, has_app_context
 from flask_babel import gettext as _
@@ -31,6 +33,7 @@ from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
     Notebook,
+    PoolLimit,
     Replica,
     ReplicaEvent,
     Subtask,
@@ -333,6 +336,38 @@ class NotebookView:
     def cost(self):
         """Micro-units the latest run has been charged so far."""
         return sum(item.replica.charged for item in self.run.replicas) if self.run else 0
+
+    @property
+    def culling(self):
+        """``IdleCulling`` of the running run when its pool stops idle notebooks, else None."""
+        if not self.running or self.stopping:
+            return None
+        return idle_culling(self.run.task, [item.replica for item in self.run.replicas])
+
+
+@dataclass(frozen=True)
+class IdleCulling:
+    """A pool's idle culling as a run sees it: after ``minutes`` idle it stops, in about
+    ``minutes_left`` (rounded up) counted from the last activity the scheduler saw."""
+
+    minutes: int
+    minutes_left: int
+
+
+def idle_culling(run, replicas, now=None):
+    """The ``IdleCulling`` of ``run`` (a notebook ``Task``) with ``replicas`` (its rows), or
+    None when its pool does not stop idle notebooks. Before any activity was seen, the whole
+    idle time is left."""
+    minutes = (PoolLimit.select(PoolLimit.cull_idle_minutes)
+               .where(PoolLimit.pool == run.pool_id).scalar())
+    if not minutes or minutes <= 0:
+        return None
+    seen = [r.last_activity_at for r in replicas
+            if r.state == "running" and r.last_activity_at is not None]
+    if not seen:
+        return IdleCulling(minutes, minutes)
+    left = max(seen) + timedelta(minutes=minutes) - (now or utcnow())
+    return IdleCulling(minutes, max(0, math.ceil(left.total_seconds() / 60)))
 
 
 def _latest_runs(notebooks, events):

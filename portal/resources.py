@@ -51,6 +51,7 @@ MAX_CHIPS = 1024
 MAX_PRICE = 1_000_000 * MICRO  # per machine-hour
 NAME_MAX = {"resource": 64, "spec": 96, "pool": 64}
 MAX_LIMIT = 10_000  # a per-user limit in a pool: chips, or running replicas
+MAX_CULL_MINUTES = 7 * 24 * 60  # a pool's idle culling: at most a week
 DESCRIPTION_MAX = 256
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -457,13 +458,15 @@ def delete_spec(spec):
 class PoolLimits:
     """The miner's per-user limits in one pool, None where there is none: chips one renter
     may hold at once (all kinds together), and replicas one renter may have starting or
-    running at once. The scheduler's placement reads the same row."""
+    running at once. The scheduler's placement reads the same row. ``cull_idle_minutes``:
+    a notebook in the pool idle that long is stopped (None: never)."""
 
     max_chips_per_user: int | None = None
     max_replicas_per_user: int | None = None
+    cull_idle_minutes: int | None = None
 
 
-LIMIT_FIELDS = ("max_chips_per_user", "max_replicas_per_user")
+LIMIT_FIELDS = ("max_chips_per_user", "max_replicas_per_user", "cull_idle_minutes")
 
 
 @dataclass
@@ -583,21 +586,39 @@ def parse_limit(value, field_name):
     return text
 
 
+def parse_cull_minutes(value, field_name="cull_idle_minutes"):
+    """A pool's idle culling as typed: empty (or None) is off, else whole minutes from 1 to
+    MAX_CULL_MINUTES (plain ASCII digits)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
+        text = int(text)
+    if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_CULL_MINUTES:
+        _fail(field_name, _("Enter whole minutes from 1 to %(n)d, or leave it empty to never "
+                            "stop idle notebooks.", n=MAX_CULL_MINUTES))
+    return text
+
+
+def _limits_of(row):
+    return PoolLimits(row.max_chips_per_user, row.max_replicas_per_user, row.cull_idle_minutes)
+
+
 def all_pool_limits():
     """{pool id: PoolLimits} of the pools that have any limit: one query."""
-    return {row.pool_id: PoolLimits(row.max_chips_per_user, row.max_replicas_per_user)
-            for row in PoolLimit.select()}
+    return {row.pool_id: _limits_of(row) for row in PoolLimit.select()}
 
 
 def pool_limits(pool):
     """The ``PoolLimits`` of ``pool`` (no row: no limits)."""
     row = PoolLimit.get_or_none(PoolLimit.pool == pool)
-    return PoolLimits(row.max_chips_per_user, row.max_replicas_per_user) if row else PoolLimits()
+    return _limits_of(row) if row else PoolLimits()
 
 
 def set_pool_limits(pool, **changes):
-    """Set the limits named in ``changes`` (``max_chips_per_user``, ``max_replicas_per_user``:
-    text as typed or an int; empty or None is no limit); the others stay. Both checked
+    """Set the limits named in ``changes`` (``max_chips_per_user``, ``max_replicas_per_user``,
+    ``cull_idle_minutes``: text as typed or an int; empty or None is no limit, or no culling);
+    the others stay. All checked
     first, all errors raised together. Returns the pool's ``PoolLimits``. A pool without
     any limit keeps no row. Tasks already running are not stopped: a lower limit only
     holds back what starts next."""
@@ -607,7 +628,8 @@ def set_pool_limits(pool, **changes):
     errors, values = {}, {}
     for name, value in changes.items():
         try:
-            values[name] = parse_limit(value, name)
+            parse = parse_cull_minutes if name == "cull_idle_minutes" else parse_limit
+            values[name] = parse(value, name)
         except ResourceError as exc:
             errors.update(exc.errors)
     if errors:
@@ -620,7 +642,8 @@ def set_pool_limits(pool, **changes):
              .execute())
             PoolLimit.delete().where((PoolLimit.pool == pool)
                                      & PoolLimit.max_chips_per_user.is_null()
-                                     & PoolLimit.max_replicas_per_user.is_null()).execute()
+                                     & PoolLimit.max_replicas_per_user.is_null()
+                                     & PoolLimit.cull_idle_minutes.is_null()).execute()
     return pool_limits(pool)
 
 

@@ -73,9 +73,10 @@ IMAGE_RE = re.compile(
 
 SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
 BALANCE_EXHAUSTED = "balance exhausted"
+CULLED = "stopped after being idle"  # a notebook's idle culling (scheduler.culling)
 # The reasons the portal stores (in English), shown in the reader's language.
 REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you"),
-           BALANCE_EXHAUSTED: _l("balance exhausted")}
+           BALANCE_EXHAUSTED: _l("balance exhausted"), CULLED: _l("stopped after being idle")}
 
 
 class TaskError(ValueError):

@@ -38,7 +38,7 @@ from portal.models import (
 from portal.money import format_amount
 from portal.reasons import stored
 from portal.tasks import BALANCE_EXHAUSTED, STOPPED_BY_YOU, refresh_state, request_stop
-from scheduler import inventory, placement
+from scheduler import culling, inventory, placement
 from scheduler.accelerators import Chip
 from scheduler.backend import (
     INSTANCE_LABEL,
@@ -133,6 +133,7 @@ class Reconciler:
         self.place()
         self.start_placed()
         self.refresh()
+        self.cull_idle()
         ledger.meter()
         self.stop_exhausted()
         self.clean_up()
@@ -425,6 +426,11 @@ class Reconciler:
             return False, None
 
     # --- stopping and cleaning up ------------------------------------------------------
+
+    def cull_idle(self):
+        """Stop notebook runs idle longer than their pool's culling time (``culling``)."""
+        if culling.cull(utcnow(), culling.fetch_with(self.pool)):
+            self.stop_requested()
 
     def stop_exhausted(self):
         """Stop the tasks of renters whose balance ran out ("balance exhausted") at once."""

@@ -31,10 +31,13 @@ _LIMITS = {
     "max_replicas_per_user": Integer(_l("Replicas one renter may have starting or running at "
                                         "once in the pool; null: no limit"),
                                      nullable=True, minimum=0, maximum=rules.MAX_LIMIT),
+    "cull_idle_minutes": Integer(_l("A notebook in the pool idle (no busy kernel, no activity) "
+                                    "this many minutes is stopped; null: never"),
+                                 nullable=True, minimum=1, maximum=rules.MAX_CULL_MINUTES),
 }
 LIMITS = Record(_LIMITS, name="PoolLimits")
 LIMITS_CHANGE = Object(_LIMITS, name="PoolLimitsChange",
-                       description=_l("Either or both limits; one left out stays as it is"))
+                       description=_l("Any of the limits; one left out stays as it is"))
 
 POOL = Object({
     "id": Integer(),

@@ -1,5 +1,5 @@
 """The miner's Pools page: pools of whole nodes, the groups bound to them, the specs that fit,
-and each pool's per-user limits.
+and each pool's per-user limits and idle culling of notebooks.
 
 The default pool always exists: it holds every node in no other pool and,
 with no group bound, serves every renter. A limit left empty is no limit.
@@ -30,6 +30,7 @@ class LimitsForm(FlaskForm):
 
     max_chips_per_user = StringField(_l("Chips per renter"))
     max_replicas_per_user = StringField(_l("Running replicas per renter"))
+    cull_idle_minutes = StringField(_l("Stop idle notebooks after (minutes)"))
 
 
 def _limits_form(view):
@@ -50,7 +51,7 @@ def _page(form=None, editing=None, status=200, limits=None):
         push=url_for("miner.pools", edit=editing.id if editing else None),
         pools=views, kinds=rules.chip_kinds(n.capacity for n in nodes),
         groups=list(Group.select().order_by(Group.name)), limit_forms=limit_forms,
-        max_limit=rules.MAX_LIMIT,
+        max_limit=rules.MAX_LIMIT, max_cull=rules.MAX_CULL_MINUTES,
         form=form or PoolForm(formdata=None, obj=editing), editing=editing,
     )
 
@@ -129,7 +130,8 @@ def set_pool_limits_view(pool_id):
         return _page(limits=(pool.id, form), status=400)
     try:
         rules.set_pool_limits(pool, max_chips_per_user=form.max_chips_per_user.data,
-                              max_replicas_per_user=form.max_replicas_per_user.data)
+                              max_replicas_per_user=form.max_replicas_per_user.data,
+                              cull_idle_minutes=form.cull_idle_minutes.data)
     except rules.ResourceError as exc:
         show_errors(form, exc)
         return _page(limits=(pool.id, form), status=400)

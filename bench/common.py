@@ -1,0 +1,38 @@
+"""Helpers the benches that drive a live ``flask --app app serve`` share."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def flask(env, *argv, stdin=None):
+    """Run ``flask --app app ARGV`` with ``env``; its stdout, stripped."""
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *argv], env=env,
+                          cwd=ROOT, input=stdin, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def wait(predicate, timeout=60, every=0.02):
+    """Call ``predicate`` every ``every`` seconds until it returns a true value (returned);
+    exit the bench after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit("timed out")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def p90(values):
+    return sorted(values)[max(0, int(len(values) * 0.9) - 1)]
