@@ -17,7 +17,7 @@ from datetime import datetime
 
 import click
 from flask_babel import gettext as _
-from peewee import EXCLUDED, ValuesList
+from peewee import EXCLUDED, ValuesList, fn
 
 from portal import settings
 from portal.db import database
@@ -40,6 +40,11 @@ BATCH = 500  # replicas charged per transaction by ``meter``
 
 class LedgerError(ValueError):
     """A movement the ledger refuses; the message says why, in the reader's language."""
+
+
+def month_start(now=None):
+    """The first instant of this month (UTC): where "used this month" begins."""
+    return (now or utcnow()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def billed_seconds(started_ns, end_ns):
@@ -174,7 +179,7 @@ def _charge(replicas):
     for replica, _seconds, amount in rows:
         user = replica.task.user_id
         users[user] = users.get(user, 0) + amount
-    month = utcnow().date().replace(day=1)
+    month = month_start().date()
     for user, delta in users.items():
         User.update(balance=User.balance - delta).where(User.id == user).execute()
         UsageMonth.insert(user=user, month=month, charged=delta).on_conflict(
@@ -244,17 +249,17 @@ def verify():
     ``balance_after``, and their monthly totals the sum of their charges; each settled
     replica's rows must add up to its cost from its container times and price snapshot.
     """
-    from peewee import fn
-
     problems = []
     sums = dict(LedgerEntry.select(LedgerEntry.user, fn.SUM(LedgerEntry.amount))
                 .group_by(LedgerEntry.user).tuples())
+    newest = LedgerEntry.select(fn.MAX(LedgerEntry.id)).group_by(LedgerEntry.user)
+    lasts = dict(LedgerEntry.select(LedgerEntry.user, LedgerEntry.balance_after)
+                 .where(LedgerEntry.id.in_(newest)).tuples())
     for user_id, name, balance in User.select(User.id, User.name, User.balance).tuples():
         total = int(sums.get(user_id) or 0)
         if total != balance:
             problems.append(f"user {name}: balance {balance} but the ledger adds up to {total}")
-        last = (LedgerEntry.select(LedgerEntry.balance_after).where(LedgerEntry.user == user_id)
-                .order_by(LedgerEntry.id.desc()).limit(1).scalar())
+        last = lasts.get(user_id)
         if last is not None and last != balance:
             problems.append(f"user {name}: balance {balance} but the last row says {last}")
     charges = dict(LedgerEntry.select(LedgerEntry.user, fn.SUM(LedgerEntry.amount))

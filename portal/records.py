@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import Case, fn
 
+from portal.ledger import month_start
 from portal.models import (
     LEDGER_KINDS,
     LedgerEntry,
@@ -26,7 +27,6 @@ from portal.models import (
     Task,
     UsageMonth,
     User,
-    utcnow,
 )
 
 PAGE = 50  # rows per page on the Records page
@@ -254,11 +254,6 @@ def describe(entries):
 
 
 # --- sums ----------------------------------------------------------------------------------
-
-
-def month_start(now=None):
-    """The first instant of this month (UTC), where "this month" sums begin."""
-    return (now or utcnow()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
