@@ -101,7 +101,8 @@ def _init_scheduler(app):
     )
     reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
                             host_root=Path(app.config["HOST_ROOT"]),
-                            data_root=Path(app.config["DATA_ROOT"]))
+                            data_root=Path(app.config["DATA_ROOT"]),
+                            peer_ports=app.config["PEER_PORTS"])
     # A container of ours ended on some node: look at once, not a tick later.
     watcher = EventWatcher(PodmanBackend, lambda event: service.wake())
     service = SchedulerService(

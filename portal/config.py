@@ -51,6 +51,17 @@ def _port(name, default):
     return int(value)
 
 
+def _port_range(name, default):
+    """``name``'s ``FIRST-LAST`` TCP ports (both included) as a range."""
+    value = os.environ.get(name, default).strip()
+    first, _, last = value.partition("-")
+    if not all(p.isascii() and p.isdigit() and 0 < int(p) < 65536 for p in (first, last)) \
+            or int(first) > int(last):
+        raise ConfigError(f"{name} must be FIRST-LAST TCP ports (e.g. 30000-32767), "
+                          f"not {value!r}.")
+    return range(int(first), int(last) + 1)
+
+
 def _base_url(name):
     """``name``'s URL without a trailing slash; "" when unset (then derived per request)."""
     value = os.environ.get(name, "").strip().rstrip("/")
@@ -81,6 +92,7 @@ def from_environment(instance_path):
         "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
         "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
+        "PEER_PORTS": _port_range("HOURGLASS_PEER_PORTS", "30000-32767"),
         "DATA_ROOT": os.path.abspath(os.environ.get("HOURGLASS_DATA", instance / "data")),
         "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
         "JUPYTER_IMAGE": os.environ.get("HOURGLASS_JUPYTER_IMAGE",

@@ -354,6 +354,9 @@ class Replica(BaseModel):
     address = CharField(max_length=64, default="")
     # a notebook replica's JupyterLab's last activity, as the idle culling last saw it
     last_activity_at = DateTimeField(null=True)
+    # the node port published for this replica when its task spans nodes (the same number
+    # inside, HOURGLASS_PORT); peers on other nodes reach it at its node's address and this
+    peer_port = IntegerField(null=True)
 
     class Meta:
         table_name = "replicas"

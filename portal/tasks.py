@@ -74,9 +74,11 @@ IMAGE_RE = re.compile(
 SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
 BALANCE_EXHAUSTED = "balance exhausted"
 CULLED = "stopped after being idle"  # a notebook's idle culling (scheduler.culling)
+DRAINED = "its node is draining"  # the miner drains a node: its work moves (``move``)
 # The reasons the portal stores (in English), shown in the reader's language.
 REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you"),
-           BALANCE_EXHAUSTED: _l("balance exhausted"), CULLED: _l("stopped after being idle")}
+           BALANCE_EXHAUSTED: _l("balance exhausted"), CULLED: _l("stopped after being idle"),
+           DRAINED: _l("its node is draining")}
 
 
 class TaskError(ValueError):
@@ -202,6 +204,14 @@ class TaskView:
     @property
     def can_stop(self):
         return not self.ended and not self.task.stop_requested
+
+    @property
+    def runs_again(self):
+        """The ids of the tasks that run this one again (its renter's, or a move off a
+        draining node), oldest first; one query."""
+        return [tid for (tid,) in Task.select(Task.id).where(
+            (Task.rerun_of == self.task.id) & (Task.deleted == False)  # noqa: E712
+        ).order_by(Task.id).tuples()]
 
 
 def _views(tasks, events):
@@ -458,7 +468,9 @@ def _write(user, checked, rerun_of):
 
 
 def _wake(task):
-    tasks_changed.send(current_app._get_current_object(), task_id=task.id)
+    """Wake the scheduler for ``task``; nothing outside a request (the scheduler itself)."""
+    if has_app_context():
+        tasks_changed.send(current_app._get_current_object(), task_id=task.id)
 
 
 def _replica_states(task):
@@ -488,8 +500,7 @@ def request_stop(task, reason=STOPPED_BY_YOU):
         if stopped:
             ReplicaEvent.insert_many(stopped).execute()
         refresh_state(task)
-    if has_app_context():
-        _wake(task)
+    _wake(task)
 
 
 def rerun(task):
@@ -497,6 +508,27 @@ def rerun(task):
     (a spec disabled since is refused)."""
     if not _ended(_replica_states(task)):
         raise TaskError({None: _("Run a task again once it has ended (stop it first).")})
+    return _run_again(task)
+
+
+def move(task):
+    """Move ``task`` off a draining node: stop it ("its node is draining") and, in the same
+    transaction, submit it again as a new run, which is placed elsewhere (a draining node
+    is cordoned). A task's replicas start together, so its replicas on other nodes stop
+    too. Returns the new run, or None when it may not run again now (a spec disabled
+    since, a balance below the minimum period): then it is only stopped."""
+    with database.atomic():
+        request_stop(task, DRAINED)
+        if task.kind != "training":  # a notebook's renter starts it again
+            return None
+        try:
+            with database.atomic():
+                return _run_again(task)
+        except TaskError:
+            return None
+
+
+def _run_again(task):
     rows = (Subtask.select(Subtask, ResourceSpec).join(ResourceSpec)
             .where(Subtask.task == task).order_by(Subtask.id))
     return create_task(task.user, task.name, task.image, json.loads(task.argv),

@@ -94,6 +94,8 @@ class ContainerSpec:
     container answers to its name, ``hostname`` and ``aliases``.
     ``shm_mib`` sizes /dev/shm (None: the engine's default, 64 MiB with
     Podman). ``labels`` adds to the Hourglass labels, which always win.
+    ``ports`` are TCP ports published on every address of the node under the
+    same number as inside, so peers on other nodes reach the container there.
     """
 
     instance: str
@@ -115,6 +117,7 @@ class ContainerSpec:
     aliases: tuple[str, ...] = ()
     shm_mib: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.argv or not all(isinstance(arg, str) for arg in self.argv):

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import subprocess
 import tempfile
@@ -337,14 +338,34 @@ def podman_supported(version: str) -> bool:
 
 
 def address_of(url: str) -> str:
-    """The host part of an ``ssh://`` or ``tcp://`` URL; "local" for a unix socket.
+    """Where other nodes reach this node: the host part of an ``ssh://`` or ``tcp://`` URL;
+    for a unix socket (a node on this host) ``host_address()``.
 
     Podman's ``info`` names no address of the host, so the URL is what we know.
+    Containers of a task that spans nodes reach their peers at these addresses.
     """
     parts = urlsplit(url)
     if parts.scheme in {"ssh", "http+ssh", "tcp", "http"} and parts.hostname:
         return parts.hostname
-    return "local"
+    return host_address()
+
+
+def host_address() -> str:
+    """This host's address for other nodes: ``HOURGLASS_NODE_ADDRESS`` if set, else the
+    source address of its default route (no packet is sent), else its name's address."""
+    configured = os.environ.get("HOURGLASS_NODE_ADDRESS", "").strip()
+    if configured:
+        return configured
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))  # UDP: picks a route, sends nothing
+            return probe.getsockname()[0]
+        except OSError:
+            pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 def _chain(error):

@@ -317,6 +317,8 @@ def _create_args(spec: ContainerSpec) -> dict:
         args["networks"] = {spec.network: {"aliases": list(spec.aliases)}}
     if spec.shm_mib:
         args["shm_size"] = spec.shm_mib * MIB
+    if spec.ports:
+        args["ports"] = {f"{port}/tcp": port for port in spec.ports}
     return args
 
 

@@ -37,7 +37,14 @@ from portal.models import (
 )
 from portal.money import format_amount
 from portal.reasons import stored
-from portal.tasks import BALANCE_EXHAUSTED, STOPPED_BY_YOU, refresh_state, request_stop
+from portal.tasks import (
+    BALANCE_EXHAUSTED,
+    STOPPED_BY_YOU,
+    TaskError,
+    move,
+    refresh_state,
+    request_stop,
+)
 from scheduler import culling, inventory, placement
 from scheduler.accelerators import Chip
 from scheduler.backend import (
@@ -57,6 +64,7 @@ log = logging.getLogger(__name__)
 
 PIDS_LIMIT = 4096
 JUPYTER_PORT = 8888
+PEER_PORTS = range(30000, 32768)  # node ports published for tasks that span nodes
 
 
 def hostname(subtask, replica):
@@ -101,11 +109,13 @@ class Reconciler:
     ``local_url`` says which node is local. ``grace`` is the SIGTERM-to-SIGKILL wait
     of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost.
     ``data_root`` is the portal's data folder (HOURGLASS_DATA), where notebooks' /code and
-    /dataset folders are; without one, notebooks fail to start."""
+    /dataset folders are; without one, notebooks fail to start. ``peer_ports`` are the node
+    ports given to replicas of tasks that span nodes (HOURGLASS_PEER_PORTS)."""
 
     def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16,
-                 data_root=None):
+                 data_root=None, peer_ports=PEER_PORTS):
         self.local_url = local_url
+        self.peer_ports = peer_ports
         self.host_root = Path(host_root)
         self.data_root = Path(data_root) if data_root is not None else None
         self.grace = grace
@@ -129,6 +139,7 @@ class Reconciler:
 
     def run(self):
         """One pass. Call with a database connection open (the scheduler's tick does)."""
+        self.drain()
         self.stop_requested()
         self.place()
         self.start_placed()
@@ -189,18 +200,25 @@ class Reconciler:
         """
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
             NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
-        names = dict(Node.select(Node.id, Node.name).tuples())
+        names, addresses = {}, {}
+        for node_id, name, address in Node.select(Node.id, Node.name, Node.address).tuples():
+            names[node_id], addresses[node_id] = name, address
         placed = [a.replica_key for assignments in plan.assignments.values() for a in assignments]
         prices = dict(Replica.select(Replica.id, ResourceSpec.price_per_hour).join(Subtask)
                       .join(ResourceSpec).where(Replica.id.in_(placed)).tuples())
+        ports = self._ports_in_use()
         for task_id, assignments in plan.assignments.items():
+            spans_nodes = len({a.node_id for a in assignments}) > 1
             try:
                 with database.atomic():
                     for a in assignments:
+                        port = (self._free_port(ports, addresses.get(a.node_id, ""))
+                                if spans_nodes else None)
                         if not transition(Replica(id=a.replica_key), "starting",
                                           f"placed on {names.get(a.node_id, a.node_id)}",
                                           from_state="pending", node=a.node_id,
-                                          price_per_hour=prices[a.replica_key]):
+                                          price_per_hour=prices[a.replica_key],
+                                          peer_port=port):
                             raise StalePlan(f"replica {a.replica_key} is no longer pending")
                         for kind, indices in a.chips.items():
                             for slot, index in enumerate(indices):
@@ -219,6 +237,27 @@ class Reconciler:
         for task_id, reason in plan.pending.items():
             Task.update(reason=stored(reason.code, reason.params)[:512]).where(
                 Task.id == task_id).execute()
+
+    @staticmethod
+    def _ports_in_use():
+        """{node address: the peer ports held there by starting and running replicas}. By
+        address, not node: two Podman services on one host share its ports."""
+        used = {}
+        for address, port in (Replica.select(Node.address, Replica.peer_port).join(Node)
+                              .where(Replica.peer_port.is_null(False)
+                                     & Replica.state.in_(("starting", "running"))).tuples()):
+            used.setdefault(address, set()).add(port)
+        return used
+
+    def _free_port(self, used, address):
+        """The lowest peer port free at ``address``, now taken in ``used``; StalePlan when
+        none is left (the task waits for the next pass)."""
+        taken = used.setdefault(address, set())
+        port = next((p for p in self.peer_ports if p not in taken), None)
+        if port is None:
+            raise StalePlan(f"no peer port free at {address}")
+        taken.add(port)
+        return port
 
     # --- starting ----------------------------------------------------------------------
 
@@ -292,7 +331,8 @@ class Reconciler:
         specs = {spec.id: spec for spec in ResourceSpec.select().where(
             ResourceSpec.id.in_({r.subtask.spec_id for r in replicas}))}
         peers = {}
-        for peer in (Replica.select(Replica, Subtask).join(Subtask)
+        for peer in (Replica.select(Replica, Subtask, Node).join(Subtask).switch(Replica)
+                     .join(Node, JOIN.LEFT_OUTER)
                      .where(Replica.task.in_({r.task_id for r in replicas}))
                      .order_by(Subtask.id, Replica.index)):
             peers.setdefault(peer.task_id, []).append(peer)
@@ -331,12 +371,21 @@ class Reconciler:
                        working_dir="/code", mounts=(*container.mounts, *binds))
 
     def _spec(self, replica, spec, everyone, chips):
+        """A replica's container. Its peers are names on its task's network when the task
+        runs on one node; when it spans nodes, each replica also has a node port published
+        (``HOURGLASS_PORT``, the same number inside) and its peers are ``address:port``."""
         task, subtask = replica.task, replica.subtask
         rank = [r.id for r in everyone].index(replica.id)
+        ports, own = (), {}
+        if replica.peer_port:
+            peers = [f"{r.node.address if r.node_id else ''}:{r.peer_port}" for r in everyone]
+            ports, own = (replica.peer_port,), {"HOURGLASS_PORT": str(replica.peer_port)}
+        else:
+            peers = [hostname(r.subtask, r) for r in everyone]
         env = {**json.loads(task.env),
                "HOURGLASS_TASK_ID": str(task.id), "HOURGLASS_ROLE": subtask.role,
                "HOURGLASS_REPLICA_INDEX": str(replica.index),
-               "HOURGLASS_PEERS": ",".join(hostname(r.subtask, r) for r in everyone),
+               "HOURGLASS_PEERS": ",".join(peers), **own,
                "WORLD_SIZE": str(len(everyone)), "RANK": str(rank)}
         name = hostname(subtask, replica)
         container = ContainerSpec(
@@ -344,7 +393,8 @@ class Reconciler:
             user=task.user_id,
             image=task.image, argv=tuple(json.loads(task.argv)), env=env,
             cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
-            network=network_name(self.instance, task.id), hostname=name, aliases=(name,))
+            network=network_name(self.instance, task.id), hostname=name, aliases=(name,),
+            ports=ports)
         root = self.host_root if replica.node.url == self.local_url else Path("/")
         return attach_chips(container, chips, root) if chips else container
 
@@ -445,6 +495,19 @@ class Reconciler:
             stopped = True
         if stopped:
             self.stop_requested()
+
+    def drain(self):
+        """Move the work off draining nodes: every task with a replica starting or running on
+        one stops, and a training task runs again as a new task elsewhere (``move``)."""
+        live_on_draining = (Replica.select(Replica.task).join(Node)
+                            .where(Node.draining & Replica.state.in_(("starting", "running"))))
+        for task in Task.select().where(~Task.stop_requested & Task.id.in_(live_on_draining)):
+            try:
+                new = move(task)
+            except TaskError:  # it ended meanwhile
+                continue
+            log.info("task %s moved off a draining node%s", task.id,
+                     f": runs again as task {new.id}" if new else "")
 
     def stop_requested(self):
         """Send SIGTERM (then SIGKILL after ``grace``) to replicas of tasks asked to stop.

@@ -14,7 +14,7 @@ import pytest
 from portal.models import Node, NodeChip, utcnow
 from portal.signals import nodes_changed
 from scheduler.accelerators import discover_all
-from scheduler.discovery import Discovery, podman_supported
+from scheduler.discovery import Discovery, host_address, podman_supported
 from scheduler.podman import PROBE_LABEL
 from tests.fake_hosts import make_sophgo_host, write_cdi_json
 from tests.support import wait_for
@@ -74,7 +74,7 @@ def test_the_local_node_on_two_fake_hosts(make_app, tmp_path, test_image):
     service.discover_now()
     local = Node.get(Node.source == "local")
     assert (local.name, local.ready, local.reason) == ("local", True, "")
-    assert local.url == app.config["PODMAN_URL"] and local.address == "local"
+    assert local.url == app.config["PODMAN_URL"] and local.address == host_address()
     assert local.hostname and local.kernel and local.os_name
     assert podman_supported(local.podman_version)
     assert local.cpu_millis >= 1000 and local.memory_mib > 0

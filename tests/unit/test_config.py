@@ -50,3 +50,21 @@ def test_healthz_reports_a_database_that_is_down(instance):
     body = response.get_json()
     assert response.status_code == 503
     assert "database" in body["failed"] and body["database"]["ok"] is False
+
+
+def test_peer_ports_are_a_range_of_tcp_ports(monkeypatch):
+    from portal.config import _port_range
+
+    monkeypatch.setenv("HOURGLASS_PEER_PORTS", " 31000-31002 ")
+    assert list(_port_range("HOURGLASS_PEER_PORTS", "30000-32767")) == [31000, 31001, 31002]
+    monkeypatch.delenv("HOURGLASS_PEER_PORTS")
+    assert _port_range("HOURGLASS_PEER_PORTS", "30000-32767") == range(30000, 32768)
+
+
+@pytest.mark.parametrize("value", ["31000", "31002-31000", "0-10", "30000-70000", "a-b", "-"])
+def test_bad_peer_ports_are_refused(monkeypatch, value):
+    from portal.config import _port_range
+
+    monkeypatch.setenv("HOURGLASS_PEER_PORTS", value)
+    with pytest.raises(ConfigError, match="HOURGLASS_PEER_PORTS"):
+        _port_range("HOURGLASS_PEER_PORTS", "30000-32767")
