@@ -1,9 +1,15 @@
-"""What the browser tests do again and again: sign in and out, find the menu and headings.
+"""What the browser tests do again and again: sign in and out, find the menu and headings,
+open a notebook's JupyterLab and run a cell in it.
 
-These helpers only act; the tests assert with Playwright's auto-waiting ``expect``.
+These helpers act; the tests assert with Playwright's auto-waiting ``expect``. The
+JupyterLab helpers wait (bounded) for JupyterLab to be ready before they act.
 """
 
-from playwright.sync_api import Page
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
 
 from tests.support import LOGIN_PATH
 
@@ -35,3 +41,57 @@ def menu_links(page: Page):
 
 def heading(page: Page):
     return page.get_by_role("heading", level=1)
+
+
+# --- notebooks ---------------------------------------------------------------------------
+
+
+def query(server, sql):
+    """Rows of ``sql`` on the live server's SQLite database (read-only use)."""
+    with closing(sqlite3.connect(Path(server.env["HOURGLASS_INSTANCE"]) / "hourglass.db")) as db:
+        return db.execute(sql).fetchall()
+
+
+def open_jupyterlab(page: Page, button):
+    """Click an Open ``button`` (it opens a new tab); the new tab."""
+    with page.context.expect_page() as opened:
+        button.click()
+    lab = opened.value
+    lab.set_default_timeout(20_000)
+    return lab
+
+
+# Whether the new notebook's kernel settled: JupyterLab may start a second kernel for a new
+# notebook and shut the first one down; a cell run meanwhile goes nowhere.
+ONE_IDLE_KERNEL = """async (base) => {
+  const kernels = await (await fetch(base + "api/kernels")).json();
+  const sessions = await (await fetch(base + "api/sessions")).json();
+  return kernels.length === 1 && kernels[0].execution_state === "idle"
+    && sessions.length === 1 && sessions[0].kernel.id === kernels[0].id;
+}"""
+
+
+def new_jupyter_notebook(lab: Page, base):
+    """In JupyterLab (``base``: its URL ending in ``/``), a new notebook from the launcher,
+    once its kernel is idle and connected; the notebook's panel."""
+    launcher = lab.locator('.jp-LauncherCard[data-category="Notebook"]').first
+    expect(launcher).to_be_visible(timeout=90_000)  # 502 pages reload until it answers
+    launcher.click()
+    panel = lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    lab.wait_for_function(ONE_IDLE_KERNEL, arg=base, polling=500, timeout=60_000)
+    # Connected to it over the proxy's WebSocket: a cell run before that is dropped.
+    expect(lab.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=30_000)
+    return panel
+
+
+def run_cell(lab: Page, panel, code, index=0):
+    """Type ``code`` (one line) into cell ``index`` of ``panel`` and run it (Shift+Enter);
+    the locator of that cell's outputs."""
+    cell = panel.locator(".jp-Cell").nth(index)
+    editor = cell.locator(".cm-content")
+    editor.click()
+    editor.fill(code)
+    expect(editor).to_have_text(code)
+    editor.click()
+    lab.keyboard.press("Shift+Enter")
+    return cell.locator(".jp-OutputArea-output")

@@ -12,9 +12,6 @@ another renter cannot open the notebook.
 """
 
 import re
-import sqlite3
-from contextlib import closing
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,7 +20,14 @@ from simple_websocket import ConnectionError as Refused
 
 from scheduler.podman import PodmanBackend
 from tests.conftest import ARTIFACTS, PASSWORD
-from tests.e2e.helpers import sign_in, sign_out
+from tests.e2e.helpers import (
+    new_jupyter_notebook,
+    open_jupyterlab,
+    query,
+    run_cell,
+    sign_in,
+    sign_out,
+)
 from tests.integration.test_replica_io import Socket, api
 from tests.support import CSRF_RE, fund_on, wait_for
 
@@ -85,11 +89,6 @@ def cloud(live_server_factory, podman_service, jupyter_image, tmp_path):
         backend.remove(container)
 
 
-def query(server, sql):
-    with closing(sqlite3.connect(Path(server.env["HOURGLASS_INSTANCE"]) / "hourglass.db")) as db:
-        return db.execute(sql).fetchall()
-
-
 def signed_in_session(server, name):
     """``name`` signed in with requests: (session, a CSRF token of their pages)."""
     http = requests.Session()
@@ -101,32 +100,11 @@ def signed_in_session(server, name):
                                 ).group(1)
 
 
-# Whether the new notebook's kernel settled: JupyterLab may start a second kernel for a new
-# notebook and shut the first one down; a cell run meanwhile goes nowhere.
-ONE_IDLE_KERNEL = """async (base) => {
-  const kernels = await (await fetch(base + "api/kernels")).json();
-  const sessions = await (await fetch(base + "api/sessions")).json();
-  return kernels.length === 1 && kernels[0].execution_state === "idle"
-    && sessions.length === 1 && sessions[0].kernel.id === kernels[0].id;
-}"""
-
-
 def run_a_cell_in_jupyterlab(lab, base):
     """JupyterLab's own UI: a new notebook from the launcher, ``1+1`` in its cell, ``2``."""
-    launcher = lab.locator('.jp-LauncherCard[data-category="Notebook"]').first
-    expect(launcher).to_be_visible(timeout=90_000)  # 502 pages reload until it answers
-    launcher.click()
-    panel = lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    lab.wait_for_function(ONE_IDLE_KERNEL, arg=base, polling=500, timeout=60_000)
-    # Connected to it over the proxy's WebSocket: a cell run before that is dropped.
-    expect(lab.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=30_000)
-    editor = panel.locator(".jp-Cell .cm-content").first
-    editor.click()
-    editor.fill("1+1")
-    expect(editor).to_have_text("1+1")
-    editor.click()
-    lab.keyboard.press("Shift+Enter")
-    output = panel.locator(".jp-OutputArea-output[data-mime-type='text/plain']").first
+    panel = new_jupyter_notebook(lab, base)
+    output = run_cell(lab, panel, "1+1").first
+    expect(output).to_have_attribute("data-mime-type", "text/plain")
     expect(output).to_have_text("2", timeout=60_000)
     expect(panel.locator(".jp-InputPrompt").first).to_have_text("[1]:")
 
@@ -147,10 +125,7 @@ def test_open_lands_in_jupyterlab_on_its_own_origin_until_signing_out(cloud, pag
     page.goto(f"{server.url}/renter/notebooks")
     open_button = page.locator(f'button[data-open="{notebook_id}"]')
     expect(open_button).to_be_visible(timeout=90_000)  # placed, started, has an address
-    with page.context.expect_page() as opened:
-        open_button.click()
-    lab = opened.value
-    lab.set_default_timeout(20_000)
+    lab = open_jupyterlab(page, open_button)
     (replica_id,) = query(server, "SELECT r.id FROM replicas r JOIN tasks t ON r.task_id = t.id"
                                   f" WHERE t.notebook_id = {notebook_id}")[0]
     base = f"{server.notebook_url}/nb/{replica_id}/"
