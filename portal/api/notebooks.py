@@ -3,10 +3,13 @@
 The twin of the renter's notebook pages, through the same rules
 (``portal.notebooks``). Another renter's notebook, a deleted one and a missing one are
 the same 404. A notebook's ``run`` is its latest run (null before the first start), with
-its replicas; the Jupyter token of a run is in no answer.
+its replicas; the Jupyter token of a run is in no answer. ``GET .../ready`` is a long poll:
+it answers as soon as JupyterLab answers on every subtask (``portal.proxy.ready``).
 """
 
-from flask import current_app
+import time
+
+from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 
 from portal import notebooks as rules
@@ -15,6 +18,7 @@ from portal.api.auth import api_user
 from portal.api.errors import ApiError
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Object, Record, String, iso
+from portal.proxy import ready
 
 STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
 
@@ -69,6 +73,58 @@ NEW_NOTEBOOK = Object({
     "dataset": String(_l("One of your dataset folders, read-only at /dataset")),
     "start": Boolean(_l("Start it at once (true when left out)")),
 }, required=("name", "spec", "pool"), name="NewNotebook")
+
+
+READY = Record({
+    "ready": Boolean(_l("Whether JupyterLab answers on every subtask: Open works")),
+    "state": String(STATE, nullable=True),
+    "step": Integer(_l("1 waiting for a place, 2 starting the container, 3 waiting for "
+                       "JupyterLab to answer, 4 ready; null when no run starts or runs"),
+                    nullable=True),
+    "text": String(_l("The step in words, or why there is none")),
+    "replicas": Array(Record({
+        "id": Integer(),
+        "role": String(_l("Its subtask: lab-0, lab-1...")),
+        "state": String(STATE),
+        "ready": Boolean(_l("Whether its JupyterLab answers")),
+    }, name="NotebookReadyReplica")),
+    "waited_ms": Integer(_l("How long the server waited before answering")),
+}, name="NotebookReady")
+WAIT_SECONDS = 5  # how long GET .../ready waits when ?wait= is left out
+MAX_WAIT_SECONDS = 10
+
+
+def _wait_seconds():
+    value = request.args.get("wait")
+    if value is None:
+        return WAIT_SECONDS
+    value = value.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 3) \
+            or int(value) > MAX_WAIT_SECONDS:
+        raise ApiError(400, "invalid", _l("'wait' must be a whole number of seconds from 0 "
+                                          "to %(n)d.", n=MAX_WAIT_SECONDS),
+                       {"wait": _l("A whole number of seconds from 0 to %(n)d.",
+                                   n=MAX_WAIT_SECONDS)})
+    return int(value)
+
+
+def ready_json(view, progress, waited):
+    """``NotebookView`` ``view`` (its ``answering`` set) and its ``Progress`` as ``READY``
+    describes them."""
+    run, answering = view.run, view.answering or frozenset()
+    replicas = [] if run is None else [
+        {"id": item.replica.id, "role": sub.subtask.role, "state": item.replica.state,
+         "ready": item.replica.id in answering}
+        for sub in run.subtasks for item in sub.replicas]
+    if progress is not None:
+        text = progress.text
+    elif view.stopping:
+        text = _l("This notebook is stopping.")
+    else:
+        text = _l("This notebook is not running.")
+    return {"ready": progress is not None and progress.ready, "state": view.state,
+            "step": progress.step if progress else None, "text": str(text),
+            "replicas": replicas, "waited_ms": round(waited * 1000)}
 
 
 def _run(view):
@@ -166,3 +222,16 @@ def delete_notebook_api(notebook_id):
         rules.delete_notebook(rules.get_notebook_or_404(api_user(), notebook_id))
     except rules.NotebookError as exc:
         raise _refused(exc, 409, "conflict") from None
+
+
+@route("/notebooks/<int:notebook_id>/ready",
+       summary=_l("Whether JupyterLab of your notebook answers, and the step of its start. "
+                  "A long poll: it waits up to 'wait' seconds (query, 0-10, 5 when left "
+                  "out), asking every 50 ms, and answers the moment JupyterLab answers on "
+                  "every subtask, or when the run ends"), role="renter", response=READY)
+def notebook_ready_api(notebook_id):
+    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
+    wait = _wait_seconds()
+    started = time.monotonic()
+    view, progress = ready.watch(notebook, wait=wait)
+    return ready_json(view, progress, time.monotonic() - started)

@@ -3,7 +3,13 @@ Stop / Delete. The rules are in ``portal.notebooks``.
 
 The list and a notebook's live part refresh themselves through htmx polling (every 2 s,
 while a run has not ended): htmx asks for the same page and keeps only the live part
-(``hx-select``). **Open** (a POST, in a new tab) makes a one-time grant for the chosen
+(``hx-select``). While a run starts, both show its step (``portal.notebooks.progress``:
+a place, the container, JupyterLab answering, ready), and Open is offered only for the
+subtasks whose JupyterLab answers (``portal.proxy.ready``). A notebook's page then asks
+again at once and often (``load, every 500ms``), naming the step it shows (``step``,
+``answering``); the server holds that request up to ``PAGE_WAIT`` seconds, checking every
+50 ms, and answers as soon as the step changes, so Open turns on the moment JupyterLab
+answers. **Open** (a POST, in a new tab) makes a one-time grant for the chosen
 subtask's replica and answers a page that posts it at once to the notebook origin, where
 the proxy turns it into that origin's own access cookie (``portal.proxy``): no secret
 ever travels in a URL. The Jupyter token appears on no page.
@@ -32,7 +38,7 @@ from portal import resources
 from portal import tasks as task_rules
 from portal.auth import LOGIN_ID
 from portal.money import format_amount
-from portal.proxy import access, urls
+from portal.proxy import access, ready, urls
 from portal.renter import bp
 from portal.settings import get as setting
 
@@ -44,17 +50,38 @@ def _ns_text(ns):
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+PAGE_WAIT = 3.0  # seconds a notebook page's refresh may wait for its step to change
+STARTING = (rules.CONTAINER, rules.JUPYTER)  # steps whose page asks again at once
+
+
 def openable(view):
-    """``[(role, replica id)]`` of the latest run's replicas that JupyterLab answers on (they
-    run and have an address), by subtask: what Open may choose from."""
-    if view.run is None or view.run.ended:
-        return []
-    return [(sub.subtask.role, item.replica.id) for sub in view.run.subtasks
-            for item in sub.replicas
-            if item.replica.state == "running" and item.replica.address]
+    """``[(role, replica id)]`` of the latest run's replicas that run and have an address,
+    by subtask: what Open may choose from; only those whose JupyterLab answered when the
+    view was asked (``view.answering``)."""
+    found = rules.running_replicas(view)
+    if view.answering is None:
+        return found
+    return [(role, rid) for role, rid in found if rid in view.answering]
 
 
-HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text, "openable": openable}
+def progress_of(view):
+    """The run's ``Progress`` (None when nothing starts or runs) of a marked view."""
+    return rules.progress(view, view.answering or ())
+
+
+HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text, "openable": openable,
+           "progress_of": progress_of, "STARTING": STARTING}
+
+
+def _shown():
+    """The ``(step, answering)`` a notebook page's refresh says it shows, or None."""
+    if request.headers.get("HX-Request") != "true":
+        return None
+    step, answering = request.args.get("step", ""), request.args.get("answering", "")
+    if not (step.isascii() and step.isdigit() and answering.isascii()
+            and answering.isdigit() and len(answering) <= 2):
+        return None
+    return (int(step), int(answering)) if int(step) in STARTING else None
 
 
 class NotebookForm(FlaskForm):
@@ -93,8 +120,9 @@ def _form_page(form, status=200):
 
 @bp.get("/notebooks")
 def notebooks():
-    views = rules.notebook_views(current_user)
-    return render_template("renter/notebooks.html", views=views,
+    views = ready.mark(rules.notebook_views(current_user))
+    starting = any(p.step in STARTING for p in map(progress_of, views) if p)
+    return render_template("renter/notebooks.html", views=views, starting=starting,
                            live=any(view.running for view in views), **HELPERS)
 
 
@@ -129,7 +157,10 @@ def create_notebook_view():
 @bp.get("/notebooks/<int:notebook_id>")
 def notebook_page(notebook_id):
     notebook = rules.get_notebook_or_404(current_user, notebook_id)
-    return render_template("renter/notebook.html", view=rules.notebook_view(notebook),
+    since = _shown()
+    view, progress = ready.watch(notebook, wait=PAGE_WAIT if since else 0, since=since,
+                                 events=True)
+    return render_template("renter/notebook.html", view=view, progress=progress,
                            code=_code_text(notebook), **HELPERS)
 
 
