@@ -94,12 +94,12 @@ class StalePlan(Exception):
     """A task's placement no longer matches the database; nothing of it is stored."""
 
 
-def jupyter_argv(replica_id):
+def jupyter_argv(replica_id, port=JUPYTER_PORT):
     """How a notebook replica's container starts JupyterLab: on every address of its task's
-    network, under ``/nb/<replica id>/`` (where the notebook proxy forwards), in /code.
-    The token comes from ``JUPYTER_TOKEN``, never from an argument (``ps`` shows those).
-    ``--allow-root``: a renter's own image may run as root (ours runs as uid 1000)."""
-    return ("jupyter-lab", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}", "--no-browser",
+    network, on ``port``, under ``/nb/<replica id>/`` (where the notebook proxy forwards),
+    in /code. The token comes from ``JUPYTER_TOKEN``, never from an argument (``ps`` shows
+    those). ``--allow-root``: a renter's own image may run as root (ours runs as uid 1000)."""
+    return ("jupyter-lab", "--ip=0.0.0.0", f"--port={port}", "--no-browser",
             f"--ServerApp.base_url=/nb/{replica_id}/", "--ServerApp.root_dir=/code",
             "--allow-root")
 
@@ -207,13 +207,21 @@ class Reconciler:
         prices = dict(Replica.select(Replica.id, ResourceSpec.price_per_hour).join(Subtask)
                       .join(ResourceSpec).where(Replica.id.in_(placed)).tuples())
         ports = self._ports_in_use()
+        local = {node_id for (node_id,) in Node.select(Node.id).where(
+            Node.url == self.local_url).tuples()}
+        notebooks = {task_id for (task_id,) in Task.select(Task.id).where(
+            Task.id.in_(list(plan.assignments)) & (Task.kind == "notebook")).tuples()}
         for task_id, assignments in plan.assignments.items():
             spans_nodes = len({a.node_id for a in assignments}) > 1
             try:
                 with database.atomic():
                     for a in assignments:
+                        # A port for peers on other nodes, or for the notebook proxy to
+                        # reach JupyterLab on a node that is not this host's own.
+                        published = spans_nodes or (task_id in notebooks
+                                                    and a.node_id not in local)
                         port = (self._free_port(ports, addresses.get(a.node_id, ""))
-                                if spans_nodes else None)
+                                if published else None)
                         if not transition(Replica(id=a.replica_key), "starting",
                                           f"placed on {names.get(a.node_id, a.node_id)}",
                                           from_state="pending", node=a.node_id,
@@ -366,7 +374,7 @@ class Reconciler:
             binds = notebooks.mounts(self.data_root, notebook)
         except ValueError as error:
             raise StartFailed(str(error)) from None
-        return replace(container, argv=jupyter_argv(replica.id),
+        return replace(container, argv=jupyter_argv(replica.id, replica.peer_port or JUPYTER_PORT),
                        env={**container.env, "JUPYTER_TOKEN": replica.task.secret},
                        working_dir="/code", mounts=(*container.mounts, *binds))
 
@@ -437,10 +445,13 @@ class Reconciler:
                                                                ).execute()
 
     def _address(self, replica, state):
-        """``{"address": "IP:port"}`` where a notebook replica's JupyterLab answers: its IP on
+        """``{"address": "IP:port"}`` where a notebook replica's JupyterLab answers: its
+        node's address and published port when it has one (another node), else its IP on
         its task's network; {} for other replicas."""
         if replica.task.kind != "notebook":
             return {}
+        if replica.peer_port:
+            return {"address": f"{replica.node.address}:{replica.peer_port}"}
         ip = state.addresses.get(network_name(self.instance, replica.task_id), "")
         return {"address": f"{ip}:{JUPYTER_PORT}" if ip else ""}
 

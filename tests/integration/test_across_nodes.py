@@ -5,7 +5,10 @@ The two nodes are two real Podman services on this host (the session's and a tes
 each is a node of its own to Hourglass, with its own address as discovery records it.
 """
 
+from pathlib import Path
+
 import pytest
+from flask import current_app
 
 from portal.models import Node, Replica, Task, User
 from portal.resources import parse_spec, save_spec
@@ -141,3 +144,31 @@ def test_draining_stops_a_task_that_cannot_run_again(two_nodes, test_image):
     Node.update(cordoned=True, draining=True).where(Node.id == replica.node_id).execute()
     assert settle(reconciler, task, ("stopped",)).stop_reason == "its node is draining"
     assert not Task.select().where(Task.rerun_of == task.id).exists()
+
+
+def test_a_notebook_on_another_node_answers_at_its_address_and_port(
+        two_nodes, podman_service, jupyter_image):
+    """The local node cordoned: the notebook lands on the other node; its JupyterLab listens
+    on a published node port, where the proxy (here, requests) reaches it."""
+    import requests
+
+    from portal.notebooks import active_run, create_notebook
+
+    renter, reconciler, nodes = two_nodes
+    local = next(n for n in nodes if n.url == podman_service.url)
+    Node.update(cordoned=True).where(Node.id == local.id).execute()
+    reconciler.data_root = Path(current_app.config["DATA_ROOT"])
+    notebook = create_notebook(renter, "far lab", jupyter_image, "half", "default")
+    run = settle(reconciler, active_run(notebook), ("running",))
+    (replica,) = replicas_of(run)
+    assert replica.node_id != local.id and replica.peer_port in range(31000, 31010)
+    assert replica.address == f"{host_address()}:{replica.peer_port}"
+
+    def answers():
+        try:
+            return requests.get(f"http://{replica.address}/nb/{replica.id}/api/status",
+                                headers={"Authorization": f"token {run.secret}"},
+                                timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+    wait_for(answers, timeout=60, interval=0.1, what="JupyterLab at the node's port")
