@@ -6,8 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-RUN_PACKAGES := podman runc python3-venv busybox-static mmdebstrap
-TEST_PACKAGES := chromium fonts-noto-cjk postgresql
+RUN_PACKAGES := podman runc python3-venv busybox-static mmdebstrap openssh-client
+TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 

@@ -24,9 +24,10 @@ so the console's command first prints its PID (``sh -c 'echo $$; exec "$0"
 does; the kernel then hangs up its foreground job too. Both need ``/bin/sh``
 in the image.
 
-These connections reach ``unix://`` and ``tcp://`` nodes; for an ``ssh://`` node
-they raise ``BackendError`` (its log can still be read, not followed, through
-podman-py).
+These connections reach ``unix://`` and ``tcp://`` nodes directly, and an
+``ssh://`` node through the local unix socket of its long-lived SSH tunnel
+(``scheduler.ssh_tunnel``; a tunnel that died is started again on the next
+connection), so consoles, resizes, hang-ups and logs work the same on all three.
 """
 
 import codecs
@@ -39,6 +40,8 @@ from urllib.parse import quote, urlsplit
 
 from scheduler.backend import BackendError, ContainerGone, NodeUnreachable
 from scheduler.podman import PodmanBackend
+from scheduler.ssh_tunnel import SCHEMES as SSH_SCHEMES
+from scheduler.ssh_tunnel import TUNNELS, Tunnels
 
 API = "/v4.0.0/libpod"  # served by Podman 4 and 5
 FRAME = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 zero bytes, size
@@ -56,8 +59,9 @@ class Console:
     ``close`` may come from any thread and wakes a blocked ``recv``.
     """
 
-    def __init__(self, url, exec_id, sock, pid, pending, timeout):
+    def __init__(self, url, exec_id, sock, pid, pending, timeout, tunnels):
         self.url = url
+        self._tunnels = tunnels
         self.exec_id = exec_id
         self.pid = pid
         self._sock = sock
@@ -84,7 +88,7 @@ class Console:
     def resize(self, rows: int, cols: int) -> None:
         """Tell the terminal its new size, in character cells."""
         _call(self.url, "POST", f"/exec/{self.exec_id}/resize?h={int(rows)}&w={int(cols)}",
-              timeout=self._timeout)
+              timeout=self._timeout, tunnels=self._tunnels)
 
     def close(self) -> None:
         """End the connection, and hang up the shell if it still runs (blocks for two short
@@ -98,9 +102,11 @@ class Console:
             pass
         self._sock.close()
         try:
-            session = _call(self.url, "GET", f"/exec/{self.exec_id}/json", timeout=self._timeout)
+            session = _call(self.url, "GET", f"/exec/{self.exec_id}/json", timeout=self._timeout,
+                            tunnels=self._tunnels)
             if session["Running"]:
-                _hang_up(self.url, session["ContainerID"], self.pid, self._timeout)
+                _hang_up(self.url, session["ContainerID"], self.pid, self._timeout,
+                         self._tunnels)
         except BackendError:
             pass  # the container or its node is gone, and the shell with it
 
@@ -112,14 +118,16 @@ class Containers:
     container that does not exist, so a caller outside ``scheduler`` catches
     ``containers.Error`` without importing it. ``timeout`` bounds each API
     call, in seconds; a followed log yields "" after ``idle`` quiet seconds.
+    ``tunnels`` reach ``ssh://`` nodes (default: the process's shared ones).
     """
 
     Error = BackendError
     Gone = ContainerGone
 
-    def __init__(self, timeout=5.0, idle=10.0):
+    def __init__(self, timeout=5.0, idle=10.0, tunnels: Tunnels | None = None):
         self.timeout = timeout
         self.idle = idle
+        self.tunnels = tunnels or TUNNELS
 
     def logs(self, node_url: str, container: str, follow: bool = False,
              tail: int | None = None) -> Iterator[str]:
@@ -131,11 +139,12 @@ class Containers:
         connection alive or give up; closing the iterator ends the read at once.
         """
         if not follow:
-            return PodmanBackend(node_url, self.timeout).logs(container, tail=tail)
+            return PodmanBackend(node_url, self.timeout, tunnels=self.tunnels).logs(container,
+                                                                                  tail=tail)
         query = f"follow=true&stdout=true&stderr=true&tail={'all' if tail is None else int(tail)}"
         sock, status, rest = _request(node_url, "GET",
                                       f"/containers/{quote(container, safe='')}/logs?{query}",
-                                      timeout=self.timeout)
+                                      timeout=self.timeout, tunnels=self.tunnels)
         if status >= 400:
             _raise(status, _read_to_end(sock, rest), container)
         sock.settimeout(self.idle)
@@ -150,11 +159,11 @@ class Containers:
         created = _call(node_url, "POST", f"/containers/{quote(container, safe='')}/exec",
                         {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
                          "Tty": True, "Cmd": [*PID_WRAPPER, *argv], "Env": [f"TERM={TERM}"]},
-                        handle=container, timeout=self.timeout)
+                        handle=container, timeout=self.timeout, tunnels=self.tunnels)
         exec_id = created["Id"]
         sock, status, rest = _request(node_url, "POST", f"/exec/{exec_id}/start",
                                       {"Detach": False, "Tty": True, "h": rows, "w": cols},
-                                      upgrade=True, timeout=self.timeout)
+                                      upgrade=True, timeout=self.timeout, tunnels=self.tunnels)
         if status != 101:
             _raise(status, _read_to_end(sock, rest), container)
         try:
@@ -174,38 +183,50 @@ class Containers:
             sock.close()
             raise BackendError(f"the console needs /bin/sh in the image: {first[:200]!r}")
         sock.settimeout(None)
-        return Console(node_url, exec_id, sock, int(first.strip()), rest, self.timeout)
+        return Console(node_url, exec_id, sock, int(first.strip()), rest, self.timeout,
+                       self.tunnels)
 
 
-def _hang_up(url, container_id, pid, timeout):
+def _hang_up(url, container_id, pid, timeout, tunnels):
     """SIGHUP to the console's process ``pid`` (a number Podman's shell printed, not one
     anybody typed), from a detached exec of its own."""
     killer = _call(url, "POST", f"/containers/{container_id}/exec",
-                   {"Cmd": ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(pid)]}, timeout=timeout)
-    _call(url, "POST", f"/exec/{killer['Id']}/start", {"Detach": True}, timeout=timeout)
+                   {"Cmd": ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(pid)]}, timeout=timeout,
+                   tunnels=tunnels)
+    _call(url, "POST", f"/exec/{killer['Id']}/start", {"Detach": True}, timeout=timeout,
+          tunnels=tunnels)
 
 
-def _connect(url, timeout):
+def _connect(url, timeout, tunnels):
+    """A new connection to the node's Podman socket; an ``ssh://`` node's goes through its
+    tunnel, started again once if its socket refuses (the ssh process just died)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("unix", "tcp"):
-        raise BackendError(f"consoles and followed logs reach unix:// and tcp:// nodes, "
-                           f"not {parts.scheme}://")
-    sock = socket.socket(socket.AF_UNIX if parts.scheme == "unix" else socket.AF_INET,
-                         socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(parts.path if parts.scheme == "unix" else (parts.hostname, parts.port))
-    except OSError as error:
-        sock.close()
-        raise NodeUnreachable(str(error)) from error
-    return sock
+    if parts.scheme not in ("unix", "tcp", *SSH_SCHEMES):
+        raise BackendError(f"consoles and followed logs reach unix://, tcp:// and ssh:// "
+                           f"nodes, not {parts.scheme}://")
+    tries = 2 if parts.scheme in SSH_SCHEMES else 1
+    for attempt in range(1, tries + 1):
+        if parts.scheme in SSH_SCHEMES:
+            address = tunnels.socket_for(url)
+        else:
+            address = parts.path if parts.scheme == "unix" else (parts.hostname, parts.port)
+        sock = socket.socket(socket.AF_INET if parts.scheme == "tcp" else socket.AF_UNIX,
+                             socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as error:
+            sock.close()
+            if attempt == tries:
+                raise NodeUnreachable(str(error)) from error
 
 
-def _request(url, method, path, body=None, upgrade=False, timeout=5.0):
+def _request(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
     """Send one request on a new connection and read the answer's head: (socket, status,
     the bytes read past the head). HTTP/1.0 unless ``upgrade``, so the server closes the
     connection after an answer that is not chunked."""
-    sock = _connect(url, timeout)
+    sock = _connect(url, timeout, tunnels)
     data = json.dumps(body).encode() if body is not None else b""
     head = [f"{method} {API}{path} HTTP/{'1.1' if upgrade else '1.0'}", "Host: podman",
             "Content-Type: application/json", f"Content-Length: {len(data)}"]
@@ -237,10 +258,10 @@ def _read_to_end(sock, body):
     return body
 
 
-def _call(url, method, path, body=None, handle=None, timeout=5.0):
+def _call(url, method, path, body=None, handle=None, timeout=5.0, tunnels=TUNNELS):
     """One API call; its JSON answer (None when empty). A 404 is ContainerGone when
     ``handle`` names the container at stake; other refusals are BackendError."""
-    sock, status, rest = _request(url, method, path, body, timeout=timeout)
+    sock, status, rest = _request(url, method, path, body, timeout=timeout, tunnels=tunnels)
     answer = _read_to_end(sock, rest)
     if status >= 400:
         _raise(status, answer, handle)

@@ -25,7 +25,7 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
@@ -49,6 +49,8 @@ from scheduler.backend import (
     StartFailed,
     Timestamp,
 )
+from scheduler.ssh_tunnel import SCHEMES as SSH_SCHEMES
+from scheduler.ssh_tunnel import TUNNELS
 
 PROBE_LABEL = "hourglass.probe"
 CPU_PERIOD_US = 100_000
@@ -95,20 +97,27 @@ class PodmanBackend(ContainerBackend):
 
     ``timeout`` bounds each API call, in seconds (a stop adds its grace, a
     followed log has none); ``identity`` is the SSH key file for an
-    ``ssh://`` URL (None: ssh's own defaults).
+    ``ssh://`` URL (None: the one ``podman system connection list`` names, else
+    ssh's own defaults). An ``ssh://`` node is reached
+    through the local socket of its long-lived tunnel in ``tunnels``
+    (``scheduler.ssh_tunnel``; default: the process's shared ones).
     """
 
-    def __init__(self, url, timeout=5, identity=None):
+    def __init__(self, url, timeout=5, identity=None, tunnels=None):
         self.url = url
         self.timeout = timeout
         self.identity = identity
+        self.tunnels = tunnels or TUNNELS
 
     def client(self, timeout=OWN_TIMEOUT):
         """A new podman-py client; use it as a context manager. ``timeout``: seconds for each
-        read (None: wait for ever), the backend's own when not given."""
-        extra = {"identity": self.identity} if self.identity else {}
+        read (None: wait for ever), the backend's own when not given. For an ``ssh://`` node
+        it starts the node's tunnel if needed (NodeUnreachable when ssh fails)."""
         timeout = self.timeout if timeout is OWN_TIMEOUT else timeout
-        return PodmanClient(base_url=self.url, timeout=timeout, **extra)
+        url = self.url
+        if urlsplit(url).scheme in SSH_SCHEMES:
+            url = f"unix://{self.tunnels.socket_for(url, self.identity)}"
+        return PodmanClient(base_url=url, timeout=timeout)
 
     def version(self):
         """The service's Podman version string; raises when it does not answer."""
