@@ -27,6 +27,7 @@ from portal.renter import bp as renter_bp
 from portal.signals import nodes_changed, tasks_changed
 from scheduler.console import Containers
 from scheduler.discovery import Discovery
+from scheduler.image_builds import for_app as image_builds_for_app
 from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
@@ -118,6 +119,8 @@ def _init_scheduler(app):
     app.extensions["hourglass.scheduler"] = service
     # Replicas' logs and consoles on whichever node runs them (the pages' own connections).
     app.extensions["hourglass.containers"] = Containers()
+    # Builds of the JupyterLab image, started from the miner's Images page.
+    app.extensions["hourglass.image_builds"] = image_builds_for_app(app)
 
     def rediscover(sender, **extra):
         service.request_discovery()

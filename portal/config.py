@@ -97,6 +97,9 @@ def from_environment(instance_path):
         "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
         "JUPYTER_IMAGE": os.environ.get("HOURGLASS_JUPYTER_IMAGE",
                                         "localhost/hourglass-jupyter:latest"),
+        # Tests only: "module:function" building the JupyterLab image instead of the real
+        # build (scheduler.image_builds), so a browser test's build takes a second.
+        "IMAGE_BUILDER": os.environ.get("HOURGLASS_IMAGE_BUILDER", ""),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),

@@ -43,6 +43,7 @@ MINER_MENU = [
     ("pools", _l("Pools")),
     ("users", _l("Users")),
     ("machine_time", _l("Machine-time")),
+    ("images", _l("Images")),
     ("monitoring", _l("Monitoring")),
 ]
 

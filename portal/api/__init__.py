@@ -23,6 +23,7 @@ from portal.api import (  # noqa: E402,F401
     account,
     billing,
     errors,
+    images,
     my_billing,
     nodes,
     notebooks,

@@ -32,6 +32,14 @@ def overview():
 
 
 # These modules register their routes on bp.
-from portal.miner import billing, nodes, pools, resources, specs, users  # noqa: E402,F401
+from portal.miner import (  # noqa: E402,F401
+    billing,
+    images,
+    nodes,
+    pools,
+    resources,
+    specs,
+    users,
+)
 
 area.register_placeholder()

@@ -16,7 +16,7 @@ from tests.support import LOGIN_PATH
 RENTER_MENU = ["Overview", "Notebooks", "Training tasks", "Machine-time", "Algorithms",
                "Datasets", "Images", "Templates"]
 MINER_MENU = ["Overview", "Nodes", "Resources", "Specs", "Pools", "Users", "Machine-time",
-              "Monitoring"]
+              "Images", "Monitoring"]
 NOT_BUILT = "This page is not built yet."
 WRONG_PASSWORD = "Wrong user name or password, or the account is disabled."
 
