@@ -117,12 +117,27 @@ def test_supported_podman_versions(version, ok):
 
 
 @pytest.mark.parametrize("url, address", [
-    ("unix:///run/podman/podman.sock", "local"),
+    ("unix:///run/podman/podman.sock", "203.0.113.9"),
     ("ssh://core@10.0.0.7:22/run/podman/podman.sock", "10.0.0.7"),
     ("ssh://me@gpu-box.lab/run/user/1000/podman/podman.sock", "gpu-box.lab"),
     ("tcp://192.168.1.20:8888", "192.168.1.20")])
-def test_address_from_the_url(url, address):
+def test_address_from_the_url(url, address, monkeypatch):
+    """A node on this host (a unix socket) is reached at HOURGLASS_NODE_ADDRESS."""
+    monkeypatch.setenv("HOURGLASS_NODE_ADDRESS", "203.0.113.9")
     assert address_of(url) == address
+
+
+def test_this_hosts_address_is_found_without_a_setting(monkeypatch):
+    """The default route's source address: one other nodes can reach, never loopback on a
+    host that has a route (this one has)."""
+    import ipaddress
+    import socket
+
+    monkeypatch.delenv("HOURGLASS_NODE_ADDRESS", raising=False)
+    found = ipaddress.ip_address(address_of("unix:///run/podman/podman.sock"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("10.255.255.255", 9))
+        assert str(found) == probe.getsockname()[0] and not found.is_loopback
 
 
 def test_record_stores_the_node_and_replaces_its_chips(app):
