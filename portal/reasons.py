@@ -35,6 +35,8 @@ TEXTS = {
     "balance_low": N_("your balance (%(balance)s %(currency)s) does not cover %(minutes)s "
                       "minutes of this task (%(needed)s %(currency)s); ask your miner to "
                       "recharge"),
+    "no_peer_port": N_("waiting for a free node port at %(address)s: this task's replicas span "
+                       "nodes and need one each (HOURGLASS_PEER_PORTS)"),
     "waiting_for_room": N_("waiting for room in pool %(pool)s: enough is free in all, but not "
                            "on nodes that can hold these replicas"),
 }

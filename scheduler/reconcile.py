@@ -94,6 +94,14 @@ class StalePlan(Exception):
     """A task's placement no longer matches the database; nothing of it is stored."""
 
 
+class NoPeerPort(StalePlan):
+    """Every port of ``peer_ports`` is held at a node address: the task waits, saying so."""
+
+    def __init__(self, address):
+        super().__init__(f"no peer port free at {address}")
+        self.address = address
+
+
 def jupyter_argv(replica_id, port=JUPYTER_PORT):
     """How a notebook replica's container starts JupyterLab: on every address of its task's
     network, on ``port``, under ``/nb/<replica id>/`` (where the notebook proxy forwards),
@@ -240,6 +248,9 @@ class Reconciler:
                 continue
             except StalePlan as why:
                 log.info("placement of task %s not stored (%s)", task_id, why)
+                if isinstance(why, NoPeerPort):
+                    Task.update(reason=stored("no_peer_port", {"address": why.address})).where(
+                        Task.id == task_id).execute()
                 continue
             refresh_state(Task(id=task_id))
         for task_id, reason in plan.pending.items():
@@ -263,7 +274,7 @@ class Reconciler:
         taken = used.setdefault(address, set())
         port = next((p for p in self.peer_ports if p not in taken), None)
         if port is None:
-            raise StalePlan(f"no peer port free at {address}")
+            raise NoPeerPort(address)
         taken.add(port)
         return port
 

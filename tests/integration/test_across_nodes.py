@@ -172,3 +172,22 @@ def test_a_notebook_on_another_node_answers_at_its_address_and_port(
         except requests.ConnectionError:
             return False
     wait_for(answers, timeout=60, interval=0.1, what="JupyterLab at the node's port")
+
+
+def test_a_task_spanning_nodes_waits_for_free_ports_and_says_so(two_nodes, test_image):
+    """One peer port for a host with two nodes: the 2-replica task cannot have one per
+    replica, so it waits, holding nothing, and its reason names the address."""
+    renter, reconciler, _nodes = two_nodes
+    reconciler.peer_ports = range(31000, 31001)
+    task = create_task(renter, "ping", test_image, ["sh", "-c", PING], {}, "default",
+                       [("worker", "half", 2)])
+    reconciler.run()
+    task = Task.get_by_id(task.id)
+    assert task.state == "pending"
+    assert reason_text(task.reason) == (
+        f"waiting for a free node port at {host_address()}: this task's replicas span nodes "
+        "and need one each (HOURGLASS_PEER_PORTS)")
+    assert not Replica.select().where((Replica.task == task)
+                                      & (Replica.state != "pending")).exists()
+    reconciler.peer_ports = range(31000, 31002)
+    assert settle(reconciler, task, ("succeeded", "failed")).state == "succeeded"
