@@ -208,15 +208,16 @@ class Reconciler:
         """
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
             NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
-        names, addresses = {}, {}
-        for node_id, name, address in Node.select(Node.id, Node.name, Node.address).tuples():
+        names, addresses, local = {}, {}, set()
+        for node_id, name, address, url in Node.select(Node.id, Node.name, Node.address,
+                                                       Node.url).tuples():
             names[node_id], addresses[node_id] = name, address
+            if url == self.local_url:
+                local.add(node_id)
         placed = [a.replica_key for assignments in plan.assignments.values() for a in assignments]
         prices = dict(Replica.select(Replica.id, ResourceSpec.price_per_hour).join(Subtask)
                       .join(ResourceSpec).where(Replica.id.in_(placed)).tuples())
         ports = self._ports_in_use()
-        local = {node_id for (node_id,) in Node.select(Node.id).where(
-            Node.url == self.local_url).tuples()}
         notebooks = {task_id for (task_id,) in Task.select(Task.id).where(
             Task.id.in_(list(plan.assignments)) & (Task.kind == "notebook")).tuples()}
         for task_id, assignments in plan.assignments.items():
