@@ -6,10 +6,11 @@ token in the ``Authorization`` header (never in the URL, never logged) and a sho
 replica, address and token), so pages that refresh do not ask it again.
 
 ``mark(views)`` sets ``NotebookView.answering`` (all their running replicas asked at once);
-``watch(notebook, wait)`` reads the notebook again every ``POLL_SECONDS`` for up to ``wait``
-seconds and answers as soon as every subtask's JupyterLab answers (or the run ends, or, with
-``since``, its step is no longer the one the caller shows): "reachable the moment it
-answers", for the JSON API's long poll and the notebook page's.
+``watch(notebook, wait)`` looks again every ``POLL_SECONDS`` for up to ``wait`` seconds and
+answers as soon as every subtask's JupyterLab answers (or the run ends, or, with ``since``,
+its step is no longer the one the caller shows): "reachable the moment it answers", for the
+JSON API's long poll and the notebook page's. While only JupyterLab is awaited it asks
+JupyterLab every time and reads the database every ``REREAD_SECONDS``.
 """
 
 import threading
@@ -23,6 +24,7 @@ from portal.proxy import access, forward
 
 TIMEOUT = 0.5  # seconds, to connect and to read /api/status
 POLL_SECONDS = 0.05
+REREAD_SECONDS = 0.5  # while waiting for JupyterLab, the run's rows are read this often
 MAX_REMEMBERED = 4096
 MAX_PARALLEL = 8
 
@@ -102,16 +104,24 @@ def _settled(progress, since):
 
 def watch(notebook, wait=0.0, since=None, events=False):
     """``(view, progress)`` of ``notebook`` (``portal.notebooks``), its ``answering`` set.
-    With ``wait`` (seconds), it reads them again every ``POLL_SECONDS`` until JupyterLab
-    answers on every subtask, the run is no longer starting or running, ``wait`` is over,
-    or, with ``since`` (the ``(step, answering)`` the caller shows), they differ from it.
+    With ``wait`` (seconds), it looks again every ``POLL_SECONDS`` (see the module) until
+    JupyterLab answers on every subtask, the run is no longer starting or running, ``wait``
+    is over, or, with ``since`` (the ``(step, answering)`` the caller shows), they differ
+    from it.
     ``events``: the answer's view has the replicas' transitions."""
     deadline = time.monotonic() + max(0.0, wait)
     with_events = events and wait <= 0
     view, progress = _read(notebook, with_events)
+    read_at = time.monotonic()
     while not _settled(progress, since) and time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        view, progress = _read(notebook, False)
+        if progress is not None and progress.step == rules.JUPYTER \
+                and time.monotonic() - read_at < REREAD_SECONDS:
+            # Only JupyterLab's answer changes this step: ask it, not the database.
+            progress = rules.progress(view, mark([view])[0].answering)
+        else:
+            view, progress = _read(notebook, False)
+            read_at = time.monotonic()
     if events and not with_events:
         view, progress = _read(notebook, True)
     return view, progress
