@@ -6,12 +6,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-RUN_PACKAGES := podman runc python3-venv busybox-static mmdebstrap openssh-client
+# Podman only Recommends its init (catatonit), netavark with aardvark-dns (names on task
+# networks) and iptables (netavark's firewall): a new machine gets them only from here.
+RUN_PACKAGES := podman runc catatonit netavark aardvark-dns iptables python3-venv busybox-static mmdebstrap openssh-client
 TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test lint images jupyter-image translations-update run-packages test-packages
+.PHONY: run test lint images jupyter-image translations-update run-packages test-packages packages
 
 run: run-packages $(VENV)/.run $(MO_FILES)
 	$(VENV)/bin/flask --app app serve
@@ -45,6 +47,10 @@ run-packages:
 
 test-packages:
 	$(call apt_ensure,$(TEST_PACKAGES))
+
+# The Debian packages make installs (the fresh-machine test reads them here).
+packages:
+	@echo $(RUN_PACKAGES) $(TEST_PACKAGES)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
