@@ -165,13 +165,15 @@ def attach_chips(spec: ContainerSpec, chips: Sequence[Chip], host_root: Path) ->
 class ContainerState:
     """What the engine says about one container, from one inspect.
 
-    ``status`` is ``created``, ``running``, ``paused``, ``exited`` or
-    ``unknown``. ``exit_code`` is set once it has exited (137: killed, e.g.
-    after a stop's grace). ``started`` and ``finished`` are the engine's own
-    StartedAt and FinishedAt, None until they happen; for a container that
-    exits at once, FinishedAt may be a few microseconds *before* StartedAt
-    (seen on Podman 4.3), so a duration must be clamped at zero.
-    ``addresses`` maps each network the container is on to its IP there.
+    ``status`` is ``created``, ``running``, ``stopping``, ``paused``, ``exited`` or
+    ``unknown``. Only ``running`` proves the program was alive when the engine looked:
+    a ``stopping`` container's program may have exited already. ``exit_code`` is set
+    once it has exited (137: killed, e.g. after a stop's grace). ``started`` and
+    ``finished`` are the engine's own StartedAt and FinishedAt, None until they happen;
+    for a container that exits at once, FinishedAt may be a few microseconds *before*
+    StartedAt (seen on Podman 4.3), so a duration must be clamped at zero.
+    ``addresses`` maps each network the container is on to its IP there. A state from a
+    list (``list_ours``) has no times: inspect the container for those.
     """
 
     handle: str
@@ -222,7 +224,24 @@ class BackendError(Exception):
 
 
 class NodeUnreachable(BackendError):
-    """The node's engine did not answer (down, timed out, refused the connection)."""
+    """The node's engine did not answer (down, timed out, refused or reset the connection).
+
+    ``sent`` is False when the connection was never made (refused, no socket): the call did
+    nothing and may be made again. ``timed_out``: no answer came in the call's time. After a
+    create or start that was sent, the outcome is unknown: look the container up by name.
+    """
+
+    def __init__(self, message, sent=True, timed_out=False):
+        super().__init__(message)
+        self.sent = sent
+        self.timed_out = timed_out
+
+
+class EngineBusy(NodeUnreachable):
+    """This process's own calls to the node queued too long: nothing was sent."""
+
+    def __init__(self, message):
+        super().__init__(message, sent=False, timed_out=True)
 
 
 class ContainerGone(BackendError):
@@ -260,9 +279,23 @@ class ContainerBackend(ABC):
         """The container's state; None when it is gone."""
 
     @abstractmethod
-    def list_ours(self, instance: str) -> list[ContainerState]:
+    def list_ours(self, instance: str, running_only: bool = False) -> list[ContainerState]:
         """Every container of Hourglass instance ``instance`` (its ``hourglass.instance`` and a
-        ``hourglass.replica`` label), running or not, for adoption."""
+        ``hourglass.replica`` label), running or not (``running_only``: the running ones),
+        in one call: their handles, statuses, exit codes and labels, without times."""
+
+    @abstractmethod
+    def list_networks(self, instance: str) -> dict[str, Mapping[str, str]]:
+        """{name: labels} of the networks of Hourglass instance ``instance``."""
+
+    @abstractmethod
+    def canary(self, image: str, instance: str, suffix: str = "") -> None:
+        """Run and remove a throwaway container of ``image`` made with exactly a replica's
+        options (init, no capabilities, no-new-privileges, limits, the engine's ulimits, a
+        device, a task network with names), named ``hourglass-<instance>-canary<suffix>``
+        (two canaries running at once, on nodes sharing one host, need two suffixes). Raises
+        StartFailed with the engine's own message when such a container cannot run, or when
+        containers on a task network would not find each other by name."""
 
     @abstractmethod
     def events(self, since_ns: int | None = None, idle: float = 5.0) -> Iterator[ContainerEvent]:

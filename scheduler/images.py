@@ -25,18 +25,33 @@ def image_exists(image, env=None):
     return subprocess.run(["podman", "image", "exists", image], env=env).returncode == 0
 
 
+def busybox_rootfs(tarball, applets=APPLETS):
+    """Write a root file system tarball of the host's static busybox with ``applets`` linked
+    in /bin; returns its path."""
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in applets:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    return tarball
+
+
 def import_busybox(image, env=None, applets=APPLETS):
     """Build ``image`` from the host's static busybox with ``applets`` linked in /bin."""
     with tempfile.TemporaryDirectory(prefix="hg-image-") as folder:
-        tarball = Path(folder) / "rootfs.tar"
-        with tarfile.open(tarball, "w") as tar:
-            tar.add(BUSYBOX, arcname="bin/busybox")
-            for applet in applets:
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
+        tarball = busybox_rootfs(Path(folder) / "rootfs.tar", applets)
         subprocess.run(["podman", "import", "--change", 'CMD ["/bin/sh"]', str(tarball), image],
                        env=env, check=True, capture_output=True)
+    return image
+
+
+def import_busybox_into(backend, image, applets=APPLETS):
+    """Build ``image`` from the host's static busybox on ``backend``'s node, through its API
+    (the node's own image store, whichever user runs its Podman)."""
+    with tempfile.TemporaryDirectory(prefix="hg-image-") as folder:
+        tarball = busybox_rootfs(Path(folder) / "rootfs.tar", applets)
+        backend.import_image(tarball, image, changes=('CMD ["/bin/sh"]',))
     return image
 
 

@@ -16,12 +16,26 @@ handler, and zombies are reaped. Per-task networks are bridges with
 containers on one resolve each other's names and aliases. They are also
 ``isolate``d: no route between two such networks, so put every task on its
 own (a container on Podman's default network can still reach them by IP).
+``canary`` runs a throwaway container with exactly those options, so a node
+missing catatonit or netavark is found out before a renter's task is.
+
+Every call has a timeout and its failure is the seam's: the engine's answer
+(BackendError, ContainerGone, StartFailed) or no answer (NodeUnreachable,
+which podman-py reports as an ``APIError`` without a response). At most
+``CALLS_PER_NODE`` calls run at once per node, so a burst queues instead of
+overwhelming the service, and a call the node refused or reset is made again
+after a short wait; a create or start that may have reached the engine is
+not: the caller looks the container up by name.
 """
 
 import codecs
 import json
+import logging
 import math
+import random
 import subprocess
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +58,7 @@ from scheduler.backend import (
     ContainerGone,
     ContainerSpec,
     ContainerState,
+    EngineBusy,
     ExecResult,
     NodeUnreachable,
     StartFailed,
@@ -52,14 +67,55 @@ from scheduler.backend import (
 from scheduler.ssh_tunnel import SCHEMES as SSH_SCHEMES
 from scheduler.ssh_tunnel import TUNNELS
 
+log = logging.getLogger(__name__)
+
 PROBE_LABEL = "hourglass.probe"
+CANARY_LABEL = "hourglass.canary"
+CANARY_DEVICE = "/dev/null:/dev/hourglass-canary:rwm"
+# Engine calls at once per node, by kind: a burst waits its turn instead of failing. Stops
+# have their own (each may wait out a grace), so they never hold back the short calls.
+CALLS_PER_NODE = {"short": 4, "stop": 8}
+QUEUE_SECONDS = 60  # how long a call waits for its turn before the node counts as not answering
+ATTEMPTS = 4  # tries of a call the node refused or reset (not of one that timed out)
+BACKOFF = 0.05  # seconds before the second try; x4 before each further one
 CPU_PERIOD_US = 100_000
 MIB = 1024 * 1024
 STATUSES = {"configured": "created", "created": "created", "initialized": "created",
-            "running": "running", "stopping": "running", "paused": "paused",
+            "running": "running", "stopping": "stopping", "paused": "paused",
             "exited": "exited", "stopped": "exited"}
 OWN_TIMEOUT = object()  # PodmanBackend.client(): the backend's own timeout
 EVENT_KINDS = {"create": "created", "start": "started", "died": "died", "remove": "removed"}
+# What to do about a canary's failure, by a piece of Podman's message (see ``fix_for``).
+FIXES = (
+    ("container-init binary not found",
+     "install catatonit on the node (apt-get install catatonit)"),
+    ("netavark", "install netavark, aardvark-dns and iptables on the node"),
+    ("aardvark", "install aardvark-dns on the node"),
+    ("iptables", "install iptables on the node"),
+    ("no dns", "install netavark and aardvark-dns on the node (and use the netavark network "
+               "backend)"),
+    ("cgroups in hybrid mode", "use runc: runtime = \"runc\" under [engine] in containers.conf "
+                               "(apt-get install runc)"),
+    ("rlimit", "lower default_ulimits in containers.conf to the host's hard limits "
+               "(ulimit -Hn, ulimit -Hu)"),
+    ("executable file not found", "install the OCI runtime containers.conf names (runc)"),
+)
+
+_gates: dict[tuple[str, str], threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(url, kind):
+    """The semaphore bounding ``kind`` calls to the node at ``url``, shared by every backend."""
+    with _gates_lock:
+        return _gates.setdefault((url, kind), threading.BoundedSemaphore(CALLS_PER_NODE[kind]))
+
+
+def fix_for(message: str) -> str:
+    """What a miner can do about a node whose canary failed with Podman's ``message``; ""
+    when nothing is known."""
+    lowered = message.lower()
+    return next((fix for piece, fix in FIXES if piece in lowered), "")
 
 
 @dataclass(frozen=True)
@@ -119,14 +175,46 @@ class PodmanBackend(ContainerBackend):
             url = f"unix://{self.tunnels.socket_for(url, self.identity)}"
         return PodmanClient(base_url=url, timeout=timeout)
 
+    @contextmanager
+    def _call(self, handle=None, timeout=OWN_TIMEOUT, gate="short"):
+        """A client for one engine call, its errors as the seam's (see ``_engine_errors``).
+        ``gate``: the kind of call, of which at most ``CALLS_PER_NODE[gate]`` run at once on
+        this node while the others wait their turn; None for one that is not counted (an
+        exec, whose caller waits for it)."""
+        gate = _gate(self.url, gate) if gate else None
+        if gate is not None and not gate.acquire(timeout=QUEUE_SECONDS):
+            raise EngineBusy(f"no turn for a call to the node in {QUEUE_SECONDS} s")
+        try:
+            with _engine_errors(handle), self.client(timeout) as client:
+                yield client
+        finally:
+            if gate is not None:
+                gate.release()
+
+    def _retry(self, call, sent_is_done=False):
+        """``call()``, made again after a short, growing wait when the node refused or reset
+        the connection (a busy service does), up to ``ATTEMPTS`` tries. A call that timed
+        out is not made again; with ``sent_is_done`` (a create or a start) neither is one
+        that may have reached the engine: its outcome is unknown, the caller looks."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return call()
+            except NodeUnreachable as error:
+                if (attempt == ATTEMPTS - 1 or error.timed_out
+                        or (error.sent and sent_is_done)):
+                    raise
+                time.sleep(BACKOFF * 4 ** attempt * random.uniform(0.5, 1.5))
+
     def version(self):
-        """The service's Podman version string; raises when it does not answer."""
-        with self.client() as client:
-            return client.version()["Version"]
+        """The service's Podman version string; raises NodeUnreachable or BackendError."""
+        def call():
+            with self._call() as client:
+                return client.version()["Version"]
+        return self._retry(call)
 
     def host_info(self) -> HostInfo:
         """The node's host and its tagged images; raises when the service does not answer."""
-        with self.client() as client:
+        with self._call() as client:
             info = client.info()
             images = sorted({tag for image in client.images.list() for tag in image.tags})
         host = info.get("host", {})
@@ -152,9 +240,9 @@ class PodmanBackend(ContainerBackend):
         in its error, one at a time), so the probe works on any host. No
         network, every capability dropped, no-new-privileges, a read-only root
         and few processes; the container is removed whatever happens. Raises
-        ProbeImageMissing, ProbeFailed (non-zero exit), or podman-py's errors.
+        ProbeImageMissing, ProbeFailed (non-zero exit), NodeUnreachable or BackendError.
         """
-        with self.client() as client:
+        with self._call() as client:
             if not client.images.exists(image):
                 raise ProbeImageMissing(image)
             container = self._create_probe(client, image, script, list(mounts))
@@ -186,49 +274,118 @@ class PodmanBackend(ContainerBackend):
                     raise
                 mounts.remove(absent[0])
 
+    def import_image(self, tarball, image: str, changes: Sequence[str] = ()) -> None:
+        """Make ``image`` on the node from a root file system ``tarball`` (``podman import``,
+        with Containerfile ``changes`` such as ``CMD ["/bin/sh"]``)."""
+        with self._call(timeout=60) as client, open(tarball, "rb") as data:
+            response = client.api.post("/images/import", data=data,
+                                       params={"reference": image, "changes": list(changes)},
+                                       headers={"Content-Type": "application/x-tar"})
+            response.raise_for_status()
+
     # --- the container backend seam (scheduler.backend) ---------------------------------
 
     def start(self, spec: ContainerSpec) -> str:
-        with self.client() as client, _engine_errors(spec.name):
+        self._retry(lambda: self._create(spec), sent_is_done=True)
+        self._retry(lambda: self._start_created(spec.name), sent_is_done=True)
+        return spec.name
+
+    def _create(self, spec):
+        with self._call(spec.name) as client:
             try:
-                container = client.containers.create(spec.image, **_create_args(spec))
+                client.containers.create(spec.image, **_create_args(spec))
             except APIError as error:
+                if error.response is None:  # no answer: _engine_errors says so
+                    raise
                 if client.containers.exists(spec.name):
                     raise ContainerExists(spec.name) from error
                 raise StartFailed(_message(error)) from error
+
+    def _start_created(self, name):
+        with self._call(name) as client:
+            response = client.api.post(f"/containers/{quote(name, safe='')}/start")
+            if response.status_code == 304:  # already started
+                return
             try:
-                container.start()
+                response.raise_for_status()
             except APIError as error:
-                client.containers.remove(spec.name, force=True)
+                try:
+                    client.containers.remove(name, force=True)
+                except APIError:  # the orphan sweep removes it later
+                    log.info("removing %s after its failed start failed", name)
                 raise StartFailed(_message(error)) from error
-        return spec.name
 
     def stop(self, handle: str, grace: int) -> None:
         grace = max(0, math.ceil(grace))
-        with self.client() as client, _engine_errors(handle):
-            response = client.api.post(f"/containers/{quote(handle, safe='')}/stop",
-                                       params={"timeout": grace}, timeout=grace + self.timeout)
-            if response.status_code != 404:  # 304: already stopped
-                response.raise_for_status()
+
+        def call():
+            with self._call(handle, gate="stop") as client:
+                response = client.api.post(f"/containers/{quote(handle, safe='')}/stop",
+                                           params={"timeout": grace},
+                                           timeout=grace + self.timeout)
+                if response.status_code != 404:  # 304: already stopped
+                    response.raise_for_status()
+        self._retry(call)
 
     def inspect(self, handle: str) -> ContainerState | None:
-        with self.client() as client, _engine_errors(handle):
-            try:
-                return _state(client.containers.get(handle).attrs)
-            except NotFound:
-                return None
+        def call():
+            with self._call(handle) as client:
+                try:
+                    return _state(client.containers.get(handle).attrs)
+                except NotFound:
+                    return None
+        return self._retry(call)
 
-    def list_ours(self, instance: str) -> list[ContainerState]:
-        states = []
+    def list_ours(self, instance: str, running_only: bool = False) -> list[ContainerState]:
         # podman-py takes several values of one filter only as a list of "key=value" strings
         labels = [f"label={REPLICA_LABEL}", f"label={INSTANCE_LABEL}={instance}"]
-        with self.client() as client, _engine_errors():
-            for found in client.containers.list(all=True, filters=labels):
+
+        def call():
+            with self._call() as client:
+                return [_listed(found.attrs) for found in
+                        client.containers.list(all=not running_only, filters=labels)]
+        return self._retry(call)
+
+    def list_networks(self, instance: str) -> dict[str, Mapping[str, str]]:
+        def call():
+            with self._call() as client:
+                return {network.name: dict(network.attrs.get("labels") or {}) for network in
+                        client.networks.list(filters={"label": f"{INSTANCE_LABEL}={instance}"})}
+        return self._retry(call)
+
+    def canary(self, image: str, instance: str, suffix: str = "") -> None:
+        name = f"hourglass-{instance}-canary{suffix}"
+        spec = ContainerSpec(
+            instance=instance, replica=0, task=0, subtask=0, user=0, image=image,
+            argv=("/bin/sh", "-c", "exit 0"), cpu_millis=100, memory_mib=16,
+            devices=(CANARY_DEVICE,), network=name, hostname="canary", aliases=("canary",))
+        args = {**_create_args(spec), "name": name,
+                "labels": {INSTANCE_LABEL: instance, CANARY_LABEL: "1"}}
+        self.remove(name)  # one an interrupted canary left
+        try:
+            if not self.ensure_network(name, {INSTANCE_LABEL: instance, CANARY_LABEL: "1"}):
+                raise StartFailed("task networks have no DNS: the replicas of a task would "
+                                  "not find each other by name")
+            with self._call(name) as client:
                 try:
-                    states.append(_state(client.containers.get(found.name).attrs))
-                except NotFound:  # removed since the list
-                    continue
-        return states
+                    container = client.containers.create(image, **args)
+                    container.start()
+                    code = container.wait()
+                except APIError as error:
+                    if error.response is None:
+                        raise
+                    raise StartFailed(_message(error)) from error
+                if code != 0:
+                    err = b"".join(container.logs(stdout=False, stderr=True))
+                    last = " ".join(err.decode(errors="replace").strip().splitlines()[-1:])
+                    raise StartFailed(f"a container like a replica's exited with {code}: "
+                                      f"{last}".strip(" :"))
+        finally:
+            try:
+                self.remove(name)
+                self.remove_network(name)
+            except BackendError as error:  # the next canary removes it
+                log.debug("removing the canary on %s: %s", self.url, error)
 
     def events(self, since_ns: int | None = None, idle: float = 5.0) -> Iterator[ContainerEvent]:
         # Podman's own "since" is not exact to the nanosecond: ask from a second earlier and
@@ -273,37 +430,43 @@ class PodmanBackend(ContainerBackend):
             yield rest
 
     def exec(self, handle: str, argv: Sequence[str], timeout: float = 30.0) -> ExecResult:
-        with self.client(timeout=timeout) as client, _engine_errors(handle):
+        with self._call(handle, timeout=timeout, gate=None) as client:
             container = client.containers.get(handle)
             code, (out, err) = container.exec_run(list(argv), demux=True)
         return ExecResult(code, (out or b"").decode(errors="replace"),
                           (err or b"").decode(errors="replace"))
 
     def remove(self, handle: str) -> None:
-        with self.client() as client, _engine_errors(handle):
-            response = client.api.delete(f"/containers/{quote(handle, safe='')}",
-                                         params={"force": "true", "timeout": 0})
-            if response.status_code != 404:
-                response.raise_for_status()
+        def call():
+            with self._call(handle) as client:
+                response = client.api.delete(f"/containers/{quote(handle, safe='')}",
+                                             params={"force": "true", "timeout": 0})
+                if response.status_code != 404:
+                    response.raise_for_status()
+        self._retry(call)
 
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> bool:
-        with self.client() as client, _engine_errors():
-            try:
-                network = client.networks.create(name, driver="bridge", dns_enabled=True,
-                                                 options={"isolate": "true"},
-                                                 labels=dict(labels))
-            except APIError:
-                if not client.networks.exists(name):
-                    raise
-                network = client.networks.get(name)
-        return bool(network.attrs.get("dns_enabled"))
+        def call():
+            with self._call() as client:
+                try:
+                    network = client.networks.create(name, driver="bridge", dns_enabled=True,
+                                                     options={"isolate": "true"},
+                                                     labels=dict(labels))
+                except APIError:
+                    if not client.networks.exists(name):
+                        raise
+                    network = client.networks.get(name)
+            return bool(network.attrs.get("dns_enabled"))
+        return self._retry(call)
 
     def remove_network(self, name: str) -> None:
-        with self.client() as client, _engine_errors():
-            try:
-                client.networks.remove(name)
-            except NotFound:
-                return
+        def call():
+            with self._call() as client:
+                try:
+                    client.networks.remove(name)
+                except NotFound:
+                    return
+        self._retry(call)
 
 
 def _create_args(spec: ContainerSpec) -> dict:
@@ -351,6 +514,16 @@ def _state(attrs: dict) -> ContainerState:
     )
 
 
+def _listed(attrs: dict) -> ContainerState:
+    """A ContainerState, without times, from one entry of libpod's container list."""
+    status = STATUSES.get(str(attrs.get("State", "")).lower(), "unknown")
+    names = attrs.get("Names") or [""]
+    return ContainerState(
+        handle=str(names[0]).lstrip("/"), status=status,
+        exit_code=int(attrs.get("ExitCode") or 0) if status == "exited" else None,
+        started=None, finished=None, labels=dict(attrs.get("Labels") or {}))
+
+
 def _event(data: dict) -> ContainerEvent | None:
     """A ContainerEvent from one line of Podman's event stream; None when it is not about one
     of our replicas' containers or not a kind we follow. Podman 4.3 puts the container's
@@ -372,7 +545,11 @@ def _event(data: dict) -> ContainerEvent | None:
 @contextmanager
 def _engine_errors(handle=None):
     """Podman's and the transport's errors as the seam's: NotFound is ContainerGone (when a
-    container ``handle`` is at stake), other refusals BackendError, no answer NodeUnreachable."""
+    container ``handle`` is at stake), other refusals BackendError, no answer NodeUnreachable.
+
+    podman-py reports a refused or reset connection, or a timeout, as an ``APIError`` with
+    no response ("GET operation failed"): only one with a response is the engine's answer.
+    """
     try:
         yield
     except NotFound as error:
@@ -380,9 +557,28 @@ def _engine_errors(handle=None):
             raise BackendError(_message(error)) from error
         raise ContainerGone(handle) from error
     except APIError as error:
+        if error.response is None:
+            raise _unreachable(error) from error
         raise BackendError(_message(error)) from error
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-        raise NodeUnreachable(str(error)) from error
+        raise _unreachable(error) from error
+
+
+NOT_SENT = (ConnectionRefusedError, FileNotFoundError, urllib3.exceptions.NewConnectionError,
+            requests.ConnectTimeout)
+TIMED_OUT = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+
+
+def _unreachable(error):
+    """The NodeUnreachable for a transport failure; its message is the first cause's."""
+    chain = [error]
+    while (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    first = chain[-1]
+    text = first.strerror if isinstance(first, OSError) and first.strerror else str(first)
+    return NodeUnreachable(" ".join(text.split())[:300] or type(first).__name__,
+                           sent=not any(isinstance(e, NOT_SENT) for e in chain),
+                           timed_out=any(isinstance(e, TIMED_OUT) for e in chain))
 
 
 def _message(error: APIError) -> str:
