@@ -172,7 +172,11 @@ class Node(BaseModel):
 
 
 class NodeChip(BaseModel):
-    """One accelerator chip of a node, as discovery found it (index = host chip number)."""
+    """One accelerator chip of a node, as discovery found it (index = host chip number).
+
+    A chip missing from a discovery is marked absent (``present`` False), never deleted:
+    a replica may still hold it, and only its holder ending or the miner removing the
+    node releases it. An absent chip is not placed."""
 
     node = ForeignKeyField(Node, backref="chips", on_delete="CASCADE")
     kind = CharField(max_length=64)
@@ -180,6 +184,7 @@ class NodeChip(BaseModel):
     device = CharField(max_length=255)
     card = IntegerField(null=True)
     driver = CharField(max_length=64, default="")
+    present = BooleanField(default=True)
 
     class Meta:
         table_name = "node_chips"
@@ -357,6 +362,8 @@ class Replica(BaseModel):
     # the node port published for this replica when its task spans nodes (the same number
     # inside, HOURGLASS_PORT); peers on other nodes reach it at its node's address and this
     peer_port = IntegerField(null=True)
+    # passes whose start of this replica found its node not answering (it fails at a limit)
+    start_attempts = IntegerField(default=0)
 
     class Meta:
         table_name = "replicas"

@@ -111,10 +111,10 @@ def remove_node(node):
 
 
 def chips_by_node(nodes):
-    """{node id: {kind: count}} for ``nodes``, in one query."""
+    """{node id: {kind: count}} of the chips present on ``nodes``, in one query."""
     counts = {node.id: {} for node in nodes}
     query = (NodeChip.select(NodeChip.node, NodeChip.kind)
-             .where(NodeChip.node.in_(list(counts))).tuples())
+             .where(NodeChip.node.in_(list(counts)) & NodeChip.present).tuples())
     for node_id, kind in query:
         counts[node_id][kind] = counts[node_id].get(kind, 0) + 1
     return counts

@@ -204,7 +204,7 @@ def node_capacities():
     number of nodes."""
     chips = {}
     query = (NodeChip.select(NodeChip.node, NodeChip.kind, fn.COUNT(NodeChip.id))
-             .group_by(NodeChip.node, NodeChip.kind).tuples())
+             .where(NodeChip.present).group_by(NodeChip.node, NodeChip.kind).tuples())
     for node_id, kind, count in query:
         chips.setdefault(node_id, {})[kind] = count
     held = allocated_by_node()

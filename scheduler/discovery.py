@@ -8,9 +8,14 @@ in a small thread pool. Each node's result is stored as soon as it is in, so
 a slow node does not hold the others back; each API call has ``timeout``
 seconds and a node has ``3 * timeout`` in all.
 
-A node is Ready when its Podman answers, is 4.0 or newer, and its
-accelerators could be read; otherwise ``reason`` says why, in English (it
-carries Podman's own error text). Chips are found **on the node**: for the
+A node is Ready when its Podman answers, is 4.0 or newer, its accelerators
+could be read, and it can run a container made exactly like a replica's (the
+**canary**, ``ContainerBackend.canary``: init, no capabilities, limits,
+ulimits, a device, a task network with names); otherwise ``reason`` says why,
+in English, with Podman's own error text and, where known, the fix ("install
+catatonit"). So a node missing a package is NotReady before any renter's task
+finds out. The canary runs the probe image; the local node gets it built from
+the host's busybox when it lacks it. Chips are found **on the node**: for the
 local node by reading ``host_root`` directly; for any other node by a probe
 container on that node.
 
@@ -49,10 +54,19 @@ from urllib.parse import urlsplit
 
 import requests
 
+from portal import settings
 from portal.db import database
 from portal.models import Node, NodeChip, utcnow
 from scheduler.accelerators import Chip, discover_all
-from scheduler.podman import HostInfo, PodmanBackend, ProbeImageMissing, list_connections
+from scheduler.backend import BackendError, NodeUnreachable, StartFailed
+from scheduler.images import import_busybox_into
+from scheduler.podman import (
+    HostInfo,
+    PodmanBackend,
+    ProbeImageMissing,
+    fix_for,
+    list_connections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +129,25 @@ class Discovery:
         self.deadline = 3 * timeout
         self.workers = workers
         self.probe_root = Path(probe_root)
+        self.instance = None  # the database's instance id, read by ``run``
         self._lock = threading.Lock()
 
-    def run(self) -> dict[int, Finding]:
-        """Sync the node list, discover every enabled node, store it all; {node id: finding}.
+    def run(self, local_only=False) -> dict[int, Finding]:
+        """Sync the node list, discover every enabled node (``local_only``: the local node),
+        store it all; {node id: finding}.
 
-        Called by the scheduler's leader (and tests, the bench); runs one at a time.
+        Called by the scheduler's leader (and tests, the bench, ``serve``'s preflight);
+        runs one at a time.
         """
         with self._lock:
             connections = _connections()
             with database.connection_context():
                 self.sync_nodes(connections)
-                nodes = list(Node.select().where(Node.enabled))
+                nodes = Node.select().where(Node.enabled)
+                if local_only:
+                    nodes = nodes.where(Node.url == self.local_url)
+                nodes = list(nodes)
+                self.instance = settings.instance_id()
             identities = {c.url: c.identity for c in connections or ()}
             return self._discover(nodes, identities)
 
@@ -178,7 +199,28 @@ class Discovery:
             if _lost_connection(error):  # it stopped answering during the probe
                 return Finding(info, None, _not_answering(error))
             return Finding(info, None, f"accelerators unreadable: {_short(error)}")
-        return Finding(info, chips)
+        return Finding(info, chips, self.preflight(backend, node, info))
+
+    def preflight(self, backend, node, info) -> str:
+        """"" when ``node`` runs the canary; else why not (Podman's message and the fix)."""
+        try:
+            if self.probe_image not in info.images:
+                if node.source != "local":
+                    return f"probe image {self.probe_image} missing on the node"
+                import_busybox_into(backend, self.probe_image)
+            backend.canary(self.probe_image, self.instance or "preflight", f"-n{node.id}")
+        except StartFailed as error:
+            fix = fix_for(str(error))
+            return (f"cannot start a container like a replica's: {_short(error)}"
+                    + (f". Fix: {fix}" if fix else ""))
+        except NodeUnreachable as error:
+            return _not_answering(error)
+        except BackendError as error:
+            return f"the canary container failed: {_short(error)}"
+        except OSError as error:  # no busybox on this host to build the probe image from
+            return (f"probe image {self.probe_image} missing and not buildable here "
+                    f"({_short(error)}); install busybox-static")
+        return ""
 
     def _local_chips(self):
         if not self.host_root.is_dir():
@@ -239,13 +281,16 @@ def record(node, finding, now=None):
 
 
 def _replace_chips(node_id, chips):
+    """The node's chips as found: new ones added, changed ones updated, missing ones marked
+    absent (never deleted: one failed read must not free a chip a replica holds)."""
     old = {(row.kind, row.index): row for row in NodeChip.select().where(NodeChip.node == node_id)}
     new = {(chip.kind, chip.index): chip for chip in chips}
-    gone = [row.id for key, row in old.items() if key not in new]
-    if gone:
-        NodeChip.delete().where(NodeChip.id.in_(gone)).execute()
+    missing = [row.id for key, row in old.items() if key not in new and row.present]
+    if missing:
+        NodeChip.update(present=False).where(NodeChip.id.in_(missing)).execute()
     for key, chip in new.items():
-        values = {"device": chip.device[:255], "card": chip.card, "driver": chip.driver[:64]}
+        values = {"device": chip.device[:255], "card": chip.card, "driver": chip.driver[:64],
+                  "present": True}
         row = old.get(key)
         if row is None:
             NodeChip.create(node=node_id, kind=chip.kind, index=chip.index, **values)

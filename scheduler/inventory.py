@@ -3,7 +3,9 @@
 Turns rows (nodes and their chips, held chips, pending replicas, specs,
 limits) into ``scheduler.placement`` inputs. A node takes new replicas when
 it is enabled, Ready, not cordoned and not draining; its free CPU, memory and
-chips are its capacity minus what starting and running replicas hold.
+chips are its capacity minus what starting and running replicas hold (and a lost
+replica, until its container is confirmed gone). A chip the last discovery did
+not find is neither free nor counted.
 """
 
 from collections import defaultdict
@@ -59,7 +61,8 @@ def node_states(needs):
         used_mem[node_id] += mem
     held = {chip_id for (chip_id,) in ReplicaChip.select(ReplicaChip.chip).tuples()}
     free, total = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(int))
-    for chip in NodeChip.select(NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index):
+    for chip in NodeChip.select(NodeChip.id, NodeChip.node, NodeChip.kind,
+                                NodeChip.index).where(NodeChip.present):
         total[chip.node_id][chip.kind] += 1
         if chip.id not in held:
             free[chip.node_id][chip.kind].append(chip.index)

@@ -26,6 +26,8 @@ CHIP = Record({
     "kind": String(_l("System resource kind, e.g. sophgo.com/bm1684x")),
     "index": Integer(_l("The chip's number on its host")),
     "device": String(_l("Device path on the host")),
+    "present": Boolean(_l("False when the last discovery did not find the chip: it is not "
+                          "placed, and a replica holding it keeps it")),
 }, name="Chip")
 
 NODE = Record({
@@ -64,7 +66,7 @@ def _chips(nodes):
              .order_by(NodeChip.kind, NodeChip.index))
     for chip in query:
         chips[chip.node_id].append({"kind": chip.kind, "index": chip.index,
-                                    "device": chip.device})
+                                    "device": chip.device, "present": chip.present})
     return chips
 
 

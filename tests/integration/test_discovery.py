@@ -52,10 +52,11 @@ def make_app(instance, podman_service, test_image):
     db.database.close()
 
 
-def chips_of(name):
+def chips_of(name, present=True):
+    """The node's chips that the last discovery found (``present``), or those it did not."""
     node = Node.get(Node.name == name)
     return [(c.kind, c.index, c.device, c.card) for c in
-            node.chips.order_by(NodeChip.kind, NodeChip.index)]
+            node.chips.where(NodeChip.present == present).order_by(NodeChip.kind, NodeChip.index)]
 
 
 def probe_leftovers():
@@ -86,6 +87,9 @@ def test_the_local_node_on_two_fake_hosts(make_app, tmp_path, test_image):
     service.discover_now()
     assert chips_of("local") == [("sophgo.com/bm1684", n, f"{bm1684}/dev/bm-sophon{n}", 0)
                                  for n in range(3)]
+    # The first host's chips are absent now, never deleted (a replica may hold one).
+    assert [c[:2] for c in chips_of("local", present=False)] == [
+        ("sophgo.com/bm1684x", n) for n in range(6)]
     again = Node.get_by_id(local.id)
     assert again.ready_changed_at == local.ready_changed_at  # Ready all along
     assert again.last_seen_at > local.last_seen_at

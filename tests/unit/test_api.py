@@ -255,7 +255,8 @@ def test_nodes_list_and_one(client, tokens, nodes):
     gpu, tpu = listed
     assert gpu["pool"] is None and tpu["pool"] == "lab"
     assert gpu["labels"] == {"zone": "a"} and tpu["labels"] == {}
-    assert gpu["chips"] == [{"kind": "nvidia.com/gpu", "index": i, "device": f"nvidia.com/gpu={i}"}
+    assert gpu["chips"] == [{"kind": "nvidia.com/gpu", "index": i, "device": f"nvidia.com/gpu={i}",
+                             "present": True}
                             for i in (0, 1)]
     assert [c["device"] for c in tpu["chips"]] == [f"/dev/bm-sophon{i}" for i in range(3)]
     assert (gpu["ready"], gpu["cpu_millis"], gpu["memory_mib"], tpu["cordoned"]) == (

@@ -152,13 +152,21 @@ def test_record_stores_the_node_and_replaces_its_chips(app):
         assert node.ready_changed_at > created and node.last_seen_at is not None
         flipped, row_ids = node.ready_changed_at, {c.index: c.id for c in node.chips}
 
-        # Chip 0 vanishes, chip 2 changes, chip 3 appears; chip 1 keeps its row.
+        # Chip 0 vanishes (marked absent, not deleted: a replica may hold it), chip 2
+        # changes, chip 3 appears; chip 1 keeps its row.
+        first = chips
         chips = [chips[1], Chip("sophgo.com/bm1684x", 2, "/dev/bm-sophon2", 0, "1.1"),
                  Chip("sophgo.com/bm1684x", 3, "/dev/bm-sophon3", 1, "1.1")]
         record(node, Finding(INFO, chips), now=utcnow() + timedelta(seconds=5))
         rows = {c.index: c for c in NodeChip.select().where(NodeChip.node == node.id)}
-        assert sorted(rows) == [1, 2, 3]
-        assert rows[1].id == row_ids[1] and rows[2].driver == "1.1" and rows[3].card == 1
+        assert sorted(rows) == [0, 1, 2, 3]
+        assert [i for i, row in rows.items() if not row.present] == [0]
+        assert rows[0].id == row_ids[0] and rows[1].id == row_ids[1]
+        assert rows[2].driver == "1.1" and rows[3].card == 1
+
+        # Chip 0 is back: the same row, present again.
+        record(node, Finding(INFO, [first[0], *chips]), now=utcnow() + timedelta(seconds=6))
+        assert NodeChip.get_by_id(row_ids[0]).present
         node = Node.get_by_id(node.id)
         assert node.ready_changed_at == flipped  # still Ready: no flip
 
@@ -168,7 +176,7 @@ def test_record_stores_the_node_and_replaces_its_chips(app):
         node = Node.get_by_id(node.id)
         assert not node.ready and node.reason.endswith("Connection refused")
         assert node.ready_changed_at > flipped and node.last_seen_at == seen
-        assert node.chips.count() == 3 and node.hostname == "box"
+        assert node.chips.count() == 4 and node.hostname == "box"
 
 
 def test_record_for_a_node_removed_meanwhile_does_nothing(app):
