@@ -130,8 +130,9 @@ def meter():
 
     A running replica is charged up to when it was last seen running (so no
     more than it will finally cost); an ended one up to its end, and is then
-    settled. Replicas are charged in batches of ``BATCH``, each batch one
-    transaction with its rows and the balances they change.
+    settled; settling gives back anything charged past the end. Replicas are
+    charged in batches of ``BATCH``, each batch one transaction with its rows
+    and the balances they change.
     """
     written, after = 0, 0
     while True:
@@ -163,7 +164,9 @@ def _charge(replicas):
         seconds = billed_seconds(replica.started_ns, end)
         total = cost(seconds, replica.price_per_hour)
         amount = total - replica.charged
-        if seconds > replica.billed_seconds:
+        if seconds > replica.billed_seconds or (final and amount < 0):
+            # amount < 0: charged past the container's end (a database from before "last
+            # seen running" was stamped before the engine was asked): settling gives it back
             rows.append((replica, seconds, amount))
         elif final:
             settled.append(replica.id)
@@ -192,9 +195,13 @@ def _charge(replicas):
     for replica, seconds, amount in rows:
         user = replica.task.user_id
         running[user] -= amount
-        entries.append((user, "charge", -amount, running[user], now, "", replica.id,
+        # A give-back covers no new second: it has no seconds_to, which is unique per replica.
+        back = seconds < replica.billed_seconds
+        entries.append((user, "charge", -amount, running[user], now,
+                        f"gave back {replica.billed_seconds - seconds} s charged past the "
+                        f"container's end" if back else "", replica.id,
                         replica.task_id, replica.subtask.spec_id, replica.node_id,
-                        replica.price_per_hour, replica.billed_seconds, seconds))
+                        replica.price_per_hour, replica.billed_seconds, None if back else seconds))
     _insert_charges(entries)
     # One UPDATE ... FROM (VALUES ...) for the whole batch (SQLite >= 3.33, PostgreSQL); both
     # name the columns of a VALUES list column1, column2, ...

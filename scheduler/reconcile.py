@@ -7,11 +7,20 @@ of making another, and ``refresh`` adopts whatever still runs. Start and end
 times are the container's own StartedAt / FinishedAt (integer nanoseconds).
 
 Engine calls run in a thread pool, outside any transaction; the results are
-written back by the pass's own thread.
+written back by the pass's own thread. Each step of a pass stands alone: a node
+that does not answer, a container whose inspect fails, or a step that raises
+stays with its node, replica or step, and metering, zero-balance stops and
+clean-up still run on every tick.
+
+"Last seen running" is the moment *before* the engine was asked and said
+``running``: the container was alive then, so a replica is never billed past
+its container's real end (a ``stopping`` container proves nothing).
 """
 
 import json
 import logging
+import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
@@ -50,8 +59,10 @@ from scheduler.accelerators import Chip
 from scheduler.backend import (
     INSTANCE_LABEL,
     TASK_LABEL,
+    BackendError,
     ContainerExists,
     ContainerSpec,
+    EngineBusy,
     NodeUnreachable,
     StartFailed,
     attach_chips,
@@ -65,6 +76,9 @@ log = logging.getLogger(__name__)
 PIDS_LIMIT = 4096
 JUPYTER_PORT = 8888
 PEER_PORTS = range(30000, 32768)  # node ports published for tasks that span nodes
+START_ATTEMPTS = 5  # passes a start may find its node not answering before the replica fails
+STARTS_PER_NODE = 32  # starts per node in one pass: a burst takes a few short passes
+LIVE = ("pending", "starting", "running")
 
 
 def hostname(subtask, replica):
@@ -77,17 +91,26 @@ def _seen(replica):
     return f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC" if replica.last_seen_at else "-"
 
 
-def transition(replica, state, reason="", from_state=None, **fields):
+def transition(replica, state, reason="", from_state=None, keep_chips=False, **fields):
     """Move ``replica`` to ``state`` (recording the event) unless it already ended; with
-    ``from_state``, only from that state (compare-and-set). Returns whether it moved."""
+    ``from_state``, only from that state (compare-and-set). Returns whether it moved.
+
+    An ended replica lets go of its chips, unless ``keep_chips``: a replica lost with its
+    node may still run there, so it holds them until its container is confirmed gone
+    (``Reconciler.release_lost``)."""
     current = (Replica.state == from_state) if from_state else Replica.state.not_in(REPLICA_ENDED)
     moved = (Replica.update(state=state, reason=reason[:512], **fields)
              .where((Replica.id == replica.id) & current).execute())
     if moved:
         ReplicaEvent.create(replica=replica.id, state=state, reason=reason[:512])
-        if state in REPLICA_ENDED:
-            ReplicaChip.delete().where(ReplicaChip.replica == replica.id).execute()
+        if state in REPLICA_ENDED and not keep_chips:
+            release_chips([replica.id])
     return moved
+
+
+def release_chips(replica_ids):
+    """Let go of the chips the replicas ``replica_ids`` hold."""
+    ReplicaChip.delete().where(ReplicaChip.replica.in_(list(replica_ids))).execute()
 
 
 class StalePlan(Exception):
@@ -118,11 +141,16 @@ class Reconciler:
     of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost.
     ``data_root`` is the portal's data folder (HOURGLASS_DATA), where notebooks' /code and
     /dataset folders are; without one, notebooks fail to start. ``peer_ports`` are the node
-    ports given to replicas of tasks that span nodes (HOURGLASS_PEER_PORTS)."""
+    ports given to replicas of tasks that span nodes (HOURGLASS_PEER_PORTS). Every
+    ``sweep_seconds`` a pass removes what no live replica claims (``sweep``). Each engine
+    call has ``engine_timeout`` seconds."""
 
     def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16,
-                 data_root=None, peer_ports=PEER_PORTS):
+                 data_root=None, peer_ports=PEER_PORTS, sweep_seconds=60, engine_timeout=5):
         self.local_url = local_url
+        self.engine_timeout = engine_timeout
+        self.sweep_seconds = sweep_seconds
+        self._swept_at = -math.inf
         self.peer_ports = peer_ports
         self.host_root = Path(host_root)
         self.data_root = Path(data_root) if data_root is not None else None
@@ -130,6 +158,9 @@ class Reconciler:
         self.lost_after = timedelta(seconds=lost_after)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._backends = {}
+        self._silent_nodes = set()  # nodes whose engine did not answer this pass
+        self.failed_steps = []  # the steps of the last pass that raised
+        self.more_to_start = False  # the last pass left placed replicas for the next one
         self._stopping = set()
         self._instance = None
 
@@ -142,20 +173,24 @@ class Reconciler:
 
     def backend(self, node):
         if node.url not in self._backends:
-            self._backends[node.url] = PodmanBackend(node.url)
+            self._backends[node.url] = PodmanBackend(node.url, self.engine_timeout)
         return self._backends[node.url]
 
     def run(self):
-        """One pass. Call with a database connection open (the scheduler's tick does)."""
-        self.drain()
-        self.stop_requested()
-        self.place()
-        self.start_placed()
-        self.refresh()
-        self.cull_idle()
-        ledger.meter()
-        self.stop_exhausted()
-        self.clean_up()
+        """One pass. Call with a database connection open (the scheduler's tick does).
+
+        Each step runs whatever the steps before it did: one that raises is logged and
+        the pass goes on, so metering, zero-balance stops and clean-up happen every tick.
+        ``failed_steps`` names the steps of this pass that failed."""
+        self.failed_steps = []
+        for step in (self.drain, self.stop_requested, self.place, self.start_placed,
+                     self.refresh, self.release_lost, self.cull_idle, ledger.meter,
+                     self.stop_exhausted, self.clean_up, self.sweep):
+            try:
+                step()
+            except Exception:
+                log.exception("scheduler step %s failed; the pass goes on", step.__name__)
+                self.failed_steps.append(step.__name__)
 
     # --- placing -----------------------------------------------------------------------
 
@@ -207,7 +242,8 @@ class Reconciler:
         will not start.
         """
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
-            NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).tuples()}
+            NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).where(
+            NodeChip.present).tuples()}
         names, addresses, local = {}, {}, set()
         for node_id, name, address, url in Node.select(Node.id, Node.name, Node.address,
                                                        Node.url).tuples():
@@ -282,11 +318,21 @@ class Reconciler:
     # --- starting ----------------------------------------------------------------------
 
     def start_placed(self):
-        """Create and start the containers of placed replicas, all at once."""
+        """Create and start the containers of placed replicas, at once, up to
+        ``STARTS_PER_NODE`` per node: the pass stays short whatever the burst, and
+        ``more_to_start`` asks for the next pass at once."""
         replicas = list(Replica.select(Replica, Task, Subtask, Node)
                         .join(Task).switch(Replica).join(Subtask).switch(Replica)
                         .join(Node, JOIN.LEFT_OUTER)
-                        .where((Replica.state == "starting") & (Replica.container == "")))
+                        .where((Replica.state == "starting") & (Replica.container == ""))
+                        .order_by(Replica.id))
+        batch, per_node = [], {}
+        for replica in replicas:
+            per_node[replica.node_id] = per_node.get(replica.node_id, 0) + 1
+            if per_node[replica.node_id] <= STARTS_PER_NODE:
+                batch.append(replica)
+        self.more_to_start = len(batch) < len(replicas)
+        replicas = batch
         if not replicas:
             return
         stopped = [r for r in replicas if r.task.stop_requested or r.task.deleted]
@@ -310,38 +356,57 @@ class Reconciler:
         for rid, future in futures.items():
             replica = jobs[rid][0]
             outcome, detail = future.result()
-            if outcome == "retry":
+            if outcome == "queued":  # our own queue of calls to the node was too long
                 continue
-            if outcome == "failed":
+            if outcome == "retry":
+                attempts = replica.start_attempts + 1
+                if attempts < START_ATTEMPTS:
+                    Replica.update(start_attempts=attempts).where(Replica.id == rid).execute()
+                    continue
+                transition(replica, "failed", f"could not start: node {replica.node.name} did "
+                           f"not answer {attempts} tries ({detail})")
+            elif outcome == "failed":
                 transition(replica, "failed", f"could not start: {detail}")
             else:
+                state, seen = detail
                 Replica.update(container=container_name(self.instance, replica.id),
-                               last_seen_at=utcnow()).where(Replica.id == rid).execute()
-                self._follow(replica, detail)
+                               last_seen_at=seen).where(Replica.id == rid).execute()
+                replica.last_seen_at = seen
+                self._follow(replica, state, seen)
             refresh_state(replica.task)
 
     def _start(self, node, spec):
+        """Start one replica's container: ("started", (its state, when it was asked for)),
+        ("failed", Podman's message), ("retry", why) when the node did not answer, or
+        ("queued", None) when the calls to the node waiting before it took too long."""
         backend = self.backend(node)
         try:
             backend.ensure_network(spec.network, {INSTANCE_LABEL: spec.instance,
                                                   TASK_LABEL: str(spec.task)})
             try:
                 backend.start(spec)
-            except ContainerExists:
+            except (ContainerExists, NodeUnreachable) as error:
+                # Made before a crash, or no answer to the create or the start, which may
+                # have happened all the same: look it up by name before deciding anything.
                 found = backend.inspect(spec.name)
-                if found is not None and found.status != "created":
-                    return "started", found  # started before a crash: adopt it
-                # Made but never started (a crash between the two): it never ran, so
-                # making it again starts nothing twice.
-                if found is not None:
-                    backend.remove(spec.name)
-                backend.start(spec)
-            return "started", backend.inspect(spec.name)
+                if found is None and isinstance(error, NodeUnreachable):
+                    raise
+                if found is None or found.status == "created":
+                    # Made but never started: it never ran, so making it again starts
+                    # nothing twice.
+                    if found is not None:
+                        backend.remove(spec.name)
+                    backend.start(spec)
+            seen = utcnow()
+            return "started", (backend.inspect(spec.name), seen)
         except StartFailed as error:
             return "failed", str(error)
+        except EngineBusy as error:
+            log.info("starting %s on %s waits: %s", spec.name, node.name, error)
+            return "queued", None
         except Exception as error:  # node trouble: the replica stays starting, retried
             log.warning("starting %s on %s failed: %s", spec.name, node.name, error)
-            return "retry", None
+            return "retry", str(error)[:200]
 
     def _specs(self, replicas):
         """The containers of ``replicas``, in order: their task's image, argv and env, their
@@ -420,19 +485,19 @@ class Reconciler:
 
     # --- following ---------------------------------------------------------------------
 
-    def _follow(self, replica, state):
-        """Apply what one inspect said about ``replica``'s container."""
-        if state is None:
-            transition(replica, "lost",
-                       f"its container vanished (last seen alive {_seen(replica)})")
-            return
-        seen = utcnow()
+    def _follow(self, replica, state, seen):
+        """Apply what one inspect said about ``replica``'s container; ``seen`` is when the
+        engine was asked (a ``running`` answer proves the container was alive then).
+        Returns whether the replica changed state."""
+        if state is None:  # confirmed gone: its chips are free
+            return transition(replica, "lost",
+                              f"its container vanished (last seen alive {_seen(replica)})")
         started = state.started.ns if state.started else None
         address = self._address(replica, state)
         if state.status == "running" and replica.state == "starting":
-            transition(replica, "running", "container started", started_ns=started,
-                       last_seen_at=seen, **address)
-        elif state.status == "exited":
+            return transition(replica, "running", "container started", started_ns=started,
+                              last_seen_at=seen, **address)
+        if state.status == "exited":
             # JupyterLab ends a stop by exiting 0: a notebook asked to stop is stopped.
             if state.exit_code == 0 and not (replica.task.kind == "notebook"
                                              and replica.task.stop_requested):
@@ -448,13 +513,15 @@ class Reconciler:
                 # Podman 4.3 can stamp a container that exits at once as finished a few
                 # microseconds before it started: such a run lasted no time at all.
                 finished = max(finished, started)
-            transition(replica, end, why, started_ns=started, exit_code=state.exit_code,
-                       finished_ns=finished, last_seen_at=seen)
-        else:
-            if state.status != "running" or address.get("address") == replica.address:
+            return transition(replica, end, why, started_ns=started,
+                              exit_code=state.exit_code, finished_ns=finished)
+        if state.status == "running":
+            if address.get("address") == replica.address:
                 address = {}
             Replica.update(last_seen_at=seen, **address).where(Replica.id == replica.id
                                                                ).execute()
+        # stopping, paused, created: alive or not, nothing proves it; the next pass looks
+        return False
 
     def _address(self, replica, state):
         """``{"address": "IP:port"}`` where a notebook replica's JupyterLab answers: its
@@ -468,35 +535,118 @@ class Reconciler:
         return {"address": f"{ip}:{JUPYTER_PORT}" if ip else ""}
 
     def refresh(self):
-        """Inspect every replica believed starting or running (this is also adoption after
-        a restart)."""
+        """Follow every replica believed starting or running (this is also adoption after
+        a restart).
+
+        One list of each node's running containers tells which running replicas are still
+        alive; only the others (starting, ended, or missing from the list) are inspected one
+        by one, for their exact StartedAt and FinishedAt. A node that does not answer, or a
+        container whose inspect fails, leaves those replicas as they were this pass; past
+        ``lost_after`` without being seen they are lost, billed to when they were last seen
+        alive, and keep their chips until their containers are confirmed gone.
+        """
         replicas = list(Replica.select(Replica, Task, Node).join(Task).switch(Replica)
                         .join(Node, JOIN.LEFT_OUTER)
                         .where(Replica.state.in_(("starting", "running"))
                                & (Replica.container != "")))
-        futures = {r.id: self.pool.submit(self._inspect, r) for r in replicas if r.node_id}
-        touched = {}
+        moved = []  # replicas that changed state: their tasks' states are derived again
+        by_node = {}
         for replica in replicas:
             if replica.node_id is None:  # the miner removed its node: nothing to ask
-                transition(replica, "lost",
-                           f"its node was removed (last seen alive {_seen(replica)})")
-                touched[replica.task_id] = replica.task
-                continue
-            reachable, state = futures[replica.id].result()
-            if reachable:
-                self._follow(replica, state)
-            elif replica.last_seen_at and utcnow() - replica.last_seen_at > self.lost_after:
-                transition(replica, "lost", f"node {replica.node.name} unreachable since "
-                           f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC")
-            touched[replica.task_id] = replica.task
-        for task in touched.values():
+                if transition(replica, "lost",
+                              f"its node was removed (last seen alive {_seen(replica)})"):
+                    moved.append(replica)
+            else:
+                by_node.setdefault(replica.node_id, []).append(replica)
+        listed = {node_id: self.pool.submit(self._running_on, group[0].node)
+                  for node_id, group in by_node.items()}
+        alive, ask, silent = {}, [], {}
+        self._silent_nodes = set()
+        for node_id, group in by_node.items():
+            running, seen, error = listed[node_id].result()
+            if running is None:
+                self._silent_nodes.add(node_id)
+            for replica in group:
+                if running is None:
+                    silent[replica.id] = error
+                elif (replica.container in running and replica.state == "running"
+                      and replica.started_ns is not None):
+                    alive.setdefault(seen, []).append(replica.id)
+                else:
+                    ask.append(replica)
+        for seen, ids in alive.items():  # one UPDATE per node
+            Replica.update(last_seen_at=seen).where(Replica.id.in_(ids)).execute()
+        inspected = {r.id: self.pool.submit(self._inspect, r) for r in ask}
+        for replica in ask:
+            state, seen, error = inspected[replica.id].result()
+            if error is None:
+                if self._follow(replica, state, seen):
+                    moved.append(replica)
+            else:
+                silent[replica.id] = error
+        now = utcnow()
+        for replica in replicas:
+            if replica.id in silent and replica.last_seen_at \
+                    and now - replica.last_seen_at > self.lost_after \
+                    and transition(replica, "lost", f"node {replica.node.name} not answering "
+                                   f"since {replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC "
+                                   f"({silent[replica.id]})", keep_chips=True):
+                moved.append(replica)
+        for task in {r.task_id: r.task for r in moved}.values():
             refresh_state(task)
 
-    def _inspect(self, replica):
+    def _running_on(self, node):
+        """(the handles of this instance's running containers on ``node``, when the engine was
+        asked, None) or (None, None, why) when it did not answer. When the list fails but
+        the node answers, an empty set: each replica is then inspected."""
+        seen = utcnow()
         try:
-            return True, self.backend(replica.node).inspect(replica.container)
-        except NodeUnreachable:
-            return False, None
+            states = self.backend(node).list_ours(self.instance, running_only=True)
+        except NodeUnreachable as error:
+            return None, None, str(error)[:200]
+        except BackendError as error:
+            log.warning("listing the containers on %s failed: %s", node.name, error)
+            return set(), seen, None
+        return {s.handle for s in states if s.status == "running"}, seen, None
+
+    def _inspect(self, replica):
+        """(state, when the engine was asked, None) or (None, None, why) on any failure."""
+        seen = utcnow()
+        try:
+            return self.backend(replica.node).inspect(replica.container), seen, None
+        except Exception as error:  # a 500, a timeout, a refusal: this replica's alone
+            log.warning("inspecting %s on %s failed: %s", replica.container,
+                        replica.node.name, error)
+            return None, None, str(error)[:200]
+
+    def release_lost(self):
+        """Free the chips of lost replicas once their containers are confirmed gone.
+
+        A replica lost because its node stopped answering may still run there. When
+        the node answers again its container is killed (it was billed up to when it was
+        last seen alive); the chips are released once the engine says it stopped or is
+        gone, or at once when the node was removed.
+        """
+        holding = ReplicaChip.select(ReplicaChip.replica)
+        lost = list(Replica.select(Replica, Node).join(Node, JOIN.LEFT_OUTER)
+                    .where((Replica.state == "lost") & Replica.id.in_(holding)))
+        free = [r.id for r in lost if r.node_id is None or not r.container]
+        # Not on a node that did not answer this pass or the last discovery: not yet.
+        asking = [r for r in lost if r.id not in free and r.node.ready
+                  and r.node_id not in self._silent_nodes]
+        stops = {r.id: self.pool.submit(self._kill, r) for r in asking}
+        free += [rid for rid, future in stops.items() if future.result()]
+        if free:
+            release_chips(free)
+
+    def _kill(self, replica):
+        try:
+            self.backend(replica.node).stop(replica.container, 0)
+            return True
+        except Exception as error:
+            log.info("lost replica %s still unconfirmed on %s: %s", replica.id,
+                     replica.node.name, error)
+            return False
 
     # --- stopping and cleaning up ------------------------------------------------------
 
@@ -576,3 +726,76 @@ class Reconciler:
             call(*args)
         except Exception as error:
             log.warning("clean-up %s%s failed: %s", call.__name__, args, error)
+
+    def sweep(self):
+        """Every ``sweep_seconds``, on every enabled node: remove this instance's containers
+        and networks that nothing claims, logging each, so nothing leaks whatever failed
+        before (a removal, a create whose answer never came, a task deleted while its node
+        was down). A removal that fails is tried again at the next sweep.
+
+        A container is claimed by its replica while that replica is pending, starting or
+        running, and after it ended while the container has exited (its logs stay readable)
+        until its task is deleted. One that still runs after its replica ended (a lost
+        replica's, on a node that answers again) is stopped, not removed, for its logs.
+        A task's network is claimed until the task is deleted.
+        """
+        if time.monotonic() - self._swept_at < self.sweep_seconds:
+            return
+        self._swept_at = time.monotonic()
+        nodes = list(Node.select().where(Node.enabled))
+        listings = {node.id: self.pool.submit(self._listing, node) for node in nodes}
+        found = {node.id: listings[node.id].result() for node in nodes}
+        replica_ids = {c.replica for containers, _ in found.values() for c in containers
+                       if c.replica is not None}
+        task_ids = {int(labels[TASK_LABEL]) for _, networks in found.values()
+                    for labels in networks.values() if labels.get(TASK_LABEL, "").isdigit()}
+        replicas = {rid: (state, deleted) for rid, state, deleted in
+                    Replica.select(Replica.id, Replica.state, Task.deleted).join(Task)
+                    .where(Replica.id.in_(list(replica_ids))).tuples()}
+        live_tasks = {tid for (tid,) in Task.select(Task.id).where(
+            Task.id.in_(list(task_ids)) & ~Task.deleted).tuples()}
+        for node in nodes:
+            containers, networks = found[node.id]
+            verdicts = {c.handle: _verdict(c, replicas.get(c.replica)) for c in containers}
+            nets = [name for name, labels in networks.items()
+                    if labels.get(TASK_LABEL, "").isdigit()
+                    and int(labels[TASK_LABEL]) not in live_tasks]
+            if nets or any(verdicts.values()):
+                self.pool.submit(self._sweep_node, node, containers, verdicts, nets)
+
+    def _listing(self, node):
+        """([this instance's containers], {network: labels}) on ``node``; empty when it does
+        not answer (the next sweep looks again)."""
+        try:
+            backend = self.backend(node)
+            return backend.list_ours(self.instance), backend.list_networks(self.instance)
+        except Exception as error:
+            log.info("sweep: no listing of %s (%s)", node.name, error)
+            return [], {}
+
+    def _sweep_node(self, node, containers, verdicts, networks):
+        backend = self.backend(node)
+        for container in containers:
+            verdict = verdicts[container.handle]
+            if verdict == "stop":
+                log.info("sweep: stopping container %s on %s: its replica has ended",
+                         container.handle, node.name)
+                self._quietly(backend.stop, container.handle, 0)
+            elif verdict == "remove":
+                log.info("sweep: removing container %s (%s) on %s: no replica claims it",
+                         container.handle, container.status, node.name)
+                self._quietly(backend.remove, container.handle)
+        for network in networks:
+            log.info("sweep: removing network %s on %s: its task is deleted or unknown",
+                     network, node.name)
+            self._quietly(backend.remove_network, network)
+
+
+def _verdict(container, replica):
+    """What the sweep does with ``container`` of ``replica`` ((state, task deleted), None:
+    no such replica): "" (keep it), "stop" or "remove"."""
+    if replica is None or replica[1]:
+        return "remove"
+    if replica[0] in LIVE or container.status == "exited":
+        return ""
+    return "stop" if container.status in ("running", "stopping", "paused") else "remove"

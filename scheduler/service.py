@@ -15,6 +15,7 @@ tick now with ``wake()`` (a submission or a stop), through signals wired in
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -108,10 +109,23 @@ class SchedulerService:
             # the flag makes the pass run once more instead.
             self._woken.clear()
             while self.is_leader and self.reconciler is not None:
-                self.reconciler.run()
-                if not self._woken.is_set():
+                self._pass()
+                if not (self._woken.is_set() or self.reconciler.more_to_start):
                     break
                 self._woken.clear()
+
+    def _pass(self):
+        """One reconciler pass, timed: its duration at debug level, a warning when it took
+        longer than the tick (work queues up behind it)."""
+        began = time.monotonic()
+        self.reconciler.run()
+        failed = self.reconciler.failed_steps
+        took = time.monotonic() - began
+        log.debug("scheduler pass took %.3f s", took)
+        if took > self.tick_seconds:
+            log.warning("a scheduler pass took %.1f s, longer than the %g s tick%s", took,
+                        self.tick_seconds, f" (failed steps: {', '.join(failed)})"
+                        if failed else "")
 
     def wake(self):
         """Run the tick as soon as possible (a task was submitted or stopped); returns at once.

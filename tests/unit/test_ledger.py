@@ -103,6 +103,29 @@ def test_a_lost_replica_is_charged_up_to_when_it_was_last_seen(books):
     assert LedgerEntry.select().where(LedgerEntry.replica == never.id).count() == 0
 
 
+def test_settling_gives_back_what_was_charged_past_the_containers_end(books):
+    """A database from before "last seen running" was stamped before the engine was asked
+    may hold a replica charged for a second after its container ended."""
+    _miner, renter, spec = books
+    start = renter.balance
+    late = replica(renter, spec, seen=T0 + 123 * NS + 200_000)  # seen 0.2 ms past 123 s
+    ledger.meter()
+    assert Replica.get_by_id(late.id).billed_seconds == 124
+    Replica.update(state="stopped", finished_ns=T0 + 122_900_000_000).where(
+        Replica.id == late.id).execute()  # it had really ended at 122.9 s
+    ledger.meter()
+    late = Replica.get_by_id(late.id)
+    assert (late.billed_seconds, late.charged, late.settled) == (
+        123, ledger.cost(123, 7 * MICRO), True)
+    back = LedgerEntry.select().where(LedgerEntry.replica == late.id).order_by(
+        LedgerEntry.id.desc()).first()
+    assert back.amount == ledger.cost(124, 7 * MICRO) - ledger.cost(123, 7 * MICRO) > 0
+    assert back.kind == "charge" and back.seconds_to is None and "gave back 1 s" in back.note
+    assert User.get_by_id(renter.id).balance == start - ledger.cost(123, 7 * MICRO)
+    assert ledger.verify() == []
+    assert ledger.meter() == 0  # settled: nothing more, ever
+
+
 def test_a_tick_that_dies_halfway_charges_nothing_and_the_next_one_everything(
         books, monkeypatch):
     _miner, renter, spec = books
