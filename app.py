@@ -27,6 +27,7 @@ from portal.renter import bp as renter_bp
 from portal.signals import nodes_changed, tasks_changed
 from scheduler.console import Containers
 from scheduler.discovery import Discovery
+from scheduler.engine_status import EngineStatus
 from scheduler.image_builds import for_app as image_builds_for_app
 from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
@@ -103,7 +104,8 @@ def _init_scheduler(app):
     reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
                             host_root=Path(app.config["HOST_ROOT"]),
                             data_root=Path(app.config["DATA_ROOT"]),
-                            peer_ports=app.config["PEER_PORTS"])
+                            peer_ports=app.config["PEER_PORTS"],
+                            lost_after=app.config["LOST_SECONDS"])
     # A container of ours ended on some node: look at once, not a tick later.
     watcher = EventWatcher(PodmanBackend, lambda event: service.wake())
     service = SchedulerService(
@@ -115,7 +117,8 @@ def _init_scheduler(app):
         reconciler=reconciler,
         watcher=watcher,
     )
-    app.extensions["hourglass.backend"] = backend
+    # What /healthz says of Podman: the last look, taken again at most every HEALTH_SECONDS.
+    app.extensions["hourglass.engine"] = EngineStatus(backend, app.config["HEALTH_SECONDS"])
     app.extensions["hourglass.scheduler"] = service
     # Replicas' logs and consoles on whichever node runs them (the pages' own connections).
     app.extensions["hourglass.containers"] = Containers()
@@ -135,6 +138,21 @@ def _init_scheduler(app):
     if service.enabled:
         service.start()
         atexit.register(service.shutdown)
+
+
+def _preflight(app):
+    """Discover the local node now, canary included, and say before the first page whether
+    it can run replicas (a renter's task is never the first thing to find out)."""
+    url = os.environ["HOURGLASS_PODMAN_URL"]
+    discovery = Discovery(local_url=url, host_root=Path(app.config["HOST_ROOT"]),
+                          probe_image=app.config["PROBE_IMAGE"])
+    for finding in discovery.run(local_only=True).values():
+        if finding.ready:
+            click.echo(f"Preflight: the local node runs containers as replicas need them "
+                       f"(Podman {finding.info.podman_version}).")
+        else:
+            click.echo(f"WARNING: the local node cannot run replicas: {finding.reason}",
+                       err=True)
 
 
 def __getattr__(name):
@@ -174,6 +192,7 @@ def serve_command():
         if password:
             click.echo(f"Created the first miner account '{users.FIRST_MINER}'. "
                        f"Its password, shown this once: {password}")
+        _preflight(current_app)
         host = os.environ.get("HOST", "127.0.0.1")
         port, notebook_port = current_app.config["PORT"], current_app.config["NOTEBOOK_PORT"]
         if notebook_port == port:

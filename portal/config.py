@@ -91,6 +91,10 @@ def from_environment(instance_path):
         "SCHEDULER_ENABLED": _env_bool("HOURGLASS_SCHEDULER", False),
         "SCHEDULER_TICK_SECONDS": float(os.environ.get("HOURGLASS_TICK_SECONDS", "5")),
         "DISCOVERY_SECONDS": float(os.environ.get("HOURGLASS_DISCOVERY_SECONDS", "30")),
+        # A replica whose node has not answered for this long is lost.
+        "LOST_SECONDS": float(os.environ.get("HOURGLASS_LOST_SECONDS", "60")),
+        # How old /healthz's view of Podman may be: it asks Podman at most this often.
+        "HEALTH_SECONDS": float(os.environ.get("HOURGLASS_HEALTH_SECONDS", "5")),
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
         "PEER_PORTS": _port_range("HOURGLASS_PEER_PORTS", "30000-32767"),
         "DATA_ROOT": os.path.abspath(os.environ.get("HOURGLASS_DATA", instance / "data")),

@@ -1,13 +1,20 @@
 """``GET /healthz``: is the database, Podman and the scheduler each working.
 
-The portal does not import the scheduler; it asks the objects that
-``app.py`` put in ``app.extensions`` (``hourglass.backend`` with
-``version()``, ``hourglass.scheduler`` with ``state`` and ``enabled``).
+Cheap by design: Podman is never asked per request. Its part is the last look
+of ``hourglass.engine`` (an ``EngineStatus``: at most one ``version()`` call
+per ``HOURGLASS_HEALTH_SECONDS``) and the local node as the scheduler's
+discovery last found it: a local node that discovery reached but found
+NotReady (its preflight canary failed, say) fails this part with its reason.
+The portal does not import the scheduler; it asks the objects that ``app.py``
+put in ``app.extensions`` (``hourglass.engine``, ``hourglass.scheduler`` with
+``state`` and ``enabled``).
 """
 
 from flask import Blueprint, current_app, jsonify
+from peewee import DatabaseError
 
 from portal.db import database
+from portal.models import Node
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +25,18 @@ def _check_database():
 
 
 def _check_podman():
-    return {"ok": True, "version": current_app.extensions["hourglass.backend"].version()}
+    look = current_app.extensions["hourglass.engine"].current()
+    if not look.ok:
+        return {"ok": False, "error": look.error}
+    try:
+        local = (Node.select(Node.ready, Node.reason)
+                 .where((Node.source == "local") & Node.enabled
+                        & Node.last_seen_at.is_null(False)).first())
+    except DatabaseError:  # no schema yet: nothing discovered either
+        local = None
+    if local is not None and not local.ready:
+        return {"ok": False, "version": look.version, "error": f"local node: {local.reason}"}
+    return {"ok": True, "version": look.version}
 
 
 def _check_scheduler():

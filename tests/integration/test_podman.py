@@ -7,6 +7,7 @@ import pytest
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import containers_conf_text
 from tests.conftest import TEST_LABEL
+from tests.support import wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -81,10 +82,13 @@ def test_healthz_is_503_when_podman_stops(instance, own_podman_service, monkeypa
 
     service = own_podman_service
     monkeypatch.setenv("HOURGLASS_PODMAN_URL", service.url)
+    monkeypatch.setenv("HOURGLASS_HEALTH_SECONDS", "0.5")
     client = create_app({"TESTING": True}).test_client()
     assert client.get("/healthz").status_code == 200
     service.stop()
-    response = client.get("/healthz")
+    # /healthz answers from its last look at Podman, taken again once it is 0.5 s old.
+    response = wait_for(lambda: (r := client.get("/healthz")).status_code == 503 and r,
+                        timeout=5, what="/healthz to see Podman gone")
     body = response.get_json()
     assert response.status_code == 503
     assert body["failed"] == ["podman"]

@@ -111,6 +111,35 @@ def test_serve_on_a_fresh_instance_sets_everything_up(live_server_factory, tmp_p
     assert again.health()["podman"]["ok"]
 
 
+def podman_services(sock):
+    """The pids of ``podman system service`` processes serving ``sock``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if argv[1:3] == [b"system", b"service"] and f"unix://{sock}".encode() in argv:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_killed_server_leaves_no_second_podman_service(live_server_factory, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    sock = local_podman_socket(instance)
+    first = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
+    (service,) = podman_services(sock)
+    first.kill()  # SIGKILL: no clean-up; the service has a session of its own and lives on
+    assert podman_services(sock) == [service]
+    second = live_server_factory(instance=instance, HOURGLASS_PODMAN_URL=None).start()
+    assert second.health()["podman"]["ok"]
+    assert podman_services(sock) == [service]  # found and reused, never two
+    assert "reusing the Podman service" in second.log()
+    second.stop()
+    wait_for(lambda: podman_services(sock) == [], what="the reused service stopped with it")
+
+
 def _socket_answers(path):
     import socket
 
