@@ -15,9 +15,11 @@ ulimits, a device, a task network with names); otherwise ``reason`` says why,
 in English, with Podman's own error text and, where known, the fix ("install
 catatonit"). So a node missing a package is NotReady before any renter's task
 finds out. The canary runs the probe image; the local node gets it built from
-the host's busybox when it lacks it. Chips are found **on the node**: for the
-local node by reading ``host_root`` directly; for any other node by a probe
-container on that node.
+the host's busybox when it lacks it. It runs on every discovery of a node,
+except that one that passed there within ``CANARY_SECONDS`` stands.
+
+Chips are found **on the node**: for the local node by reading ``host_root``
+directly; for any other node by a probe container on that node.
 
 The probe protocol. ``PROBE_SCRIPT`` (fixed; it needs only sh builtins and
 ``ls``) runs in a throwaway container of the probe image, with the node's
@@ -47,6 +49,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -71,6 +74,7 @@ from scheduler.podman import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PROBE_IMAGE = "localhost/hourglass-probe:latest"
+CANARY_SECONDS = 60  # a canary that passed on a node stands this long (see ``preflight``)
 MIN_PODMAN = (4, 0)
 PROBE_PATHS = ("proc/bmsophon", "dev", "etc/cdi", "var/run/cdi")
 PROBE_SCRIPT = r"""
@@ -130,6 +134,7 @@ class Discovery:
         self.workers = workers
         self.probe_root = Path(probe_root)
         self.instance = None  # the database's instance id, read by ``run``
+        self._canaries = {}  # node id -> (when its canary last passed, its Podman version)
         self._lock = threading.Lock()
 
     def run(self, local_only=False) -> dict[int, Finding]:
@@ -202,13 +207,23 @@ class Discovery:
         return Finding(info, chips, self.preflight(backend, node, info))
 
     def preflight(self, backend, node, info) -> str:
-        """"" when ``node`` runs the canary; else why not (Podman's message and the fix)."""
+        """"" when ``node`` runs the canary; else why not (Podman's message and the fix).
+
+        A canary that passed on the node less than ``CANARY_SECONDS`` ago, under the same
+        Podman version, stands: a discovery every second (as tests use) does not run a
+        container every second. One that failed is run again on the next discovery."""
+        passed = self._canaries.get(node.id)
+        if passed is not None and passed[1] == info.podman_version \
+                and time.monotonic() - passed[0] < CANARY_SECONDS:
+            return ""
+        self._canaries.pop(node.id, None)
         try:
             if self.probe_image not in info.images:
                 if node.source != "local":
                     return f"probe image {self.probe_image} missing on the node"
                 import_busybox_into(backend, self.probe_image)
             backend.canary(self.probe_image, self.instance or "preflight", f"-n{node.id}")
+            self._canaries[node.id] = (time.monotonic(), info.podman_version)
         except StartFailed as error:
             fix = fix_for(str(error))
             return (f"cannot start a container like a replica's: {_short(error)}"
