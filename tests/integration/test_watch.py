@@ -60,7 +60,7 @@ def test_the_watcher_reports_our_instances_ends_only_and_stops(podman_service, t
 
 
 def test_a_replica_that_exits_is_seen_ended_long_before_the_next_tick(
-        live_server_factory, test_image):
+        live_server_factory, podman_service, test_image):
     server = live_server_factory(HOURGLASS_TICK_SECONDS="60", HOURGLASS_DISCOVERY_SECONDS="1")
     server.flask("db", "upgrade")
     for name, role in (("mina", "miner"), ("rene", "renter")):
@@ -80,4 +80,5 @@ def test_a_replica_that_exits_is_seen_ended_long_before_the_next_tick(
     ended = wait_for(lambda: (t := renter("GET", f"/tasks/{task}"))["state"] == "succeeded" and t,
                      timeout=15, interval=0.2, what="the task to succeed without a tick")
     replica = ended["replicas"][0]
+    PodmanBackend(podman_service.url).remove(server.container(replica["id"]))  # leave nothing
     assert replica["exit_code"] == 0 and replica["finished_ns"] > replica["started_ns"]
