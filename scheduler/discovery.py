@@ -67,6 +67,8 @@ from scheduler.podman import (
     HostInfo,
     PodmanBackend,
     ProbeImageMissing,
+    error_chain,
+    error_text,
     fix_for,
     list_connections,
 )
@@ -428,25 +430,16 @@ def host_address() -> str:
         return "127.0.0.1"
 
 
-def _chain(error):
-    """``error`` and its causes, the first cause last."""
-    chain = [error]
-    while (chain[-1].__cause__ or chain[-1].__context__) is not None:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)
-    return chain
-
-
 def _lost_connection(error):
-    return any(isinstance(e, LOST_CONNECTION) for e in _chain(error))
+    return any(isinstance(e, LOST_CONNECTION) for e in error_chain(error))
 
 
 def _not_answering(error):
     """The reason for a node whose API failed; its first cause names the fault
     ("Connection refused", "timed out")."""
-    return f"Podman API not answering: {_short(_chain(error)[-1])}"
+    return f"Podman API not answering: {_short(error_chain(error)[-1])}"
 
 
 def _short(error):
-    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    text = " ".join(text.split()) or type(error).__name__
+    text = error_text(error)
     return text if len(text) <= 200 else text[:199] + "…"

@@ -569,14 +569,25 @@ NOT_SENT = (ConnectionRefusedError, FileNotFoundError, urllib3.exceptions.NewCon
 TIMED_OUT = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
 
 
-def _unreachable(error):
-    """The NodeUnreachable for a transport failure; its message is the first cause's."""
+def error_chain(error):
+    """``error`` and its causes, the first cause last."""
     chain = [error]
     while (chain[-1].__cause__ or chain[-1].__context__) is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)
-    first = chain[-1]
-    text = first.strerror if isinstance(first, OSError) and first.strerror else str(first)
-    return NodeUnreachable(" ".join(text.split())[:300] or type(first).__name__,
+    return chain
+
+
+def error_text(error):
+    """An error's words on one line: an OSError's own ("Connection refused"), else its text,
+    else its type's name."""
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _unreachable(error):
+    """The NodeUnreachable for a transport failure; its message is the first cause's."""
+    chain = error_chain(error)
+    return NodeUnreachable(error_text(chain[-1])[:300],
                            sent=not any(isinstance(e, NOT_SENT) for e in chain),
                            timed_out=any(isinstance(e, TIMED_OUT) for e in chain))
 
