@@ -137,18 +137,22 @@ class Containers:
         With ``follow`` it goes on until the container stops, yielding "" after
         every ``idle`` seconds without output so the caller can keep its own
         connection alive or give up; closing the iterator ends the read at once.
+        Podman (4.3 at least) sends the followed log's answer only with the
+        container's first output, so the container is looked up by itself first,
+        and the iterator waits for that answer as for output (a refusal then
+        raises Error from the iterator).
         """
         if not follow:
             return PodmanBackend(node_url, self.timeout, tunnels=self.tunnels).logs(container,
                                                                                   tail=tail)
+        name = quote(container, safe="")
+        _call(node_url, "GET", f"/containers/{name}/json", handle=container,
+              timeout=self.timeout, tunnels=self.tunnels)
         query = f"follow=true&stdout=true&stderr=true&tail={'all' if tail is None else int(tail)}"
-        sock, status, rest = _request(node_url, "GET",
-                                      f"/containers/{quote(container, safe='')}/logs?{query}",
-                                      timeout=self.timeout, tunnels=self.tunnels)
-        if status >= 400:
-            _raise(status, _read_to_end(sock, rest), container)
+        sock = _send(node_url, "GET", f"/containers/{name}/logs?{query}", timeout=self.timeout,
+                     tunnels=self.tunnels)
         sock.settimeout(self.idle)
-        return _log_text(sock, rest)
+        return _followed_log(sock, container)
 
     def open_console(self, node_url: str, container: str, argv: Sequence[str], rows: int = 24,
                      cols: int = 80) -> Console:
@@ -222,29 +226,51 @@ def _connect(url, timeout, tunnels):
                 raise NodeUnreachable(str(error)) from error
 
 
-def _request(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
-    """Send one request on a new connection and read the answer's head: (socket, status,
-    the bytes read past the head). HTTP/1.0 unless ``upgrade``, so the server closes the
-    connection after an answer that is not chunked."""
+def _send(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
+    """Send one request on a new connection; the socket, for the answer. HTTP/1.0 unless
+    ``upgrade``, so the server closes the connection after an answer that is not chunked."""
     sock = _connect(url, timeout, tunnels)
     data = json.dumps(body).encode() if body is not None else b""
     head = [f"{method} {API}{path} HTTP/{'1.1' if upgrade else '1.0'}", "Host: podman",
             "Content-Type: application/json", f"Content-Length: {len(data)}"]
     if upgrade:
         head += ["Connection: Upgrade", "Upgrade: tcp"]
-    buffer = b""
     try:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-        while b"\r\n\r\n" not in buffer:
-            chunk = sock.recv(READ)
-            if not chunk or len(buffer) > HEAD_MAX:
-                raise OSError("the node closed the connection without an answer")
-            buffer += chunk
-        status = int(buffer.split(b" ", 2)[1])
+    except OSError as error:
+        sock.close()
+        raise NodeUnreachable(str(error)) from error
+    return sock
+
+
+def _head(buffer):
+    """(status, the bytes past the head) of ``buffer``, which holds a whole answer head.
+    Raises ValueError or IndexError for one that is no HTTP head."""
+    return int(buffer.split(b" ", 2)[1]), buffer.split(b"\r\n\r\n", 1)[1]
+
+
+def _read_head(sock):
+    """Read the answer's head on ``sock``: (status, the bytes read past the head). Raises
+    OSError, ValueError or IndexError."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(READ)
+        if not chunk or len(buffer) > HEAD_MAX:
+            raise OSError("the node closed the connection without an answer")
+        buffer += chunk
+    return _head(buffer)
+
+
+def _request(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
+    """Send one request on a new connection and read the answer's head: (socket, status,
+    the bytes read past the head)."""
+    sock = _send(url, method, path, body, upgrade, timeout, tunnels)
+    try:
+        status, rest = _read_head(sock)
     except (OSError, ValueError, IndexError) as error:
         sock.close()
         raise NodeUnreachable(str(error)) from error
-    return sock, status, buffer.split(b"\r\n\r\n", 1)[1]
+    return sock, status, rest
 
 
 def _read_to_end(sock, body):
@@ -276,6 +302,33 @@ def _raise(status, answer, handle):
     except (ValueError, AttributeError):
         message = answer.decode(errors="replace").strip()
     raise BackendError(message or f"Podman answered {status}")
+
+
+def _followed_log(sock, container):
+    """``_log_text`` of a followed log whose answer may not have come yet: "" each time
+    ``idle`` passes before it comes (the container has printed nothing yet)."""
+    try:
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            try:
+                chunk = sock.recv(READ)
+            except TimeoutError:
+                yield ""
+                continue
+            except OSError as error:
+                raise NodeUnreachable(str(error)) from error
+            if not chunk or len(buffer) > HEAD_MAX:
+                raise NodeUnreachable("the node closed the connection without an answer")
+            buffer += chunk
+        try:
+            status, rest = _head(buffer)
+        except (ValueError, IndexError) as error:
+            raise NodeUnreachable(str(error)) from error
+        if status >= 400:
+            _raise(status, _read_to_end(sock, rest), container)
+        yield from _log_text(sock, rest)
+    finally:
+        sock.close()
 
 
 def _log_text(sock, buffer):

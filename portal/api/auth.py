@@ -5,6 +5,12 @@ then ignored); otherwise the signed-in session user. The blueprint is exempt
 from Flask-WTF's global CSRF check because a token request carries no cookie a
 browser would send by itself; session requests that change something must
 still carry the page's CSRF token in ``X-CSRFToken``, checked here.
+
+Refused tokens count against the client's address as sign-in attempts do (the same
+``LOGIN_RATE_LIMIT``, in a bucket of their own shared by every endpoint): past it, every
+request from that address that sends ``Authorization`` gets 429 with ``Retry-After``, a
+right token too (else a right guess would still stand out), until the window passes.
+Requests without the header (a signed-in browser) are never limited by it.
 """
 
 from functools import wraps
@@ -14,11 +20,29 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
+from portal.api import bp
 from portal.api.errors import ApiError
+from portal.extensions import limiter
 from portal.tokens import verify_token
 from portal.users import ROLE_NAMES
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _token_limit():
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _sends_no_token():
+    return "Authorization" not in request.headers
+
+
+def _token_refused(response):
+    return g.get("token_refused", False)
+
+
+limiter.shared_limit(_token_limit, scope="api-token", exempt_when=_sends_no_token,
+                     deduct_when=_token_refused)(bp)
 
 
 def api_user():
@@ -33,6 +57,7 @@ def _authenticate():
         scheme, _sep, token = header.partition(" ")
         user = verify_token(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
+            g.token_refused = True  # counts against the address (the limit above)
             raise ApiError(401, "invalid_token", _(
                 "The API token is not valid: it is mistyped, revoked, or its user is "
                 "disabled. Send it as: Authorization: Bearer <token>."))

@@ -8,22 +8,44 @@ never serves a portal page, and code running in a notebook page, on the other or
 cannot read the portal's cookies (HttpOnly, and another origin's pages). The proxy app has
 no Flask session: its one cookie is the access session's random token (``access``).
 
+Headers: the proxy's own answers (its message pages, redirects, errors) carry a strict
+Content-Security-Policy (nothing but their one inline ``<style>``, by hash; no framing),
+``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy: same-origin``. A proxied
+JupyterLab answer keeps its own headers, CSP included (JupyterLab runs inline scripts and
+eval), and gets ``nosniff``, ``Referrer-Policy: same-origin``, and a second CSP header of
+ours, ``frame-ancestors 'self'``: JupyterLab may frame its own pages, nothing else may frame
+them (the portal never does), whatever the container's Jupyter is configured to send.
+
 Modules: ``access`` (grants and access sessions, who may reach which replica),
 ``forward`` (HTTP), ``bridge`` (WebSockets), ``views`` (the routes), ``urls``.
 """
 
+import base64
+import hashlib
 from pathlib import Path
 
 from flask import Flask, current_app, render_template, request
 from flask_babel import Babel, get_locale
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
+from portal import values
 from portal.db import database
+from portal.proxy.forward import Passthrough
 
 COOKIE = "hourglass_notebook"
 SHARED_SETTINGS = ("PORT", "NOTEBOOK_PORT", "NOTEBOOK_URL", "PORTAL_URL",
                    "SESSION_COOKIE_SECURE", "LANGUAGES", "BABEL_TRANSLATION_DIRECTORIES",
                    "TESTING")
+# The one inline style of the proxy's own pages (templates/proxy/message.html), allowed by
+# its hash: the same answer every time, no nonce.
+PAGE_STYLE = Markup("body { font-family: system-ui, sans-serif; max-width: 40rem; "
+                    "margin: 4rem auto; padding: 0 1rem; color: #1b1b1b; } "
+                    "h1 { font-size: 1.5rem; }")
+OWN_CSP = ("default-src 'none'; style-src 'sha256-"
+           + base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode()
+           + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PROXIED_CSP = "frame-ancestors 'self'"
 ERRORS = {
     401: _l("Sign in to Hourglass and open the notebook again."),
     403: _l("You may not open this page."),
@@ -45,7 +67,7 @@ def arrival_port(environ):
         if isinstance(name, tuple) and len(name) >= 2:
             return name[1]
     port = environ.get("SERVER_PORT", "")
-    return int(port) if port.isascii() and port.isdigit() else None
+    return values.row_id(port, 65535)
 
 
 class PortDispatcher:
@@ -58,6 +80,20 @@ class PortDispatcher:
         if arrival_port(environ) == self.notebook_port:
             return self.proxy(environ, start_response)
         return self.portal(environ, start_response)
+
+
+def security_headers(response):
+    """The notebook origin's headers (see the module's docstring), after every answer."""
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    if isinstance(response, Passthrough):
+        headers.add("Content-Security-Policy", PROXIED_CSP)
+        headers["X-Frame-Options"] = "SAMEORIGIN"
+    else:
+        headers["Content-Security-Policy"] = OWN_CSP
+        headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 def _locale():
@@ -78,6 +114,8 @@ def create_proxy_app(portal):
                         MAX_CONTENT_LENGTH=None)
     Babel(proxy, locale_selector=_locale)
     proxy.jinja_env.globals["get_locale"] = get_locale
+    proxy.jinja_env.globals["page_style"] = PAGE_STYLE
+    proxy.after_request(security_headers)
     proxy.register_blueprint(views.bp)
     proxy.extensions["hourglass.proxy.http"] = forward.http_session()
 

@@ -85,15 +85,6 @@ def target(user_id, replica_id):
     return Target(replica_id=row.id, address=row.address, secret=row.task.secret)
 
 
-def notebook_of(replica_id):
-    """The id of the notebook whose run ``replica_id`` belongs to, or None."""
-    if not (isinstance(replica_id, int) and 0 < replica_id < MAX_ID):
-        return None
-    row = (Task.select(Task.notebook).join(Replica)
-           .where(Replica.id == replica_id).first())
-    return row.notebook_id if row else None
-
-
 def create_grant(user, replica, login_id, origin):
     """A one-time grant for ``user`` to enter ``replica`` (their running notebook replica,
     checked by the caller) from the portal sign-in ``login_id`` at ``origin``

@@ -26,6 +26,13 @@ def notebook_url():
     return current_app.config["NOTEBOOK_URL"] or _same_host(current_app.config["NOTEBOOK_PORT"])
 
 
+def notebook_origin():
+    """The notebook origin (``scheme://host[:port]``, no path), seen from a portal request:
+    what a portal page's Content-Security-Policy names to let a form post there."""
+    parts = urlsplit(notebook_url())
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def portal_url():
     """The portal's base URL (no trailing slash), seen from a notebook-origin request."""
     return current_app.config["PORTAL_URL"] or _same_host(current_app.config["PORT"])

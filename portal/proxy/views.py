@@ -4,7 +4,8 @@
   the one-time grant): sets the access cookie and redirects to ``/nb/<replica id>/lab``.
 - ``/nb/<replica id>/…``: every method, proxied to the replica's JupyterLab
   (``forward``), and WebSockets (``bridge``). Without a live access session a page
-  navigation goes to the portal's sign-in page (and back to the notebook's page after),
+  navigation goes to the portal's sign-in page (and to the notebooks list after: the
+  answer is the same for every replica id, so it tells nobody which ids are notebooks),
   anything else gets 401; another renter's replica 403; one that does not run 503.
   Requests that change something must come from this origin (``Origin``), so must
   WebSockets.
@@ -60,10 +61,10 @@ def _same_origin(origin):
     return parts.scheme in ("http", "https") and parts.netloc.lower() == expected.lower()
 
 
-def _to_sign_in(replica_id):
-    notebook = access.notebook_of(replica_id)
-    back = f"/renter/notebooks/{notebook}" if notebook else "/renter/notebooks"
-    return redirect(f"{urls.portal_url()}/login?{urlencode({'next': back})}", 303)
+def _to_sign_in():
+    """The same answer for any replica id, existing or not: it names no notebook."""
+    return redirect(f"{urls.portal_url()}/login?{urlencode({'next': '/renter/notebooks'})}",
+                    303)
 
 
 def _navigation():
@@ -77,7 +78,7 @@ def _admit(replica_id):
     session = access.session_of(request.cookies.get(_cookie_name()))
     if session is None:
         if _navigation() and not request.environ.get("HTTP_UPGRADE"):
-            return None, _to_sign_in(replica_id)
+            return None, _to_sign_in()
         return None, page(401, _("Sign in to Hourglass and open the notebook again."))
     try:
         return SimpleNamespace(session=session,

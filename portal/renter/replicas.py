@@ -21,6 +21,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from peewee import JOIN
 
+from portal import security_headers, values
 from portal.models import Node, Replica, Subtask
 from portal.renter import bp
 from portal.tasks import get_task_or_404
@@ -106,8 +107,10 @@ def replica_log_stream(task_id, replica_id):
     """Server-Sent Events: the lines after line ``from`` (or ``Last-Event-ID``); 204 (the
     browser stops asking) when there is nothing to follow."""
     replica = replica_or_404(task_id, replica_id)
-    start = request.headers.get("Last-Event-ID") or request.args.get("from", "0")
-    if not (start.isascii() and start.isdigit() and len(start) < 19):
+    try:
+        start = values.whole_number(
+            request.headers.get("Last-Event-ID") or request.args.get("from", "0"), 0, 10**18)
+    except values.ValueProblem:
         abort(400)
     if not replica.container or replica.node is None:
         return Response(status=204)
@@ -116,12 +119,15 @@ def replica_log_stream(task_id, replica_id):
         stream = containers.logs(replica.node.url, replica.container, follow=True)
     except containers.Error:
         return Response(status=204)
-    return Response(_events(stream, int(start)), mimetype="text/event-stream",
+    return Response(_events(stream, start, containers.Error),
+                    mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _events(stream, start, seconds=STREAM_SECONDS):
-    """The event stream; runs after the request has ended, so it touches no app state."""
+def _events(stream, start, error, seconds=STREAM_SECONDS):
+    """The event stream; runs after the request has ended, so it touches no app state. A
+    log that fails midway (``error``) ends the stream without ``end``: the browser asks
+    again, and learns then whether there is still a log to follow."""
     deadline, seen, rest = time.monotonic() + seconds, 0, ""
     try:
         yield "retry: 1000\n\n"
@@ -140,6 +146,8 @@ def _events(stream, start, seconds=STREAM_SECONDS):
         if rest and seen >= start:
             yield f"id: {seen + 1}\ndata: {json.dumps([rest])}\n\n"
         yield "event: end\ndata: {}\n\n"
+    except error:
+        return
     finally:
         stream.close()
 
@@ -150,5 +158,8 @@ def _events(stream, start, seconds=STREAM_SECONDS):
 @bp.get("/tasks/<int:task_id>/replicas/<int:replica_id>/console")
 def replica_console(task_id, replica_id):
     replica = replica_or_404(task_id, replica_id)
+    # xterm.js styles the terminal with <style> elements and style attributes of its own.
+    # Its links are never boosted, so this looser policy is only ever the console page's.
+    security_headers.allow("style-src", "'unsafe-inline'")
     return render_template("renter/replica_console.html", replica=replica, task=replica.task,
                            running=replica.state == "running" and bool(replica.container))

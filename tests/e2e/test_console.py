@@ -53,3 +53,29 @@ def test_the_log_page_shows_new_lines_as_text_while_the_replica_runs(page, serve
     console.keyboard.type("echo > /dev/shm/go")
     console.keyboard.press("Enter")
     expect(log).to_have_text("first <b>line</b>\nsecond-line\n")
+
+
+@pytest.fixture
+def quiet(live_server_factory, podman_service, test_image, tmp_path):
+    """Like ``served``, but the task prints nothing until /dev/shm/go exists."""
+    served = serve_a_running_task(live_server_factory, test_image, tmp_path, argv=QUIET)
+    served.backend = PodmanBackend(podman_service.url)
+    yield served
+    served.backend.remove(served.container)
+
+
+QUIET = ["sh", "-c", "while [ ! -e /dev/shm/go ]; do sleep 0.1; done; echo first-line; "
+         "exec sleep 600"]
+
+
+def test_the_log_page_follows_a_replica_that_has_printed_nothing_yet(page, quiet):
+    open_from_task_page(page, quiet, "logs")
+    status = page.locator("#log-status")
+    expect(status).to_contain_text("Following")
+    expect(page.locator("#log")).to_have_text("")
+    # Longer than the node's answer timeout (5 s), after which the stream used to give up.
+    page.wait_for_timeout(7_000)
+    expect(status).to_contain_text("Following")
+    assert quiet.backend.exec(quiet.container, ["sh", "-c", "echo > /dev/shm/go"]).exit_code == 0
+    expect(page.locator("#log")).to_have_text("first-line\n", timeout=15_000)
+    expect(status).to_contain_text("Following")

@@ -127,6 +127,32 @@ def test_log_page_follows_a_running_replica_and_downloads_after_the_end(cloud):
         'id: 2\ndata: ["second-line"]\n\nevent: end\ndata: {}\n\n')
 
 
+def test_the_log_is_followed_from_before_the_first_line(cloud):
+    """Opened before the replica printed anything, the page follows from line 0: the stream
+    answers at once and brings the first line when it comes."""
+    task = submit(cloud, "quiet", ["sh", "-c", "while [ ! -e /dev/shm/go ]; do sleep 0.1; "
+                                   "done; echo first-line; exec sleep 600"])
+    replica = run_until(cloud, task, ("running",))
+    client = signed_in(cloud.app, "rene")
+    page_url = f"/renter/tasks/{task.id}/replicas/{replica.id}/logs"
+    page = client.get(page_url).get_data(as_text=True)
+    assert 'data-from="0"' in page and "data-stream=" in page
+
+    began = time.monotonic()
+    stream = client.get(f"{page_url}/stream?from=0", buffered=False)
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+    assert time.monotonic() - began < 3  # it answers before there is anything to say
+    events = iter(stream.response)
+    assert next(events).startswith(b"retry:")
+    time.sleep(1)  # quiet for longer than the log reader's idle time (0.5 s here)
+    assert cloud.backend.exec(replica.container, ["sh", "-c", "echo > /dev/shm/go"]).exit_code == 0
+    deadline = time.monotonic() + 15
+    while b"first-line" not in (event := next(events)):
+        assert time.monotonic() < deadline, "no first line in the stream"
+    assert event == b'id: 1\ndata: ["first-line"]\n\n'
+    stream.close()
+
+
 def test_another_renter_sees_nothing_and_no_session_is_sent_to_sign_in(cloud):
     task = submit(cloud, "mine", ["sleep", "600"])
     replica = run_until(cloud, task, ("running",))

@@ -35,6 +35,8 @@ world = shared.world  # pools, nodes, specs, renters rene and rita
 GRANT_RE = re.compile(r'name="grant" value="([^"]+)"')
 ACTION_RE = re.compile(r'<form method="post" action="([^"]+)" id="enter-notebook">')
 MIB = 1024 * 1024
+# What Jupyter Server sends on its pages (its default policy).
+JUPYTER_CSP = "frame-ancestors 'self'; report-uri /nb/1/api/security/csp-report"
 
 
 def sha256(text):
@@ -67,7 +69,9 @@ class Upstream:
         elif name == "page":
             response = Response(f'<body data-jupyter-api-token="{token}">{token}</body>',
                                 mimetype="text/html", headers={"X-Seen": token,
-                                                               "Set-Cookie": "_xsrf=1"})
+                                                               "Set-Cookie": "_xsrf=1",
+                                                               "Content-Security-Policy":
+                                                               JUPYTER_CSP})
         elif name == "big":
             response = Response((b"x" * MIB for _ in range(3)), mimetype="text/plain")
         else:
@@ -279,8 +283,9 @@ def test_another_renter_gets_403_and_no_session_goes_to_sign_in(app, world, upst
     anonymous = app.test_client()
     navigate = anonymous.get(f"/nb/{mine.replica}/lab", base_url=nb)
     assert navigate.status_code == 303
+    # Back to the notebooks list, never to one notebook: see tests/unit/test_headers.py.
     assert navigate.headers["Location"] == (
-        f"http://localhost:{app.config['PORT']}/login?next=%2Frenter%2Fnotebooks%2F{mine.id}")
+        f"http://localhost:{app.config['PORT']}/login?next=%2Frenter%2Fnotebooks")
     script = anonymous.get(f"/nb/{mine.replica}/api/status", base_url=nb,
                            headers={"Sec-Fetch-Mode": "cors"})
     assert script.status_code == 401
