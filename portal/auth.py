@@ -27,6 +27,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+from portal import values
 from portal.extensions import limiter, login_manager
 from portal.models import User
 from portal.proxy.access import end_login, new_login_id
@@ -48,9 +49,9 @@ class LoginForm(FlaskForm):
 def load_user(session_id):
     """Flask-Login's loader: ``"<id>:<nonce>"`` -> the active user, else None."""
     user_id, _sep, nonce = session_id.partition(":")
-    if not user_id.isdigit():
+    if (user_id := values.row_id(user_id)) is None:
         return None
-    user = User.get_or_none(User.id == int(user_id))
+    user = User.get_or_none(User.id == user_id)
     if user is None or not user.active or user.session_nonce != nonce:
         return None
     return user

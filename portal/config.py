@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+from portal import values
+
 # Keys that tutorials and sample configs ship with; refusing them stops a
 # copied example from signing real sessions.
 WEAK_KEYS = {"dev", "secret", "changeme", "change-me", "development", "test", "key", "password"}
@@ -46,20 +48,25 @@ def local_podman_socket(instance_path):
 
 def _port(name, default):
     value = os.environ.get(name, default).strip()
-    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
-        raise ConfigError(f"{name} must be a TCP port number (1-65535), not {value!r}.")
-    return int(value)
+    try:
+        return values.whole_number(value, 1, 65535)
+    except values.ValueProblem:
+        raise ConfigError(f"{name} must be a TCP port number (1-65535), not {value!r}.") \
+            from None
 
 
 def _port_range(name, default):
     """``name``'s ``FIRST-LAST`` TCP ports (both included) as a range."""
     value = os.environ.get(name, default).strip()
     first, _, last = value.partition("-")
-    if not all(p.isascii() and p.isdigit() and 0 < int(p) < 65536 for p in (first, last)) \
-            or int(first) > int(last):
+    try:
+        first, last = (values.whole_number(port, 1, 65535) for port in (first, last))
+    except values.ValueProblem:
+        first, last = 1, 0
+    if first > last:
         raise ConfigError(f"{name} must be FIRST-LAST TCP ports (e.g. 30000-32767), "
                           f"not {value!r}.")
-    return range(int(first), int(last) + 1)
+    return range(first, last + 1)
 
 
 def _base_url(name):

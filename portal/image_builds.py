@@ -12,6 +12,7 @@ import json
 from flask import current_app
 from flask_babel import gettext as _
 
+from portal import values
 from portal.models import Node
 
 
@@ -26,13 +27,11 @@ def builds():
 
 def parse_after(text):
     """The line number a reader already has (``after``; empty is 0); AfterError otherwise."""
-    text = (text or "").strip()
-    if not text:
-        return 0
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+    try:
+        return values.optional_whole_number(text, 0, 10**18) or 0
+    except values.ValueProblem:
         raise AfterError(_("'after' is the number of the last log line you have, a whole "
-                           "number."))
-    return int(text)
+                           "number.")) from None
 
 
 def node_images():

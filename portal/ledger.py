@@ -19,8 +19,8 @@ import click
 from flask_babel import gettext as _
 from peewee import EXCLUDED, ValuesList, fn
 
-from portal import settings
-from portal.db import database
+from portal import settings, values
+from portal.db import Prepared, database
 from portal.models import (
     REPLICA_ENDED,
     LedgerEntry,
@@ -36,6 +36,7 @@ from portal.money import MAX_MICRO, AmountError, format_amount, parse_amount
 NS = 1_000_000_000
 EPOCH = datetime(1970, 1, 1)
 BATCH = 500  # replicas charged per transaction by ``meter``
+NOTE_MAX = 512  # a recharge's note, a correction's reason
 
 
 class LedgerError(ValueError):
@@ -84,21 +85,30 @@ def _within_range(user_id, amount):
         raise LedgerError(_("That would take the balance beyond what can be stored."))
 
 
+def _note(text):
+    """A recharge's note or a correction's reason (``portal.values.text``); LedgerError."""
+    try:
+        return values.text(text, NOTE_MAX)
+    except values.ValueProblem as exc:
+        raise LedgerError(str(exc)) from None
+
+
 def recharge(renter, amount, actor, note=""):
     """Credit ``renter`` with ``amount`` (> 0) micro-units; the new LedgerEntry."""
     _renter(renter)
     if not isinstance(amount, int) or amount <= 0:
         raise LedgerError(_("The amount must be greater than zero."))
+    note = _note(note)
     with database.atomic():
         _within_range(renter.id, amount)
-        return _move(renter.id, amount, kind="recharge", actor=actor, note=note.strip()[:512])
+        return _move(renter.id, amount, kind="recharge", actor=actor, note=note)
 
 
 def adjust(renter, amount, actor, reason, kind="adjust"):
     """A miner's correction with a required ``reason``: ``adjust`` (either sign, not zero)
     or ``refund`` (> 0)."""
     _renter(renter)
-    reason = (reason or "").strip()
+    reason = _note(reason)
     if kind not in ("adjust", "refund"):
         raise ValueError(kind)
     if not reason:
@@ -108,7 +118,7 @@ def adjust(renter, amount, actor, reason, kind="adjust"):
                           else _("The amount must be greater than zero."))
     with database.atomic():
         _within_range(renter.id, amount)
-        return _move(renter.id, amount, kind=kind, actor=actor, note=reason[:512])
+        return _move(renter.id, amount, kind=kind, actor=actor, note=reason)
 
 
 def replica_end_ns(replica):
@@ -229,16 +239,22 @@ def _insert_charges(entries):
         f'INSERT INTO "{LedgerEntry._meta.table_name}" ({columns}) VALUES ({marks})', entries)
 
 
-def minimum_for(per_hour):
+def minimum_for(per_hour, minutes=None):
     """Micro-units a renter needs to start work costing ``per_hour`` (all its replicas):
-    the miner's minimum period (``min_start_minutes``) of it, rounded up."""
-    return -(-per_hour * int(settings.get("min_start_minutes")) // 60)
+    the miner's minimum period (``min_start_minutes``) of it, rounded up. ``minutes``: that
+    setting, when the caller has read it already (once for many tasks)."""
+    if minutes is None:
+        minutes = settings.get("min_start_minutes")
+    return -(-per_hour * int(minutes) // 60)
+
+
+_BALANCE = Prepared(lambda user_id: User.select(User.balance).where(User.id == user_id))
 
 
 def start_refusal(user, needed):
     """The sentence refusing a start that needs ``needed`` micro-units, or None when the
-    user's balance covers it."""
-    balance = User.select(User.balance).where(User.id == user.id).scalar()
+    user's balance covers it (read now, not from ``user``)."""
+    balance = _BALANCE.rows(user.id)[0][0]
     if balance >= needed:
         return None
     currency = settings.get("currency")

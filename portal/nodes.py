@@ -11,11 +11,16 @@ from flask_babel import gettext as _
 from peewee import IntegrityError
 
 from portal.models import Node, NodeChip, Replica
+from portal.references import InUse, delete_unused
 
-URL_RE = re.compile(r"^(unix|ssh|tcp)://[^\s'\"<>]+$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,61}[A-Za-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+# Pattern bodies (``portal.values``), matched whole: the API document carries them too.
+URL = r"(?:unix|ssh|tcp)://[!#-&(-;=?-~]+"  # printable ASCII but space, quotes, < and >
+URL_MAX = 512
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+LABEL_KEY = r"[A-Za-z0-9](?:[A-Za-z0-9_./-]{0,61}[A-Za-z0-9])?"
+LABEL_VALUE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?"
+URL_RE, NAME_RE = re.compile(URL), re.compile(NAME)
+LABEL_KEY_RE, LABEL_VALUE_RE = re.compile(LABEL_KEY), re.compile(LABEL_VALUE)
 MAX_LABELS = 32
 
 
@@ -31,9 +36,9 @@ class NodeError(ValueError):
 def add_node(name, url):
     """Add a manual node (a Podman API URL); discovery fills in the rest."""
     name, url = (name or "").strip(), (url or "").strip()
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise NodeError(_("A node name is 1-64 letters, digits, '.', '_' or '-'."), "name")
-    if len(url) > 512 or not URL_RE.match(url):
+    if len(url) > URL_MAX or not URL_RE.fullmatch(url):
         raise NodeError(_("The address must be a Podman API URL: unix://…, ssh://… or tcp://…"),
                         "url")
     try:
@@ -107,7 +112,10 @@ def remove_node(node):
     if busy:
         raise NodeError(_("Node '%(name)s' still runs %(n)d replica(s): drain it and stop "
                           "them first.", name=node.name, n=busy))
-    node.delete_instance(recursive=True)
+    try:
+        delete_unused(node)  # its chips go with it; replicas and charges keep no node
+    except InUse as exc:
+        raise NodeError(str(exc)) from None
 
 
 def chips_by_node(nodes):

@@ -28,7 +28,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
-from portal import ledger, storage
+from portal import ledger, storage, values
 from portal import tasks as rules
 from portal.db import database
 from portal.models import (
@@ -104,13 +104,8 @@ def _make_code_folder(notebook):
 
 
 def _count(value):
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 2:
-        text = int(text)
-    if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_COUNT:
-        raise NotebookError({"count": _("Subtasks: a whole number from 1 to %(n)d.",
-                                        n=MAX_COUNT)})
-    return text
+    return values.checked(NotebookError, "count", values.whole_number, value, 1, MAX_COUNT,
+                          message=_("Subtasks: a whole number from 1 to %(n)d.", n=MAX_COUNT))
 
 
 def _algorithm(value):

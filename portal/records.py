@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import Case, fn
 
+from portal import values
 from portal.ledger import month_start
 from portal.models import (
     LEDGER_KINDS,
@@ -93,10 +94,7 @@ class Filters:
 
 def parse_id(text):
     """A positive row id from the query string, or None when ``text`` is not one."""
-    text = text or ""
-    if text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_ID:
-        return int(text)
-    return None
+    return values.row_id(text, MAX_ID)
 
 
 def _day(text):
@@ -111,30 +109,30 @@ def _day(text):
 def parse_filters(args):
     """``Filters`` from query-string ``args`` (``user``, ``task``, ``kind``, ``from``, ``to``;
     empty means any); raises FilterError naming each parameter it cannot read."""
-    errors, values = {}, {}
+    errors, found = {}, {}
     text = {key: (args.get(key) or "").strip() for key in ("user", "task", "kind", "from", "to")}
     for key, message in (("user", _("Choose a renter by their id, a whole number.")),
                          ("task", _("A task is given by its id, a whole number such as 42."))):
         if text[key]:
-            values[key] = parse_id(text[key])
-            if values[key] is None:
+            found[key] = parse_id(text[key])
+            if found[key] is None:
                 errors[key] = message
     if text["kind"]:
         if text["kind"] in LEDGER_KINDS:
-            values["kind"] = text["kind"]
+            found["kind"] = text["kind"]
         else:
             errors["kind"] = _("The kind is one of: %(kinds)s.", kinds=", ".join(LEDGER_KINDS))
     for key in ("from", "to"):
         if text[key]:
-            values[key] = _day(text[key])
-            if values[key] is None:
+            found[key] = _day(text[key])
+            if found[key] is None:
                 errors[key] = _("Enter a date as YYYY-MM-DD, such as 2025-01-31.")
-    if values.get("from") and values.get("to") and values["from"] > values["to"]:
+    if found.get("from") and found.get("to") and found["from"] > found["to"]:
         errors["to"] = _("The last day is before the first day.")
     if errors:
         raise FilterError(errors)
-    return Filters(values.get("user"), values.get("task"), values.get("kind"),
-                   values.get("from"), values.get("to"))
+    return Filters(found.get("user"), found.get("task"), found.get("kind"),
+                   found.get("from"), found.get("to"))
 
 
 # --- pages of rows -------------------------------------------------------------------------

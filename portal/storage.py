@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 KINDS = ("algorithms", "datasets", "notebooks")
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a pattern body (``portal.values``)
+NAME_RE = re.compile(NAME)
 CONTAINER_UID = CONTAINER_GID = 1000  # the notebook image's user (Containerfile.jupyter)
 
 

@@ -13,7 +13,7 @@ from flask import abort
 from flask_babel import gettext as _
 from peewee import JOIN, fn
 
-from portal import settings
+from portal import settings, values
 from portal.models import (
     LedgerEntry,
     Node,
@@ -139,9 +139,10 @@ class Page:
 
 def page_number(text):
     """A page number from the query string; anything but a small positive integer is 1."""
-    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
-        return max(1, int(text))
-    return 1
+    try:
+        return values.whole_number(text, 1, 999_999)
+    except values.ValueProblem:
+        return 1
 
 
 def _clamped(number, total, size=PAGE_SIZE):

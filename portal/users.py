@@ -14,10 +14,13 @@ from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal import values
 from portal.db import database
 from portal.models import ROLES, Group, Membership, User, new_session_nonce
+from portal.references import InUse, delete_unused
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9_.-]{1,31}")
+DISPLAY_NAME_MAX, DESCRIPTION_MAX = 128, 256
 MIN_PASSWORD = 8
 FIRST_MINER = "admin"
 ROLE_NAMES = {"miner": _l("miner"), "renter": _l("renter")}
@@ -32,7 +35,7 @@ def generate_password():
 
 
 def _check_name(name, what):
-    if not NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UserError(
             _(
                 "A %(what)s name must be 2-32 characters: lowercase letters, digits, "
@@ -40,6 +43,14 @@ def _check_name(name, what):
                 what=what,
             )
         )
+
+
+def _one_line(value, limit):
+    """A display name or description (``portal.values.name``; may be empty)."""
+    try:
+        return values.name(value, limit, required=False)
+    except values.ValueProblem as exc:
+        raise UserError(str(exc)) from None
 
 
 def _check_password(password):
@@ -53,13 +64,14 @@ def create_user(name, role, password, display_name="", groups=()):
     if role not in ROLES:
         raise UserError(_("Role must be one of: %(roles)s.", roles=", ".join(ROLES)))
     _check_password(password)
+    display_name = _one_line(display_name, DISPLAY_NAME_MAX)
     with database.atomic():
         group_rows = [find_group(g) for g in groups]
         try:
             user = User.create(
                 name=name,
                 role=role,
-                display_name=(display_name or "").strip()[:128],
+                display_name=display_name,
                 password_hash=generate_password_hash(password),
             )
         except IntegrityError:
@@ -70,7 +82,10 @@ def create_user(name, role, password, display_name="", groups=()):
 
 
 def authenticate(name, password):
-    """The active user with this name and password, or None."""
+    """The active user with this name and password, or None (a name no user can have, such
+    as one holding NUL, is not looked up at all)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        return None
     user = User.get_or_none(User.name == name)
     if user is None or not user.active:
         return None
@@ -104,10 +119,21 @@ def find_group(name):
 
 def create_group(name, description=""):
     _check_name(name, _("group"))
+    description = _one_line(description, DESCRIPTION_MAX)
     try:
-        return Group.create(name=name, description=(description or "").strip()[:256])
+        return Group.create(name=name, description=description)
     except IntegrityError:
         raise UserError(_("A group named '%(name)s' already exists.", name=name)) from None
+
+
+def delete_group(group):
+    """Delete a group and its memberships. Refused (UserError) while a pool is bound to it:
+    unbinding would change who may use the pool (the default pool, bound to no group,
+    serves every renter)."""
+    try:
+        delete_unused(group)
+    except InUse as exc:
+        raise UserError(str(exc)) from None
 
 
 def set_groups(user, group_ids):

@@ -8,9 +8,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
-from portal.api.schema import Array, Integer, Object, Record, String, iso
+from portal.api.schema import Array, Integer, Name, Object, Record, String, iso
 from portal.models import Group, Membership
 from portal.tokens import MAX_NAME, TokenError, create_token, revoke_token, tokens_of
 
@@ -31,8 +31,8 @@ TOKEN = Record({
     "last_used_at": String(format="date-time", nullable=True),
 }, name="Token")
 
-NEW_TOKEN = Object({"name": String(_l("What the token is for"), min_length=1,
-                                   max_length=MAX_NAME)}, required=("name",), name="NewToken")
+NEW_TOKEN = Object({"name": Name(MAX_NAME, _l("What the token is for"))}, required=("name",),
+                   name="NewToken")
 CREATED_TOKEN = Record({"token": TOKEN, "secret": String(_l("The token, shown this once"))},
                        name="CreatedToken")
 
@@ -62,7 +62,7 @@ def create_token_api(body):
     try:
         row, secret = create_token(api_user(), body["name"])
     except TokenError as exc:
-        raise ApiError(400, "invalid_body", str(exc)) from None
+        raise refused(str(exc)) from None
     return {"token": token_json(row), "secret": secret}
 
 

@@ -12,12 +12,12 @@ from flask import request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import ledger, records
+from portal import ledger, records, values
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
 from portal.api.resources import get_or_404
-from portal.api.schema import Array, Boolean, Integer, Object, Record, String, iso
+from portal.api.schema import Array, Boolean, Integer, Object, Record, String, Text, iso
 from portal.models import User
 from portal.money import AmountError, decimal_text, parse_amount, parse_signed_amount
 
@@ -71,15 +71,19 @@ RECORDS_PAGE = Record({
 
 RECHARGE = Object({
     "amount": String(_l("More than zero, in the miner's currency, as a decimal string such "
-                        "as \"12.5\" (at most 6 decimals; never a JSON number)")),
-    "note": String(_l("Shown on the renter's records"), max_length=512),
+                        "as \"12.5\" (at most 6 decimals; never a JSON number)"),
+                     pattern=values.AMOUNT, rule=_l("an amount more than zero, at most 6 "
+                                                    "decimals")),
+    "note": Text(ledger.NOTE_MAX, _l("Shown on the renter's records")),
 }, required=("amount",), name="Recharge")
 
 ADJUST = Object({
     "amount": String(_l("A decimal string, not zero: \"-3\" takes money off (an adjust only), "
-                        "\"3\" adds it")),
-    "kind": String(_l("adjust (the default; either sign) or refund (more than zero)")),
-    "reason": String(_l("Required; shown on the renter's records"), max_length=512),
+                        "\"3\" adds it"), pattern=values.SIGNED_AMOUNT,
+                     rule=_l("an amount, not zero, at most 6 decimals")),
+    "kind": String(_l("adjust (the default; either sign) or refund (more than zero; a "
+                      "negative amount: 409)"), enum=("adjust", "refund")),
+    "reason": Text(ledger.NOTE_MAX, _l("Shown on the renter's records"), required=True),
 }, required=("amount", "reason"), name="Adjustment")
 
 
@@ -113,7 +117,7 @@ def _user_or_404(user_id):
 
 
 def _refused(exc, field="amount"):
-    return ApiError(400, "invalid", str(exc), {field: str(exc)})
+    return refused(str(exc), {field: str(exc)})
 
 
 @route("/billing/renters", summary=_l("Every renter's balance, use this month and spend per "
@@ -133,7 +137,7 @@ def recharge_renter_api(user_id, body):
     except AmountError as exc:
         raise _refused(exc) from None
     except ledger.LedgerError as exc:
-        raise ApiError(400, "invalid", str(exc)) from None
+        raise refused(str(exc)) from None
     return _written(entry)
 
 
@@ -143,18 +147,13 @@ def recharge_renter_api(user_id, body):
 def adjust_renter_api(user_id, body):
     user = _user_or_404(user_id)
     kind = body.get("kind", "adjust")
-    if kind not in ("adjust", "refund"):
-        raise ApiError(400, "invalid", _("'kind' is adjust or refund."),
-                       {"kind": _("'kind' is adjust or refund.")})
-    if not body["reason"].strip():
-        raise _refused(_("Say why: a reason is required."), "reason")
     try:
         entry = ledger.adjust(user, parse_signed_amount(body["amount"]), api_user().id,
                               body["reason"], kind)
     except AmountError as exc:
         raise _refused(exc) from None
     except ledger.LedgerError as exc:
-        raise ApiError(400, "invalid", str(exc)) from None
+        raise refused(str(exc)) from None
     return _written(entry)
 
 

@@ -24,6 +24,14 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.fields = status, code, message, fields
 
 
+def refused(message, fields=None):
+    """ApiError(409, "conflict"): the document allows the body, but the rules refuse it as
+    things are -- a name already taken, a pool, spec or group that does not exist or is not
+    yours, a state that forbids it. (A body the document refuses is 400 ``invalid_body``.)
+    ``fields`` maps the body's fields to their messages."""
+    return ApiError(409, "conflict", message, fields or None)
+
+
 def error_response(status, code, message, fields=None):
     error = {"code": code, "message": str(message)}
     if fields is not None:
@@ -38,6 +46,8 @@ def _messages():
         403: _("Your account may not use this endpoint."),
         404: _("There is nothing here."),
         405: _("This endpoint does not answer that method."),
+        429: _("Too many attempts from your address. Try again after the seconds in the "
+               "Retry-After header."),
         500: _("Something went wrong on the server."),
     }
 

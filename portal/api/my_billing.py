@@ -10,7 +10,7 @@ from flask import request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import usage
+from portal import usage, values
 from portal.api.auth import api_user
 from portal.api.errors import ApiError
 from portal.api.registry import route
@@ -74,9 +74,9 @@ def _id_argument(name):
     text = request.args.get(name, "")
     if not text:
         return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
+    if (number := values.row_id(text)) is None:
         raise ApiError(400, "invalid", _("'%(field)s' must be a positive integer.", field=name))
-    return int(text)
+    return number
 
 
 @route("/account/balance", summary=_l("Your balance, what you spend per hour and how long it "

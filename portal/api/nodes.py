@@ -13,13 +13,25 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN
 
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
 from portal.api.resources import MAX_ID, get_or_404
 from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String, iso
 from portal.db import database
 from portal.models import Node, NodeChip, Pool
-from portal.nodes import NodeError, add_node, remove_node, save_labels, set_flags
+from portal.nodes import (
+    LABEL_KEY,
+    LABEL_VALUE,
+    MAX_LABELS,
+    NAME,
+    URL,
+    URL_MAX,
+    NodeError,
+    add_node,
+    remove_node,
+    save_labels,
+    set_flags,
+)
 from portal.signals import nodes_changed
 
 CHIP = Record({
@@ -94,22 +106,28 @@ def list_nodes():
 
 
 NEW_NODE = Object({
-    "name": String(_l("1-64 letters, digits, '.', '_' or '-'")),
+    "name": String(_l("1-64 letters, digits, '.', '_' or '-'; unique (taken: 409)"),
+                   min_length=1, max_length=64, pattern=NAME,
+                   rule=_l("letters, digits, '.', '_' or '-'")),
     "url": String(_l("Podman API URL: unix://..., ssh://user@host/run/podman/podman.sock or "
-                     "tcp://...")),
+                     "tcp://..."), min_length=1, max_length=URL_MAX, pattern=URL,
+                  rule=_l("a Podman API URL: unix://..., ssh://... or tcp://...")),
 }, required=("name", "url"), name="NewNode")
 NODE_CHANGE = Object({
-    "labels": Map(String(), _l("The whole set of labels, replacing the old one: keys and values "
-                               "of letters, digits, '-', '_' and '.' (up to 63)")),
-    "cordoned": Boolean(_l("No new replicas are placed here; a draining node stays cordoned")),
+    "labels": Map(String(max_length=63, pattern=LABEL_VALUE, rule=_l("a label value")),
+                  _l("The whole set of labels, replacing the old one: keys and values "
+                     "of letters, digits, '-', '_' and '.' (up to 63)"), max_items=MAX_LABELS,
+                  keys=String(min_length=1, max_length=63, pattern=LABEL_KEY,
+                              rule=_l("a label key"))),
+    "cordoned": Boolean(_l("No new replicas are placed here; a draining node stays cordoned "
+                           "(cordoned false with draining true: 409)")),
     "draining": Boolean(_l("Draining implies cordoned")),
     "enabled": Boolean(),
 }, name="NodeChange", description=_l("Any of the fields; the others stay as they are"))
 
 
 def _invalid(exc):
-    fields = {exc.field: str(exc)} if exc.field else {}
-    return ApiError(400, "invalid", str(exc), fields)
+    return refused(str(exc), {exc.field: str(exc)} if exc.field else None)
 
 
 def _node_or_404(node_id):
@@ -148,7 +166,7 @@ def update_node_api(node_id, body):
     flags = {key: body[key] for key in ("cordoned", "draining", "enabled") if key in body}
     if flags.get("cordoned") is False and flags.get("draining", node.draining):
         message = _("A draining node stays cordoned: send \"draining\": false as well.")
-        raise ApiError(400, "invalid", message, {"cordoned": message})
+        raise refused(message, {"cordoned": message})
     try:
         with database.atomic():
             if "labels" in body:

@@ -13,11 +13,13 @@ from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 
 from portal import notebooks as rules
+from portal import storage, values
 from portal import tasks as task_rules
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
-from portal.api.schema import Array, Boolean, Integer, Object, Record, String, iso
+from portal.api.schema import Array, Boolean, Integer, Name, Object, Record, String, iso
+from portal.api.tasks import IMAGE, POOL_NAME, SPEC_NAME
 from portal.proxy import ready
 
 STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
@@ -61,16 +63,22 @@ NOTEBOOK = Record({
     "run": RUN,
 }, name="Notebook")
 
+_FOLDER = dict(max_length=64, pattern=f"(?:{storage.NAME})?",
+               rule=_l("a folder name: letters, digits, '.', '_' and '-', starting with a "
+                       "letter or digit"))
 NEW_NOTEBOOK = Object({
-    "name": String(_l("1-96 characters; HTML and any Unicode are kept as data")),
+    "name": Name(task_rules.NAME_MAX, _l("HTML and any Unicode are kept as data")),
     "image": String(_l("An image with jupyter-lab; Hourglass's JupyterLab image when left "
-                       "out")),
-    "spec": String(_l("The name of a spec you may use")),
-    "pool": String(_l("The name of a pool open to you")),
-    "count": Integer(_l("Subtasks, 1 to 8 (1 when left out)")),
+                       "out"), min_length=1, max_length=IMAGE.max_length,
+                    pattern=IMAGE.pattern, rule=IMAGE.rule),
+    "spec": SPEC_NAME,
+    "pool": POOL_NAME,
+    "count": Integer(_l("Subtasks, 1 to 8 (1 when left out)"), minimum=1,
+                     maximum=rules.MAX_COUNT),
     "algorithm": String(_l("An algorithm folder name for /code (made when missing); empty "
-                           "or left out: the notebook's own folder")),
-    "dataset": String(_l("One of your dataset folders, read-only at /dataset")),
+                           "or left out: the notebook's own folder"), **_FOLDER),
+    "dataset": String(_l("One of your dataset folders, read-only at /dataset (another: "
+                         "409)"), **_FOLDER),
     "start": Boolean(_l("Start it at once (true when left out)")),
 }, required=("name", "spec", "pool"), name="NewNotebook")
 
@@ -98,14 +106,13 @@ def _wait_seconds():
     value = request.args.get("wait")
     if value is None:
         return WAIT_SECONDS
-    value = value.strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 3) \
-            or int(value) > MAX_WAIT_SECONDS:
+    try:
+        return values.whole_number(value, 0, MAX_WAIT_SECONDS)
+    except values.ValueProblem:
         raise ApiError(400, "invalid", _l("'wait' must be a whole number of seconds from 0 "
                                           "to %(n)d.", n=MAX_WAIT_SECONDS),
                        {"wait": _l("A whole number of seconds from 0 to %(n)d.",
-                                   n=MAX_WAIT_SECONDS)})
-    return int(value)
+                                   n=MAX_WAIT_SECONDS)}) from None
 
 
 def ready_json(view, progress, waited):
@@ -159,9 +166,8 @@ def _one(notebook):
     return notebook_json(rules.notebook_view(notebook))
 
 
-def _refused(exc, status=400, code="invalid"):
-    fields = {key: message for key, message in exc.errors.items() if key}
-    return ApiError(status, code, str(exc), fields if status == 400 else None)
+def _refused(exc):
+    return refused(str(exc), {key: message for key, message in exc.errors.items() if key})
 
 
 @route("/notebooks", summary=_l("Your notebooks, newest first, with their latest run"),
@@ -198,7 +204,7 @@ def start_notebook_api(notebook_id):
     try:
         rules.start_notebook(notebook)
     except rules.NotebookError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None
     return _one(notebook)
 
 
@@ -210,7 +216,7 @@ def stop_notebook_api(notebook_id):
     try:
         rules.stop_notebook(notebook)
     except rules.NotebookError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None
     return _one(notebook)
 
 
@@ -221,7 +227,7 @@ def delete_notebook_api(notebook_id):
     try:
         rules.delete_notebook(rules.get_notebook_or_404(api_user(), notebook_id))
     except rules.NotebookError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None
 
 
 @route("/notebooks/<int:notebook_id>/ready",

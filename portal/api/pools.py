@@ -14,11 +14,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal import resources as rules
+from portal import users
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
-from portal.api.resources import MAX_ID, REF, conflict, get_or_404, invalid, ref
-from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String
+from portal.api.resources import DESCRIPTION, MAX_ID, REF, conflict, get_or_404, ref, refusal
+from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import Group, Node, Pool
 
@@ -56,11 +57,14 @@ POOL = Object({
     name="Pool")
 
 POOL_FIELDS = {
-    "name": String(_l("Unique; the default pool keeps its name")),
-    "description": String(),
-    "groups": Array(String(), _l("Names of the groups to bind; replaces the old set"),
-                    max_items=MAX_ITEMS),
-    "nodes": Array(Integer(minimum=1, maximum=MAX_ID), _l("Ids of nodes to move into the pool"),
+    "name": Name(rules.NAME_MAX["pool"], _l("Unique; the default pool keeps its name")),
+    "description": DESCRIPTION,
+    "groups": Array(String(min_length=2, max_length=32, pattern=users.NAME_RE.pattern,
+                           rule=_l("a group name")),
+                    _l("Names of the groups to bind (an unknown one: 409); replaces the old "
+                       "set"), max_items=MAX_ITEMS),
+    "nodes": Array(Integer(minimum=1, maximum=MAX_ID),
+                   _l("Ids of nodes to move into the pool (an unknown one: 409)"),
                    max_items=MAX_ITEMS),
     "limits": LIMITS_CHANGE,
 }
@@ -111,22 +115,22 @@ def get_pool(pool_id):
 
 
 def _group_ids(names):
-    """Ids of the groups named ``names``; an unknown name is 400."""
+    """Ids of the groups named ``names``; an unknown name is 409."""
     found = dict(Group.select(Group.name, Group.id).where(Group.name.in_(names)).tuples())
     unknown = [name for name in names if name not in found]
     if unknown:
         message = _("There is no group '%(name)s'.", name=unknown[0])
-        raise ApiError(400, "invalid", message, {"groups": message})
+        raise refused(message, {"groups": message})
     return {found[name] for name in names}
 
 
 def _nodes(ids):
-    """The nodes with these ids; an unknown id is 400."""
+    """The nodes with these ids; an unknown id is 409."""
     nodes = list(Node.select().where(Node.id.in_(ids))) if ids else []
     missing = sorted(set(ids) - {node.id for node in nodes})
     if missing:
         message = _("There is no node %(id)d.", id=missing[0])
-        raise ApiError(400, "invalid", message, {"nodes": message})
+        raise refused(message, {"nodes": message})
     return nodes
 
 
@@ -148,7 +152,7 @@ def _save(pool, body):
             for node in nodes:
                 rules.move_node(node, pool)
     except rules.ResourceError as exc:
-        raise invalid(exc, {name: f"limits.{name}" for name in rules.LIMIT_FIELDS}) from None
+        raise refusal(exc, {name: f"limits.{name}" for name in rules.LIMIT_FIELDS}) from None
     return _one(pool.id)
 
 

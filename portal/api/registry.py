@@ -62,7 +62,8 @@ def read_body(schema):
     try:
         return schema.validate(data, "")
     except SchemaError as exc:
-        raise ApiError(400, "invalid_body", str(exc)) from None
+        raise ApiError(400, "invalid_body", str(exc),
+                       {exc.field: str(exc)} if exc.field else None) from None
 
 
 def route(rule, method="GET", *, summary, role=None, public=False, tokens=True, body=None,

@@ -2,19 +2,20 @@
 
 The helpers at the top serve the specs, pools and nodes endpoints too: load a
 row or answer 404, and turn a refusal of the rules in ``portal.resources`` into
-an ``ApiError`` (400 ``invalid`` with ``fields`` for bad values, 409
-``conflict`` when the state of things refuses a change).
+an ``ApiError``: 409 ``conflict``, with ``fields`` naming the values refused (a body the
+document refuses never gets this far: it is 400 ``invalid_body``).
 """
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal import resources as rules
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
-from portal.api.schema import Array, Integer, Object, Record, String
+from portal.api.schema import Array, Integer, Name, Object, Record, String
 from portal.models import CustomResource
 
+KIND_MAX = 64  # what the column holds
 MAX_ID = 2**63 - 1  # a row id the database can hold; a bigger one is no row at all
 
 
@@ -26,12 +27,12 @@ def get_or_404(model, object_id, message):
     return found
 
 
-def invalid(exc, rename=None):
-    """ApiError(400, "invalid") for a ResourceError; ``rename`` maps the rules' field names
-    (those of the pages' forms) to the body's. Whole-body messages are only in ``message``."""
+def refusal(exc, rename=None):
+    """``refused`` (409) for a ResourceError; ``rename`` maps the rules' field names (those
+    of the pages' forms) to the body's. Whole-body messages are only in ``message``."""
     rename = rename or {}
-    fields = {rename.get(key, key): message for key, message in exc.errors.items() if key}
-    return ApiError(400, "invalid", str(exc), fields)
+    return refused(str(exc), {rename.get(key, key): message
+                              for key, message in exc.errors.items() if key})
 
 
 def conflict(exc):
@@ -54,14 +55,15 @@ RESOURCE = Record({
     "description": String(),
 }, name="CustomResource")
 
-_NAME = String(_l("Unique; HTML and any Unicode are kept as data; no control characters"))
+_NAME = Name(rules.NAME_MAX["resource"], _l("Unique; HTML and any Unicode are kept as data"))
+DESCRIPTION = Name(rules.DESCRIPTION_MAX, _l("One line; may be empty"), required=False)
 NEW_RESOURCE = Object({
     "name": _NAME,
-    "kind": String(_l("A system resource kind: one seen on a node, or sophgo.com/bm1684, "
-                      "sophgo.com/bm1684x, nvidia.com/gpu")),
-    "description": String(),
+    "kind": Name(KIND_MAX, _l("A system resource kind: one seen on a node, or "
+                              "sophgo.com/bm1684, sophgo.com/bm1684x, nvidia.com/gpu")),
+    "description": DESCRIPTION,
 }, required=("name", "kind"), name="NewCustomResource")
-RESOURCE_CHANGE = Object({"name": _NAME, "description": String()}, name="CustomResourceChange",
+RESOURCE_CHANGE = Object({"name": _NAME, "description": DESCRIPTION}, name="CustomResourceChange",
                          description=_l("Any of the fields; the kind stays"))
 
 
@@ -87,7 +89,7 @@ def create_resource_api(body):
     try:
         resource = rules.create_resource(body["name"], body["kind"], body.get("description", ""))
     except rules.ResourceError as exc:
-        raise invalid(exc) from None
+        raise refusal(exc) from None
     return resource_json(resource)
 
 
@@ -100,7 +102,7 @@ def update_resource_api(resource_id, body):
         rules.update_resource(resource, body.get("name", resource.name),
                               body.get("description", resource.description))
     except rules.ResourceError as exc:
-        raise invalid(exc) from None
+        raise refusal(exc) from None
     return resource_json(resource)
 
 

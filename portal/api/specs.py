@@ -11,11 +11,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal import resources as rules
+from portal import values
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import ApiError, refused
 from portal.api.registry import route
-from portal.api.resources import REF, get_or_404, invalid, ref
-from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String
+from portal.api.resources import REF, conflict, get_or_404, ref, refusal
+from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import CustomResource, ResourceSpec, SpecResource
 from portal.money import format_amount
@@ -36,14 +37,25 @@ SPEC = Record({
 }, name="ResourceSpec")
 
 SPEC_FIELDS = {
-    "name": String(_l("Unique; empty or left out on creation: the suggested name, such as "
-                      "'4 CPU-2 GB-2 TPU 1684X'")),
-    "cpu": String(_l("CPU cores as a decimal string, e.g. \"4\" or \"0.5\" (steps of 0.001)")),
-    "memory_gb": String(_l("Memory in GB (1 GB = 1024 MiB) as a decimal string, e.g. \"2\"")),
+    "name": Name(rules.NAME_MAX["spec"], _l("Unique; empty or left out on creation: the "
+                                            "suggested name, such as '4 CPU-2 GB-2 TPU 1684X'"),
+                 required=False),
+    "cpu": String(_l("CPU cores as a decimal string, e.g. \"4\" or \"0.5\" (steps of 0.001; "
+                     "more than 1024: 409)"), pattern=values.decimal_pattern(3, 4),
+                  rule=_l("a decimal more than zero, at most 3 decimals")),
+    "memory_gb": String(_l("Memory in GB (1 GB = 1024 MiB) as a decimal string, e.g. \"2\" "
+                           "(whole MiB; more than 16 TiB: 409)"),
+                        pattern=values.decimal_pattern(10, 5),
+                        rule=_l("a decimal more than zero, at most 10 decimals")),
     "price": String(_l("Price per machine-hour in the miner's currency as a decimal string, "
-                       "e.g. \"1.25\" (at most 6 decimals; never a JSON number)")),
-    "resources": Map(Integer(), _l("Chips per custom resource, by the resource's name "
-                                   "(0 leaves it out); when sent, it replaces the whole set")),
+                       "e.g. \"1.25\" (at most 6 decimals; never a JSON number; more than "
+                       "%(n)s: 409)", n=format_amount(rules.MAX_PRICE)),
+                    pattern=values.AMOUNT, rule=_l("an amount more than zero, at most 6 "
+                                                   "decimals")),
+    "resources": Map(Integer(minimum=0, maximum=rules.MAX_CHIPS),
+                     _l("Chips per custom resource, by the resource's name (0 leaves it "
+                        "out; an unknown name: 409); when sent, it replaces the whole set"),
+                     keys=Name(rules.NAME_MAX["resource"])),
     "enabled": Boolean(_l("Renters may pick it (a new spec is enabled unless this says no)")),
 }
 NEW_SPEC = Object(SPEC_FIELDS, required=("cpu", "memory_gb", "price"), name="NewResourceSpec")
@@ -107,12 +119,12 @@ def _current(spec):
 
 
 def _counts(sent):
-    """``{CustomResource: count}`` for the body's ``{name: count}``; an unknown name is 400."""
+    """``{CustomResource: count}`` for the body's ``{name: count}``; an unknown name is 409."""
     by_name = {r.name: r for r in CustomResource.select()}
     unknown = {f"resources.{name}": _("There is no custom resource '%(name)s'.", name=name)
                for name in sent if name not in by_name}
     if unknown:
-        raise ApiError(400, "invalid", " ".join(unknown.values()), unknown)
+        raise refused(" ".join(unknown.values()), unknown)
     return {by_name[name]: count for name, count in sent.items()}
 
 
@@ -132,7 +144,7 @@ def _save(spec, body):
             if "enabled" in body:
                 rules.set_spec_enabled(spec, body["enabled"])
     except rules.ResourceError as exc:
-        raise invalid(exc, rename) from None
+        raise refusal(exc, rename) from None
     return _one(spec.id)
 
 
@@ -148,9 +160,13 @@ def update_spec_api(spec_id, body):
     return _save(_spec_or_404(spec_id), body)
 
 
-@route("/specs/<int:spec_id>", "DELETE", summary=_l("Delete a spec"), role="miner")
+@route("/specs/<int:spec_id>", "DELETE",
+       summary=_l("Delete a spec (409 while a task or a charge uses it)"), role="miner")
 def delete_spec_api(spec_id):
-    rules.delete_spec(_spec_or_404(spec_id))
+    try:
+        rules.delete_spec(_spec_or_404(spec_id))
+    except rules.ResourceError as exc:
+        raise conflict(exc) from None
 
 
 def _spec_or_404(spec_id):

@@ -15,7 +15,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import Length
 
-from portal import ledger, records, settings
+from portal import ledger, records, settings, values
 from portal.csv_export import csv_rows
 from portal.miner import bp, get_or_404
 from portal.miner.resources import answer
@@ -171,25 +171,27 @@ def adjust_view(user_id):
 
 
 def _minutes(field):
-    text = (field.data or "").strip()
-    if text.isascii() and text.isdigit() and len(text) <= 6 and int(text) <= MAX_MINUTES:
-        return str(int(text))
-    field.errors.append(_("Enter whole minutes from 0 to %(most)d.", most=MAX_MINUTES))
-    return None
+    try:
+        return str(values.whole_number(field.data, 0, MAX_MINUTES))
+    except values.ValueProblem:
+        field.errors.append(_("Enter whole minutes from 0 to %(most)d.", most=MAX_MINUTES))
+        return None
 
 
 @bp.post("/machine-time/settings")
 def billing_settings_view():
     form = SettingsForm(prefix="settings")
     if form.validate():
-        currency = (form.currency.data or "").strip()
-        if not (0 < len(currency) <= MAX_CURRENCY and currency.isprintable()):
+        try:
+            currency = values.name(form.currency.data, MAX_CURRENCY)
+        except values.ValueProblem:
+            currency = None
             form.currency.errors.append(_("Enter a label of 1 to %(most)d characters, such as "
                                           "UNC.", most=MAX_CURRENCY))
-        values = {"currency": currency, "min_start_minutes": _minutes(form.min_start_minutes),
+        chosen = {"currency": currency, "min_start_minutes": _minutes(form.min_start_minutes),
                   "low_balance_minutes": _minutes(form.low_balance_minutes)}
         if not form.errors:
-            for key, value in values.items():
+            for key, value in chosen.items():
                 settings.put(key, value)
             flash(_("Billing settings saved."), "success")
             return redirect(url_for("miner.machine_time"), 303)

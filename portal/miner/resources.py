@@ -13,6 +13,7 @@ from peewee import fn
 from wtforms import SelectField, StringField
 
 from portal import resources as rules
+from portal import values
 from portal.miner import bp, get_or_404
 from portal.models import CustomResource, SpecResource
 
@@ -21,8 +22,7 @@ from portal.models import CustomResource, SpecResource
 
 def parse_id(text):
     """A row id typed in a form (a select's or checkbox's value), or None when it is not one."""
-    text = text or ""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+    return values.row_id(text)
 
 
 def show_errors(form, exc):

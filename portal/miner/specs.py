@@ -141,6 +141,11 @@ def set_spec_enabled_view(spec_id):
 @bp.post("/specs/<int:spec_id>/delete")
 def delete_spec_view(spec_id):
     spec = get_or_404(ResourceSpec, spec_id)
-    rules.delete_spec(spec)
+    try:
+        rules.delete_spec(spec)
+    except rules.ResourceError as exc:
+        flash(str(exc), "error")
+        custom = _custom()
+        return _page(custom, spec_form(custom), status=409)
     flash(_("Deleted spec '%(name)s'.", name=spec.name), "success")
     return redirect(url_for("miner.specs"), 303)

@@ -13,6 +13,7 @@ from wtforms import PasswordField, SelectChoice, SelectField, SelectMultipleFiel
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from portal import values
 from portal.miner import bp, get_or_404
 from portal.models import Group, User
 from portal.users import (
@@ -20,6 +21,7 @@ from portal.users import (
     UserError,
     create_group,
     create_user,
+    delete_group,
     generate_password,
     group_names_by_user,
     set_active,
@@ -127,7 +129,8 @@ def reset_password_view(user_id):
 @bp.post("/users/<int:user_id>/groups")
 def set_groups_view(user_id):
     user = get_or_404(User, user_id)
-    ids = [int(v) for v in request.form.getlist("groups") if v.isdigit()]
+    ids = [number for v in request.form.getlist("groups")
+           if (number := values.row_id(v)) is not None]
     set_groups(user, ids)
     flash(_("Groups of '%(name)s' saved.", name=user.name), "success")
     return redirect(url_for("miner.users"), 303)
@@ -150,6 +153,10 @@ def create_group_view():
 @bp.post("/groups/<int:group_id>/delete")
 def delete_group_view(group_id):
     group = get_or_404(Group, group_id)
-    group.delete_instance(recursive=True)
+    try:
+        delete_group(group)
+    except UserError as exc:
+        flash(str(exc), "error")
+        return _page(status=409)
     flash(_("Deleted group '%(name)s'.", name=group.name), "success")
     return redirect(url_for("miner.users"), 303)

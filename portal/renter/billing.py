@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
 
-from portal import usage
+from portal import usage, values
 from portal.csv_export import csv_rows
 from portal.money import decimal_number
 from portal.renter import bp
@@ -34,10 +34,7 @@ def duration_text(seconds):
 def billing():
     task = None
     if request.args.get("task"):
-        number = request.args["task"]
-        task = usage.own_task_or_404(
-            current_user, int(number) if number.isascii() and number.isdigit()
-            and len(number) <= 18 else 0)
+        task = usage.own_task_or_404(current_user, values.row_id(request.args["task"]) or 0)
     records = usage.consumption(current_user, usage.page_number(request.args.get("page")), task)
     credits = usage.credits(current_user, usage.page_number(request.args.get("credits")))
     return render_template(

@@ -33,6 +33,7 @@ from flask_login import current_user, user_logged_out
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from portal import values
 from portal.db import database
 from portal.models import Replica, Task, User
 from portal.renter import bp
@@ -108,9 +109,10 @@ def console_socket(ws, task_id, replica_id):
 def _size(args):
     """(rows, cols) from the query string, within 1..1000; 24 x 80 when absent or odd."""
     def number(name, default):
-        value = args.get(name, "")
-        return int(value) if value.isascii() and value.isdigit() and 0 < int(value) <= 1000 \
-            else default
+        try:
+            return values.whole_number(args.get(name), 1, 1000)
+        except values.ValueProblem:
+            return default
     return number("rows", 24), number("cols", 80)
 
 

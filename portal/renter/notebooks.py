@@ -34,7 +34,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
 
 from portal import notebooks as rules
-from portal import resources
+from portal import resources, security_headers, values
 from portal import tasks as task_rules
 from portal.auth import LOGIN_ID
 from portal.money import format_amount
@@ -77,11 +77,12 @@ def _shown():
     """The ``(step, answering)`` a notebook page's refresh says it shows, or None."""
     if request.headers.get("HX-Request") != "true":
         return None
-    step, answering = request.args.get("step", ""), request.args.get("answering", "")
-    if not (step.isascii() and step.isdigit() and answering.isascii()
-            and answering.isdigit() and len(answering) <= 2):
+    try:
+        step = values.whole_number(request.args.get("step"), min(STARTING), max(STARTING))
+        answering = values.whole_number(request.args.get("answering"), 0, 99)
+    except values.ValueProblem:
         return None
-    return (int(step), int(answering)) if int(step) in STARTING else None
+    return (step, answering) if step in STARTING else None
 
 
 class NotebookForm(FlaskForm):
@@ -211,8 +212,8 @@ def open_notebook_view(notebook_id):
     choices = {rid: role for role, rid in openable(rules.notebook_view(notebook))}
     wanted = request.form.get("replica", "").strip()
     if wanted:
-        chosen = int(wanted) if wanted.isascii() and wanted.isdigit() \
-            and int(wanted) in choices else None
+        chosen = values.row_id(wanted)
+        chosen = chosen if chosen in choices else None
     else:
         chosen = next(iter(choices)) if len(choices) == 1 else None
     if chosen is None:
@@ -227,6 +228,8 @@ def open_notebook_view(notebook_id):
         "renter/notebook_open.html", notebook=notebook, role=choices[chosen], grant=grant,
         action=urls.notebook_url() + "/_hourglass/enter"))
     response.headers["Cache-Control"] = "no-store"
-    # Not "no-referrer": the browser would then send "Origin: null", which the proxy refuses.
-    response.headers["Referrer-Policy"] = "strict-origin"
+    # Not the portal's "same-origin": the browser would then send "Origin: null" with the
+    # cross-origin POST, which the proxy refuses.
+    security_headers.referrer_policy("strict-origin")
+    security_headers.allow("form-action", urls.notebook_origin())
     return response

@@ -17,7 +17,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, SelectField, StringField, TextAreaField
 
-from portal import resources
+from portal import resources, values
 from portal import tasks as rules
 from portal.money import format_amount
 from portal.renter import bp
@@ -108,9 +108,9 @@ def tasks():
 
 @bp.get("/tasks/new")
 def new_task():
-    earlier = request.args.get("from", "")
-    if earlier.isascii() and earlier.isdigit() and len(earlier) <= 18:
-        view = rules.task_view(rules.get_task_or_404(current_user, int(earlier)))
+    earlier = values.row_id(request.args.get("from"))
+    if earlier is not None:
+        view = rules.task_view(rules.get_task_or_404(current_user, earlier))
         return _form_page(TaskForm(formdata=None, data=_prefill(view)))
     form = TaskForm(formdata=None)
     form.subtasks[0].role.data = "worker"

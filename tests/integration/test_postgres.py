@@ -16,7 +16,7 @@ from peewee import PostgresqlDatabase
 from portal.db import MIGRATIONS_DIR
 from portal.models import MODELS
 from tests.conftest import PASSWORD, create_accounts
-from tests.support import login
+from tests.support import csrf_token, login
 
 pytestmark = pytest.mark.postgres
 
@@ -329,3 +329,191 @@ def test_metering_and_recharges_at_once_keep_the_books_exact_on_postgres(pg_app,
         assert ledger.verify() == []
         assert all(r.settled and r.charged == ledger.cost(40, 7_000_000)
                    for r in Replica.select())
+
+
+# --- deleting what is used -------------------------------------------------------------------
+
+
+def _spec_in_use(pg_app, pg_accounts):
+    """The spec "small", used by an ended task of rene's that the ledger charged; the
+    miner's API headers."""
+    from portal import ledger
+    from portal.models import Pool, Replica, ResourceSpec, Subtask, Task, User
+    from portal.tokens import create_token
+
+    ns = 1_000_000_000
+    with pg_app.app_context():
+        spec = ResourceSpec.create(name="small", cpu_millis=1000, memory_mib=1024,
+                                   price_per_hour=3_600_000)
+        task = Task.create(user=User.get_by_id(pg_accounts["renter"].id), name="t",
+                           image="busybox", pool=Pool.get(Pool.is_default), state="succeeded")
+        subtask = Subtask.create(task=task, role="main", spec=spec, replicas=1)
+        Replica.create(task=task, subtask=subtask, index=0, state="succeeded",
+                       started_ns=1_795_000_000 * ns, finished_ns=1_795_000_060 * ns,
+                       price_per_hour=spec.price_per_hour)
+        assert ledger.meter() == 1
+        token = create_token(pg_accounts["miner"], "test")[1]
+    return spec, {"Authorization": f"Bearer {token}"}
+
+
+def test_deleting_a_used_spec_is_409_on_postgres(pg_app, pg_accounts, monkeypatch):
+    """The count refuses, and so does PostgreSQL's RESTRICT when the count missed the rows:
+    the savepoint keeps the transaction usable, the rows are counted again and named."""
+    from portal import references
+    from portal.models import ResourceSpec
+
+    spec, headers = _spec_in_use(pg_app, pg_accounts)
+    client = pg_app.test_client()
+    message = "'small' is used by 1 task and 1 ledger row."
+    response = client.delete(f"/api/v1/specs/{spec.id}", headers=headers)
+    assert response.status_code == 409 and response.json["error"]["code"] == "conflict"
+    assert message in response.json["error"]["message"]
+
+    real, calls = references.uses_of, []
+
+    def uses_of(row):  # the first count misses the rows
+        calls.append(row)
+        return real(row) if len(calls) > 1 else []
+
+    monkeypatch.setattr(references, "uses_of", uses_of)
+    miner = pg_app.test_client()
+    login(miner, "miner", "mina", PASSWORD)
+    token = csrf_token(miner, "/miner/specs")
+    response = miner.post(f"/miner/specs/{spec.id}/delete", data={"csrf_token": token})
+    assert response.status_code == 409
+    assert message.replace("'", "&#39;") in response.get_data(as_text=True)
+    assert len(calls) == 2  # PostgreSQL refused, and the rows were counted again
+    with pg_app.app_context():
+        assert ResourceSpec.get_or_none(ResourceSpec.id == spec.id) is not None
+
+
+def test_a_task_arriving_before_the_delete_is_409_on_postgres(pg_app, pg_accounts, monkeypatch):
+    """A task another connection commits between the count and the delete: PostgreSQL
+    refuses the delete, and the same transaction counts again and names the task."""
+    from portal import references
+    from portal.db import database
+    from portal.models import Pool, ResourceSpec, Subtask, Task, User
+    from portal.tokens import create_token
+
+    with pg_app.app_context():
+        spec = ResourceSpec.create(name="late", cpu_millis=1000, memory_mib=1024,
+                                   price_per_hour=1)
+        token = create_token(pg_accounts["miner"], "test")[1]
+    real = references.uses_of
+
+    def submit():
+        with pg_app.app_context(), database.connection_context():
+            task = Task.create(user=User.get_by_id(pg_accounts["renter"].id), name="t",
+                               image="busybox", pool=Pool.get(Pool.is_default))
+            Subtask.create(task=task, role="main", spec=spec.id, replicas=1)
+
+    def uses_of(row):
+        found = real(row)
+        if not found and Task.select().count() == 0:  # the first count: the task arrives now
+            thread = threading.Thread(target=submit)
+            thread.start()
+            thread.join(10)
+            assert not thread.is_alive()
+        return found
+
+    monkeypatch.setattr(references, "uses_of", uses_of)
+    response = pg_app.test_client().delete(f"/api/v1/specs/{spec.id}",
+                                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 409, response.get_data(as_text=True)
+    assert "'late' is used by 1 task." in response.json["error"]["message"]
+    with pg_app.app_context():
+        assert ResourceSpec.get_or_none(ResourceSpec.id == spec.id) is not None
+
+
+# --- text the database cannot hold ---------------------------------------------------------
+
+
+def test_nul_and_overrides_are_refused_not_500_on_postgres(pg_app, pg_accounts):
+    """PostgreSQL cannot store NUL in text ("A string literal cannot contain NUL"): every
+    field that once reached it answers 400 now, by page and by API, and nothing is saved."""
+    from portal.models import Group, LedgerEntry, User
+    from portal.tokens import create_token
+
+    rene = pg_accounts["renter"].id
+    miner = pg_app.test_client()
+    login(miner, "miner", "mina", PASSWORD)
+    token = csrf_token(miner, "/miner/users")
+    with pg_app.app_context():
+        before = (LedgerEntry.select().count(), User.select().count(), Group.select().count())
+        secret = create_token(pg_accounts["miner"], "fuzz")[1]
+    pages = [
+        (f"/miner/machine-time/{rene}/recharge", {"recharge-amount": "1",
+                                                  "recharge-note": "a\x00b"}),
+        (f"/miner/machine-time/{rene}/adjust", {"adjust-amount": "1", "adjust-kind": "adjust",
+                                                "adjust-reason": "why\x00"}),
+        ("/miner/users", {"name": "nul", "display_name": "N\x00L", "role": "renter"}),
+        ("/miner/users", {"name": "rlo", "display_name": "abc\u202etxt.exe",
+                          "role": "renter"}),
+        ("/miner/groups", {"group-name": "nul", "group-description": "d\x00"}),
+    ]
+    for path, data in pages:
+        response = miner.post(path, data={**data, "csrf_token": token})
+        assert response.status_code == 400, (path, data)
+    api = pg_app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    for path, body in [(f"/api/v1/billing/renters/{rene}/recharge", {"amount": "1",
+                                                                      "note": "a\x00"}),
+                       (f"/api/v1/billing/renters/{rene}/adjust", {"amount": "1",
+                                                                   "reason": "\x00"})]:
+        response = api.post(path, json=body, headers=headers)
+        assert response.status_code == 400, (path, response.json)
+        assert response.json["error"]["code"] == "invalid_body"
+    with pg_app.app_context():
+        assert (LedgerEntry.select().count(), User.select().count(),
+                Group.select().count()) == before
+
+
+# --- submitting a task ---------------------------------------------------------------------
+
+
+def test_a_task_submitted_by_the_api_reads_back_as_answered_on_postgres(pg_app, pg_accounts,
+                                                                        monkeypatch):
+    """A submission's checks and writes are prepared statements (``portal.db.Prepared``),
+    written out for PostgreSQL here: the answer is what reading the task back gives, a
+    pool bound to a group is open to its members only, and a refusal is worded as ever."""
+    from portal import tasks
+    from portal.models import Group, Membership, Node, Pool, PoolGroup, ReplicaEvent, Task, User
+    from portal.resources import parse_spec, save_spec
+    from portal.tasks import TaskError, create_task
+    from portal.tokens import create_token
+
+    with pg_app.app_context():
+        lab = Pool.create(name="lab")
+        group = Group.create(name="lab-group")
+        PoolGroup.create(pool=lab, group=group)
+        Node.create(name="box", url="unix:///run/box.sock", cpu_millis=4000, memory_mib=4096,
+                    ready=True)
+        Node.create(name="big", url="unix:///run/big.sock", cpu_millis=8000, memory_mib=8192,
+                    ready=True, pool=lab)
+        save_spec(None, parse_spec("small", "1", "1", "1", {}))
+        headers = {"Authorization": f"Bearer {create_token(pg_accounts['renter'], 't')[1]}"}
+    api = pg_app.test_client()
+    body = {"name": "train", "image": "localhost/train:1", "argv": ["true"], "env": {"A": "1"},
+            "pool": "default", "subtasks": [{"role": "worker", "spec": "small", "replicas": 2},
+                                            {"role": "ps", "spec": "small", "replicas": 1}]}
+    monkeypatch.setattr(tasks, "pool_views", None)  # a right one never needs every pool
+    answer = api.post("/api/v1/tasks", json=body, headers=headers)
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    monkeypatch.undo()
+    assert api.get(f"/api/v1/tasks/{answer.json['id']}", headers=headers).json == answer.json
+    assert [(r["role"], r["index"]) for r in answer.json["replicas"]] == [
+        ("worker", 0), ("worker", 1), ("ps", 0)]
+    refused = api.post("/api/v1/tasks", json={**body, "pool": "lab"}, headers=headers)
+    assert refused.status_code == 409
+    assert refused.json["error"]["fields"] == {"pool": "There is no pool 'lab' open to you."}
+    with pg_app.app_context():
+        Membership.create(user=pg_accounts["renter"].id, group=group)
+    assert api.post("/api/v1/tasks", json={**body, "pool": "lab"},
+                    headers=headers).status_code == 201
+    with pg_app.app_context():
+        assert (Task.select().count(), ReplicaEvent.select().count()) == (2, 6)
+        renter = User.get_by_id(pg_accounts["renter"].id)
+        with pytest.raises(TaskError) as refused:  # NUL reaches no query PostgreSQL refuses
+            create_task(renter, "t", "busybox", ["true"], {}, "lab\x00",
+                        [("w", "small\x00", 1)])
+        assert set(refused.value.errors) == {"pool", "subtasks[0].spec"}

@@ -214,7 +214,8 @@ def session_post(client, accounts):
     ({"json": {"name": 7}}, "'name' must be a string"),
     ({"json": {"name": ""}}, "at least 1 character long"),
     ({"json": {"name": "x" * 65}}, "at most 64 characters"),
-    ({"json": {"name": " \n "}}, "printable"),
+    ({"json": {"name": " \n "}}, "control characters"),
+        ({"json": {"name": "abc\u202etxt.exe"}}, "text-direction overrides"),
 ])
 def test_bad_bodies_are_400_and_nothing_is_saved(app, session_post, kwargs, message):
     response = session_post(**kwargs)
@@ -230,7 +231,11 @@ def test_an_oversized_body_is_413(app, session_post):
 
 def test_schema_types_are_strict():
     checks = [
-        (Integer(), True), (Integer(), 1.0), (Integer(), "1"), (Integer(minimum=1), 0),
+        (Integer(), True), (Integer(), 1.5), (Integer(), 1e300), (Integer(), "1"),
+        (Integer(minimum=1), 0), (Integer(maximum=9), 9.0 + 1),
+        (String(pattern="[a-z]+"), "a1"), (String(enum=("x",)), "y"),
+        (Array(Integer(), min_items=1), []), (Map(Integer(), keys=String(max_length=1)), {"ab": 1}),
+        (Map(Integer(), reserved=("R",)), {"R": 1}),
         (Integer(maximum=9), 10), (Boolean(), 1), (String(), None), (Array(Integer()), [1, "2"]),
         (Array(Integer(), max_items=1), [1, 2]), (Map(Integer()), {"a": "b"}),
         (Object({"a": Object({"b": Integer()})}), {"a": {"c": 1}}),
@@ -239,6 +244,7 @@ def test_schema_types_are_strict():
         with pytest.raises(SchemaError):
             schema.validate(value, "f")
     assert Integer(nullable=True).validate(None, "f") is None
+    assert Integer().validate(32.0, "f") == 32 and type(Integer().validate(32.0, "f")) is int
     assert Map(Integer()).validate({"a": 1}, "f") == {"a": 1}
     with pytest.raises(SchemaError, match=r"'f\[1\]' must be an integer"):
         Array(Integer()).validate([1, "2"], "f")

@@ -490,13 +490,15 @@ def test_the_api_can_create_without_starting(client, tokens):
 
 
 @pytest.mark.parametrize("body, status, code, field", [
-    ({"count": 9}, 400, "invalid", "count"),
-    ({"spec": "nope"}, 400, "invalid", "spec"),
-    ({"dataset": "../x"}, 400, "invalid", "dataset"),
-    ({"algorithm": "a/b"}, 400, "invalid", "algorithm"),
-    ({"pool": "lab"}, 400, "invalid", "pool"),
-    ({"secret": "mine"}, 400, "invalid_body", None),
-    ({"count": "2"}, 400, "invalid_body", None),
+    ({"count": 9}, 400, "invalid_body", "count"),
+    ({"spec": "nope"}, 409, "conflict", "spec"),
+    ({"dataset": "../x"}, 400, "invalid_body", "dataset"),
+    ({"dataset": "none-such"}, 409, "conflict", "dataset"),
+    ({"algorithm": "a/b"}, 400, "invalid_body", "algorithm"),
+    ({"pool": "lab"}, 409, "conflict", "pool"),
+    ({"name": "a\u202eb"}, 400, "invalid_body", "name"),
+    ({"secret": "mine"}, 400, "invalid_body", "secret"),
+    ({"count": "2"}, 400, "invalid_body", "count"),
 ])
 def test_the_api_refuses_bad_bodies(client, app, tokens, body, status, code, field):
     body = {"name": "lab", "spec": "1 TPU", "pool": "default", **body}

@@ -375,7 +375,8 @@ def test_the_csv_holds_every_own_row_escaped(client, app, metered, monkeypatch):
 
 @pytest.mark.parametrize("cell, written", [
     ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"),
-    ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), (None, ""), (-5, -5)])
+    ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""), (None, ""), (-5, -5),
+    ("a\x00b\x1bc", "a\ufffdb\ufffdc"), ("\x00=1", "\ufffd=1"), ("a\nb", "a\nb")])
 def test_escape_cell(cell, written):
     assert escape_cell(cell) == written
 
@@ -453,7 +454,7 @@ def test_a_start_without_balance_is_refused_by_the_api(client, app, poor):
     response = client.post("/api/v1/tasks", headers={"Authorization": f"Bearer {poor}"}, json={
         "name": "big", "image": IMAGE, "argv": ["/bin/true"], "pool": "default",
         "subtasks": [{"role": "w", "spec": "1 TPU", "replicas": 64}]})
-    assert response.status_code == 400
+    assert response.status_code == 409
     error = response.json["error"]
     assert "does not cover 10 minutes" in error["message"] and "recharge" in error["message"]
     with app.app_context():

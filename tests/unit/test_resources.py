@@ -172,7 +172,8 @@ def test_custom_resource_names_are_unique_and_kind_is_fixed(ctx, tpu):
 def test_a_used_custom_resource_cannot_be_deleted(ctx, tpu):
     make_spec("small", 1, 1, TPU_1684X=1)
     errors = errors_of(rules.delete_resource, tpu)
-    assert errors[None] == "'TPU 1684X' is used by the spec(s) small: take it out of them first."
+    assert errors[None] == ("'TPU 1684X' is used by 1 spec (small). Take it out of those specs "
+                            "first.")
     assert CustomResource.select().count() == 1 and SpecResource.select().count() == 1
     rules.delete_spec(ResourceSpec.get(ResourceSpec.name == "small"))
     rules.delete_resource(tpu)
@@ -405,7 +406,7 @@ def test_edit_and_delete_custom_resources_on_the_page(app, miner, tpu):
     make_spec("s", 1, 1, TPU_X=1)
     response = post(miner, f"/miner/resources/{tpu.id}/delete")
     assert response.status_code == 409
-    assert "&#39;TPU X&#39; is used by the spec(s) s" in text(response)
+    assert "&#39;TPU X&#39; is used by 1 spec (s)." in text(response)
     rules.delete_spec(ResourceSpec.get(ResourceSpec.name == "s"))
     assert post(miner, f"/miner/resources/{tpu.id}/delete").status_code == 303
     assert CustomResource.select().count() == 0
