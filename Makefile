@@ -32,6 +32,13 @@ jupyter-image: run-packages $(VENV)/.run
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
+# Load: bench/locustfile.py's 50 renters and 2 miners for LOAD_TIME against a server of
+# its own on a temp instance (bench/load.py); prints requests, p95 per page, failures.
+LOAD_TIME ?= 5m
+.PHONY: bench-load
+bench-load: run-packages $(VENV)/.test $(MO_FILES)
+	$(VENV)/bin/python bench/load.py --time $(LOAD_TIME)
+
 # Installs only the Debian packages that are missing.
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
