@@ -16,7 +16,19 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import Htmx
 
-from portal import auth, db, health, i18n, ledger, proxy, resources, settings, tokens, users
+from portal import (
+    auth,
+    db,
+    health,
+    i18n,
+    ledger,
+    proxy,
+    resources,
+    security_headers,
+    settings,
+    tokens,
+    users,
+)
 from portal.api import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
@@ -60,6 +72,7 @@ def create_app(test_config=None):
     db.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    security_headers.init_app(app)
     Htmx(app)
     auth.init_app(app)
     i18n.init_app(app)
@@ -209,6 +222,9 @@ def serve_command():
                 self.cfg.set("workers", int(os.environ.get("HOURGLASS_WORKERS", "1")))
                 self.cfg.set("threads", int(os.environ.get("HOURGLASS_THREADS", "32")))
                 self.cfg.set("graceful_timeout", 10)
+                # Keep idle connections 5 s, not gunicorn's 2: htmx polls every 2 s, and a
+                # connection closed at 2 s may already carry the next request.
+                self.cfg.set("keepalive", 5)
                 # gunicorn's control socket is one path per user: two instances would clash.
                 self.cfg.set("control_socket_disable", True)
 

@@ -14,15 +14,15 @@ Allocation (what running replicas hold) arrives with the scheduler's replicas;
 until then capacity is all there is to show.
 """
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 
 from flask_babel import gettext as _
-from peewee import IntegrityError, fn
+from peewee import JOIN, IntegrityError, fn
 
-from portal.db import database
+from portal import values
+from portal.db import Prepared, database, model_row
 from portal.models import (
     REPLICA_ENDED,
     CustomResource,
@@ -41,6 +41,7 @@ from portal.models import (
     Task,
 )
 from portal.money import MICRO, AmountError, format_amount, parse_amount
+from portal.references import InUse, delete_unused
 
 CPU, MEMORY = "cpu", "memory"
 # The kinds the accelerator plugins know, offered even before a node with such chips is seen.
@@ -53,7 +54,6 @@ NAME_MAX = {"resource": 64, "spec": 96, "pool": 64}
 MAX_LIMIT = 10_000  # a per-user limit in a pool: chips, or running replicas
 MAX_CULL_MINUTES = 7 * 24 * 60  # a pool's idle culling: at most a week
 DESCRIPTION_MAX = 256
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ResourceError(ValueError):
@@ -144,18 +144,9 @@ def parse_price(value, field_name="price"):
 
 
 def clean_text(value, field_name, limit, required=True):
-    """Stripped text of at most ``limit`` characters, without control characters.
-    HTML and any Unicode are kept as typed: pages escape them."""
-    if value is not None and not isinstance(value, str):
-        _fail(field_name, _("Enter text."))
-    text = (value or "").strip()
-    if required and not text:
-        _fail(field_name, _("Enter a name."))
-    if len(text) > limit:
-        _fail(field_name, _("At most %(n)d characters.", n=limit))
-    if CONTROL.search(text):
-        _fail(field_name, _("Line breaks and other control characters are not allowed."))
-    return text
+    """A name or a one-line description as typed (``portal.values.name``), or a
+    ResourceError naming ``field_name``."""
+    return values.checked(ResourceError, field_name, values.name, value, limit, required)
 
 
 def format_units(amount, scale, places=None):
@@ -211,6 +202,25 @@ def node_capacities():
     return [NodeCapacity(node, {CPU: node.cpu_millis, MEMORY: node.memory_mib,
                                 **chips.get(node.id, {})}, held.get(node.id, {}))
             for node in Node.select().order_by(Node.name)]
+
+
+_POOL_NODES = Prepared(lambda pool_id, is_default: (
+    Node.select(Node.id, Node.cpu_millis, Node.memory_mib, NodeChip.kind, fn.COUNT(NodeChip.id))
+    .join(NodeChip, JOIN.LEFT_OUTER, on=(NodeChip.node == Node.id) & NodeChip.present)
+    .where(Node.enabled & ((Node.pool == pool_id) | (Node.pool.is_null() & is_default)))
+    .group_by(Node.id, Node.cpu_millis, Node.memory_mib, NodeChip.kind)))
+
+
+def pool_capacities(pool):
+    """The capacities of ``pool``'s enabled nodes (Ready or not; allocations aside), as
+    ``node_capacities`` has them: one prepared query. What a submission checks a spec
+    against."""
+    capacities = {}
+    for node_id, cpu, memory, kind, count in _POOL_NODES.rows(pool.id, bool(pool.is_default)):
+        capacity = capacities.setdefault(node_id, {CPU: cpu, MEMORY: memory})
+        if kind is not None:
+            capacity[kind] = count
+    return list(capacities.values())
 
 
 def allocated_by_node():
@@ -290,16 +300,12 @@ def _save(row):
 
 
 def delete_resource(resource):
-    """Delete a custom resource no spec uses. While one does, the database's RESTRICT
-    refuses, nothing is deleted, and the ResourceError names the specs."""
+    """Delete a custom resource no spec uses. While one does, nothing is deleted and the
+    ResourceError names the specs (``portal.references``; the database's RESTRICT backs it)."""
     try:
-        with database.atomic():
-            resource.delete_instance()
-    except IntegrityError:
-        users = [spec.name for spec in ResourceSpec.select(ResourceSpec.name).join(SpecResource)
-                 .where(SpecResource.resource == resource).order_by(ResourceSpec.name)]
-        _fail(None, _("'%(name)s' is used by the spec(s) %(specs)s: take it out of them first.",
-                      name=resource.name, specs=", ".join(users)))
+        delete_unused(resource)
+    except InUse as exc:
+        _fail(None, str(exc))
 
 
 # --- resource specs ----------------------------------------------------------------------
@@ -337,6 +343,28 @@ def spec_views():
         items.setdefault(row.spec_id, []).append((row.resource, row.count))
     return [SpecView(spec, items.get(spec.id, []))
             for spec in ResourceSpec.select().order_by(ResourceSpec.name)]
+
+
+_SPEC_FIELDS = ResourceSpec._meta.sorted_fields
+_RESOURCE_FIELDS = CustomResource._meta.sorted_fields
+_SPEC_NAMED = Prepared(lambda name: (
+    ResourceSpec.select(*_SPEC_FIELDS, *_RESOURCE_FIELDS, SpecResource.count)
+    .join(SpecResource, JOIN.LEFT_OUTER).join(CustomResource, JOIN.LEFT_OUTER)
+    .where(ResourceSpec.name == name).order_by(CustomResource.name)))
+
+
+def spec_view(name):
+    """The ``SpecView`` of the spec named ``name`` (enabled or not), or None: one prepared
+    query, for a submission's check."""
+    if not isinstance(name, str) or "\x00" in name:  # no spec's: PostgreSQL refuses NUL
+        return None
+    rows = _SPEC_NAMED.rows(name)
+    if not rows:
+        return None
+    cut, end = len(_SPEC_FIELDS), len(_SPEC_FIELDS) + len(_RESOURCE_FIELDS)
+    items = [(model_row(CustomResource, row[cut:end]), row[end]) for row in rows
+             if row[cut] is not None]
+    return SpecView(model_row(ResourceSpec, rows[0][:cut]), items)
 
 
 def suggest_name(cpu_millis, memory_mib, items):
@@ -446,9 +474,14 @@ def set_spec_enabled(spec, enabled):
 
 
 def delete_spec(spec):
-    with database.atomic():
-        SpecResource.delete().where(SpecResource.spec == spec).execute()
-        spec.delete_instance()
+    """Delete a spec no task and no charge uses (they keep it for billing; a notebook's spec
+    becomes None). While one does, nothing is deleted and the ResourceError says so."""
+    try:
+        with database.atomic():
+            SpecResource.delete().where(SpecResource.spec == spec).execute()
+            delete_unused(spec)
+    except InUse as exc:
+        _fail(None, str(exc))
 
 
 # --- pools -------------------------------------------------------------------------------
@@ -541,16 +574,20 @@ def delete_pool(pool):
     """
     if pool.is_default:
         _fail(None, _("The default pool cannot be deleted."))
-    busy = (Task.select().join(Replica)
-            .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED)).distinct().count())
-    if busy:
-        _fail(None, _("Pool '%(name)s' still has %(n)d task(s) waiting or running: stop them "
-                      "first.", name=pool.name, n=busy))
-    with database.atomic():
-        Node.update(pool=None).where(Node.pool == pool).execute()
-        PoolGroup.delete().where(PoolGroup.pool == pool).execute()
-        Task.update(pool=default_pool()).where(Task.pool == pool).execute()
-        pool.delete_instance()
+    try:
+        with database.atomic():
+            busy = (Task.select().join(Replica)
+                    .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED))
+                    .distinct().count())
+            if busy:
+                _fail(None, _("Pool '%(name)s' still has %(n)d task(s) waiting or running: "
+                              "stop them first.", name=pool.name, n=busy))
+            Node.update(pool=None).where(Node.pool == pool).execute()
+            PoolGroup.delete().where(PoolGroup.pool == pool).execute()
+            Task.update(pool=default_pool()).where(Task.pool == pool).execute()
+            delete_unused(pool)
+    except InUse as exc:
+        _fail(None, str(exc))
 
 
 def move_node(node, pool):
@@ -573,31 +610,19 @@ def set_pool_groups(pool, group_ids):
 
 def parse_limit(value, field_name):
     """A per-user limit as typed: empty (or None) is no limit, else a whole number from 0
-    (nothing in this pool) to MAX_LIMIT. Text is plain ASCII digits: no signs, no
-    fractions, no exponents."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
-        text = int(text)
-    if not isinstance(text, int) or isinstance(text, bool) or not 0 <= text <= MAX_LIMIT:
-        _fail(field_name, _("Enter a whole number from 0 to %(n)d, or leave it empty for no "
-                            "limit.", n=MAX_LIMIT))
-    return text
+    (nothing in this pool) to MAX_LIMIT."""
+    return values.checked(ResourceError, field_name, values.optional_whole_number, value, 0,
+                          MAX_LIMIT, message=_("Enter a whole number from 0 to %(n)d, or leave "
+                                               "it empty for no limit.", n=MAX_LIMIT))
 
 
 def parse_cull_minutes(value, field_name="cull_idle_minutes"):
     """A pool's idle culling as typed: empty (or None) is off, else whole minutes from 1 to
-    MAX_CULL_MINUTES (plain ASCII digits)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
-        text = int(text)
-    if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_CULL_MINUTES:
-        _fail(field_name, _("Enter whole minutes from 1 to %(n)d, or leave it empty to never "
-                            "stop idle notebooks.", n=MAX_CULL_MINUTES))
-    return text
+    MAX_CULL_MINUTES."""
+    return values.checked(ResourceError, field_name, values.optional_whole_number, value, 1,
+                          MAX_CULL_MINUTES, message=_("Enter whole minutes from 1 to %(n)d, or "
+                                                      "leave it empty to never stop idle "
+                                                      "notebooks.", n=MAX_CULL_MINUTES))
 
 
 def _limits_of(row):
@@ -660,6 +685,28 @@ def open_pools(user, views=None):
     the user is in one that is, and every other pool bound to one of the user's groups."""
     groups = group_ids_of(user)
     return [view for view in (pool_views() if views is None else views) if view.open_to(groups)]
+
+
+_POOL_FIELDS = Pool._meta.sorted_fields
+_POOL_NAMED = Prepared(lambda user_id, name: (
+    Pool.select(*_POOL_FIELDS, fn.COUNT(PoolGroup.group), fn.COUNT(Membership.user))
+    .join(PoolGroup, JOIN.LEFT_OUTER)
+    .join(Membership, JOIN.LEFT_OUTER,
+          on=(Membership.group == PoolGroup.group) & (Membership.user == user_id))
+    .where(Pool.name == name).group_by(*_POOL_FIELDS)))
+
+
+def open_pool(user, name):
+    """The pool named ``name`` when ``user`` may use it (the rule of ``open_pools``), else
+    None: one prepared query, where a submission needs one pool, not every ``PoolView``."""
+    if not isinstance(name, str) or "\x00" in name:  # no pool's: PostgreSQL refuses NUL
+        return None
+    rows = _POOL_NAMED.rows(user.id, name)
+    if not rows:
+        return None
+    *values, bound, mine = rows[0]
+    pool = model_row(Pool, values)
+    return pool if mine or (pool.is_default and not bound) else None
 
 
 def open_specs(user, pools=None):

@@ -3,6 +3,7 @@ database's instance id."""
 
 import secrets
 
+from portal.db import Prepared
 from portal.models import Setting
 
 DEFAULTS = {
@@ -14,10 +15,14 @@ DEFAULTS = {
 }
 
 
+_VALUE = Prepared(lambda key: Setting.select(Setting.value).where(Setting.key == key))
+
+
 def get(key):
-    """The stored value of ``key``, or its default."""
-    row = Setting.get_or_none(Setting.key == key)
-    return row.value if row else DEFAULTS[key]
+    """The stored value of ``key``, or its default (a prepared query: every submission and
+    scheduler pass reads settings)."""
+    rows = _VALUE.rows(key)
+    return rows[0][0] if rows else DEFAULTS[key]
 
 
 def put(key, value):

@@ -37,8 +37,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN, IntegrityError
 
-from portal import ledger, reasons
-from portal.db import database
+from portal import ledger, reasons, values
+from portal.db import Prepared, database, insert_row, insert_rows
 from portal.models import (
     REPLICA_ENDED,
     CustomResource,
@@ -51,7 +51,15 @@ from portal.models import (
     Task,
     utcnow,
 )
-from portal.resources import CONTROL, fits, open_pools, pool_views, spec_views
+from portal.resources import (
+    fits,
+    open_pool,
+    open_pools,
+    pool_capacities,
+    pool_views,
+    spec_view,
+    spec_views,
+)
 from portal.signals import tasks_changed
 
 NAME_MAX = 96
@@ -59,17 +67,17 @@ IMAGE_MAX = 255
 MAX_ARGS, ARG_MAX, ARGV_TOTAL = 1024, 4096, 64 * 1024
 MAX_ENV, ENV_VALUE_MAX = 64, 4096
 MAX_SUBTASKS, MAX_REPLICAS = 8, 64
-ROLE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ROLE = r"[a-z][a-z0-9-]{0,31}"  # pattern bodies (``portal.values``): the API document's too
+ROLE_RE = re.compile(ROLE)
 RESERVED_ENV = ("WORLD_SIZE", "RANK")
 RESERVED_ENV_PREFIX = "HOURGLASS_"
 LINES = re.compile(r"\r\n|\r|\n")
 _PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-IMAGE_RE = re.compile(
-    rf"(?:{_HOST}(?:\.{_HOST})*(?::[0-9]+)?/)?{_PART}(?:/{_PART})*"
-    r"(?::\w[\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
-    re.ASCII)
+IMAGE = (rf"(?:{_HOST}(?:\.{_HOST})*(?::[0-9]+)?/)?{_PART}(?:/{_PART})*"
+         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+         r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+IMAGE_RE = re.compile(IMAGE)
 
 SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
 BALANCE_EXHAUSTED = "balance exhausted"
@@ -266,15 +274,7 @@ def pool_images(pool_view):
 
 
 def _name(value):
-    if not isinstance(value, str) or not value.strip():
-        raise TaskError({"name": _("Enter a name.")})
-    name = value.strip()
-    if len(name) > NAME_MAX:
-        raise TaskError({"name": _("At most %(n)d characters.", n=NAME_MAX)})
-    if CONTROL.search(name):
-        raise TaskError({"name": _("Line breaks and other control characters are not "
-                                   "allowed.")})
-    return name
+    return values.checked(TaskError, "name", values.name, value, NAME_MAX)
 
 
 def _image(value):
@@ -332,9 +332,7 @@ def _env(value):
     if len(value) > MAX_ENV:
         raise TaskError({"env": _("At most %(n)d variables.", n=MAX_ENV)})
     for key, item in value.items():
-        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
-            raise TaskError({"env": _("'%(key)s' is not a variable name: letters, digits and "
-                                      "_, not starting with a digit.", key=str(key)[:64])})
+        values.checked(TaskError, "env", values.env_name, key)
         if key.startswith(RESERVED_ENV_PREFIX) or key in RESERVED_ENV:
             raise TaskError({"env": _("%(key)s is set by Hourglass (so are HOURGLASS_*, "
                                       "WORLD_SIZE and RANK).", key=key)})
@@ -353,12 +351,8 @@ def _pool(pools, value):
 
 
 def _replicas(value, where):
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 3:
-        text = int(text)
-    if not isinstance(text, int) or isinstance(text, bool) or not 1 <= text <= MAX_REPLICAS:
-        raise TaskError({where: _("Replicas: a whole number from 1 to %(n)d.", n=MAX_REPLICAS)})
-    return text
+    return values.checked(TaskError, where, values.whole_number, value, 1, MAX_REPLICAS,
+                          message=_("Replicas: a whole number from 1 to %(n)d.", n=MAX_REPLICAS))
 
 
 def _fits_pool(spec, pool):
@@ -417,54 +411,126 @@ def create_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
     with a "submitted" event) in one transaction, and wake the scheduler. ``pool`` and
     each subtask's spec are names; ``subtasks`` is ``[(role, spec name, replicas)]``.
     Raises TaskError with the message of every bad field; nothing is saved then."""
-    specs = spec_views()
-    pools = open_pools(user, pool_views(specs=specs))
-    errors, checked = {}, {}
-    checks = {"name": lambda: _name(name), "image": lambda: _image(image),
-              "argv": lambda: _argv(argv), "env": lambda: _env(env),
-              "pool": lambda: _pool(pools, pool)}
-    for key, check in checks.items():
-        try:
-            checked[key] = check()
-        except TaskError as exc:
-            errors.update(exc.errors)
-    try:
-        checked["subtasks"] = _subtasks(subtasks, checked.get("pool"), pools, specs)
-    except TaskError as exc:
-        errors.update(exc.errors)
-    if errors:
-        raise TaskError(errors)
+    return submit_task(user, name, image, argv, env, pool, subtasks, rerun_of).task
+
+
+def submit_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
+    """``create_task``, returning the new task's ``TaskView`` (its subtasks, replicas and
+    their "submitted" events) made from the rows just written, not read back: what the
+    API answers a submission with."""
+    checked = _checked(user, name, image, argv, env, pool, subtasks)
     per_hour = sum(spec.spec.price_per_hour * count for _role, spec, count in checked["subtasks"])
     refusal = ledger.start_refusal(user, ledger.minimum_for(per_hour))
     if refusal:
         raise TaskError({None: refusal})
     try:
         with database.atomic():
-            task = _write(user, checked, rerun_of)
+            view = _write(user, checked, rerun_of)
     except IntegrityError:  # a spec deleted since it was checked
         raise TaskError({None: _("A spec of this task no longer exists: reload the page.")}
                         ) from None
-    _wake(task)
-    return task
+    _wake(view.task)
+    return view
+
+
+def _checked(user, name, image, argv, env, pool, subtasks):
+    """Every field checked: ``{"name", "image", "argv", "env", "pool" (a Pool), "subtasks"
+    ([(role, SpecView, replicas)])}``, or TaskError with every message.
+
+    Most submissions are right, and ``_accepted`` proves that with the few rows it needs.
+    Anything else goes the long way, over every pool and spec (``_pool``, ``_subtasks``),
+    so a refusal and its words are what they always were."""
+    errors, checked = {}, {}
+    checks = {"name": lambda: _name(name), "image": lambda: _image(image),
+              "argv": lambda: _argv(argv), "env": lambda: _env(env)}
+    for key, check in checks.items():
+        try:
+            checked[key] = check()
+        except TaskError as exc:
+            errors.update(exc.errors)
+    accepted = None if errors else _accepted(user, pool, subtasks)
+    if accepted is not None:
+        checked["pool"], checked["subtasks"] = accepted
+        return checked
+    specs = spec_views()
+    pools = open_pools(user, pool_views(specs=specs))
+    try:
+        checked["pool"] = _pool(pools, pool)
+    except TaskError as exc:
+        errors.update(exc.errors)
+    try:
+        checked["subtasks"] = _subtasks(subtasks, checked.get("pool"), pools, specs)
+    except TaskError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise TaskError(errors)
+    checked["pool"] = checked["pool"].pool
+    return checked
+
+
+def _accepted(user, pool_name, subtasks):
+    """``(Pool, [(role, SpecView, replicas)])`` when ``_subtasks`` would accept the pool
+    and the subtasks, or None for "not sure": a few queries instead of every pool and spec.
+
+    The long way accepts a subtask whose spec is enabled and fits an enabled node of the
+    chosen pool (that it fits one of the user's pools follows: the chosen one is theirs),
+    so that is all asked here: the pool by name if open to the user, the named specs and
+    the capacities of the pool's enabled nodes."""
+    if not isinstance(subtasks, list | tuple) or not 0 < len(subtasks) <= MAX_SUBTASKS:
+        return None
+    rows, roles = [], set()
+    for row in subtasks:
+        try:
+            role, spec_name, replicas = row
+            replicas = values.whole_number(replicas, 1, MAX_REPLICAS)  # as ``_replicas``
+        except (TypeError, ValueError):  # ValueProblem is a ValueError
+            return None
+        if not (isinstance(role, str) and ROLE_RE.fullmatch(role) and role not in roles
+                and isinstance(spec_name, str) and spec_name):
+            return None
+        roles.add(role)
+        rows.append((role, spec_name, replicas))
+    pool = open_pool(user, pool_name)
+    if pool is None:
+        return None
+    specs = {name: spec_view(name) for name in {name for _role, name, _count in rows}}
+    capacities = pool_capacities(pool)
+    checked = []
+    for role, spec_name, replicas in rows:
+        spec = specs.get(spec_name)
+        if spec is None or not spec.spec.enabled or not any(
+                fits(spec.needs, capacity) for capacity in capacities):
+            return None
+        checked.append((role, spec, replicas))
+    return pool, checked
+
+
+_REPLICA_IDS = Prepared(lambda task_id: (
+    Replica.select(Replica.id, Replica.subtask, Replica.index).where(Replica.task == task_id)))
 
 
 def _write(user, checked, rerun_of):
-    task = Task.create(user=user, kind="training", name=checked["name"],
-                       image=checked["image"], argv=json.dumps(checked["argv"]),
-                       env=json.dumps(checked["env"]), pool=checked["pool"].pool,
-                       state="pending", rerun_of=rerun_of)
-    now = utcnow()
-    for role, spec, replicas in checked["subtasks"]:
-        # insert, not create: Replica.subtask's backref "replicas" hides the column's
-        # attribute on a new Subtask (rows read back have it), so create() would write NULL.
-        subtask = Subtask.insert(task=task, role=role, spec=spec.spec, replicas=replicas).execute()
-        Replica.insert_many([{"task": task, "subtask": subtask, "index": index,
-                              "state": "pending", "created_at": now}
-                             for index in range(replicas)]).execute()
-    ids = [rid for (rid,) in Replica.select(Replica.id).where(Replica.task == task).tuples()]
-    ReplicaEvent.insert_many([{"replica": rid, "at": now, "state": "pending",
-                               "reason": SUBMITTED} for rid in ids]).execute()
-    return task
+    """The rows of a checked task, written (in the caller's transaction) with prepared
+    statements, and its ``TaskView`` made from them: no reading back."""
+    task = Task(user=user, kind="training", name=checked["name"], image=checked["image"],
+                argv=json.dumps(checked["argv"]), env=json.dumps(checked["env"]),
+                pool=checked["pool"], state="pending", rerun_of=rerun_of)
+    insert_row(task)
+    view, now = TaskView(task), utcnow()
+    for role, spec, count in checked["subtasks"]:
+        subtask = Subtask(task=task, role=role, spec=spec.spec, replicas=count)
+        insert_row(subtask)
+        view.subtasks.append(SubtaskView(subtask, [ReplicaView(Replica(
+            task=task, subtask=subtask, index=index, state="pending", created_at=now))
+            for index in range(count)]))
+    insert_rows([item.replica for item in view.replicas])
+    ids = {(subtask_id, index): rid for rid, subtask_id, index in _REPLICA_IDS.rows(task.id)}
+    for item in view.replicas:
+        item.replica.id = ids[item.replica.subtask_id, item.replica.index]
+        item.events.append(ReplicaEvent(replica=item.replica, at=now, state="pending",
+                                        reason=SUBMITTED))
+    insert_rows([item.events[0] for item in view.replicas])
+    return view
 
 
 def _wake(task):

@@ -14,7 +14,10 @@ from datetime import timedelta
 import click
 from flask_babel import gettext as _
 
+from portal import values
+from portal.db import Prepared, model_row
 from portal.models import ApiToken, User, utcnow
+from portal.references import delete_unused
 
 PREFIX = "hg_"
 SHOWN_CHARS = 11  # "hg_" and 8 characters: enough to recognise, far too few to guess the rest
@@ -33,9 +36,10 @@ def _digest(token):
 
 def create_token(user, name):
     """Make a token for ``user``; returns (ApiToken row, the token, to be shown once)."""
-    name = (name or "").strip()
-    if not name or len(name) > MAX_NAME or not name.isprintable():
-        raise TokenError(_("A token name must be 1-%(n)d printable characters.", n=MAX_NAME))
+    try:
+        name = values.name(name, MAX_NAME)
+    except values.ValueProblem as exc:
+        raise TokenError(str(exc)) from None
     if not user.active:
         raise TokenError(_("'%(name)s' is disabled; their tokens would not work.",
                            name=user.name))
@@ -45,22 +49,30 @@ def create_token(user, name):
     return row, token
 
 
+_BY_DIGEST = Prepared(lambda digest: (
+    ApiToken.select(ApiToken.id, ApiToken.last_used_at, *User._meta.sorted_fields).join(User)
+    .where(ApiToken.token_hash == digest)))
+
+
 def verify_token(token):
     """The active user a token belongs to, or None (unknown, revoked, or user disabled).
 
-    Called on every API request that sends ``Authorization: Bearer``; records
-    ``last_used_at`` when it is unset or more than a minute old.
+    Called on every API request that sends ``Authorization: Bearer``: one prepared query;
+    records ``last_used_at`` when it is unset or more than a minute old.
     """
     if not token.startswith(PREFIX) or len(token) > MAX_TOKEN:
         return None
-    row = (ApiToken.select(ApiToken, User).join(User)
-           .where(ApiToken.token_hash == _digest(token)).get_or_none())
-    if row is None or not row.user.active:
+    rows = _BY_DIGEST.rows(_digest(token))
+    if not rows:
+        return None
+    token_id, last_used_at, *user_values = rows[0]
+    user = model_row(User, user_values)
+    if not user.active:
         return None
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
-        ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
-    return row.user
+    if last_used_at is None or now - last_used_at >= LAST_USED_EVERY:
+        ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()
+    return user
 
 
 def tokens_of(user):
@@ -74,7 +86,7 @@ def revoke_token(user, token_id):
     such token (another user's token is "no such token", never "forbidden")."""
     row = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == user))
     if row is not None:
-        row.delete_instance()
+        delete_unused(row)  # nothing refers to a token: never refused today
     return row
 
 
@@ -120,7 +132,7 @@ def revoke_command(token_id):
     row = ApiToken.select(ApiToken, User).join(User).where(ApiToken.id == token_id).get_or_none()
     if row is None:
         raise click.ClickException(f"There is no token {token_id}.")
-    row.delete_instance()
+    delete_unused(row)
     click.echo(f"Revoked token {row.id} '{row.name}' ({row.prefix}…) of {row.user.name}.")
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from peewee import fn
 
+from portal.db import Prepared
 from portal.models import (
     CustomResource,
     Node,
@@ -76,15 +77,26 @@ def node_states(needs):
         chips_total=dict(total[n.id])) for n in nodes]
 
 
+# The two queries whose rows grow with the tasks waiting, prepared (``portal.db.Prepared``):
+# a pass runs them on every wake, i.e. after every submission.
+_PENDING = Prepared(lambda: (
+    Replica.select(Replica.id, Replica.index, Subtask.id, Subtask.spec, Task.id, Task.user,
+                   Task.pool, Task.submitted_at)
+    .join(Subtask).switch(Replica).join(Task)
+    .where((Replica.state == "pending") & (Task.stop_requested == False)  # noqa: E712
+           & (Task.deleted == False))  # noqa: E712
+    .order_by(Task.id, Subtask.id, Replica.index)))
+_START_COSTS = Prepared(lambda: (
+    Task.select(Task.id, Task.user, fn.SUM(ResourceSpec.price_per_hour))
+    .join(Subtask, on=Subtask.task == Task.id).join(ResourceSpec)
+    .join(Replica, on=Replica.subtask == Subtask.id)
+    .where(Task.id.in_(Replica.select(Replica.task).where(Replica.state == "pending")))
+    .group_by(Task.id, Task.user)))
+
+
 def pending_tasks(needs):
     """Every task with replicas waiting to be placed, with just those replicas."""
-    rows = (Replica.select(Replica.id, Replica.index, Subtask.id, Subtask.spec, Task.id,
-                           Task.user, Task.pool, Task.submitted_at)
-            .join(Subtask).switch(Replica).join(Task)
-            .where((Replica.state == "pending") & (Task.stop_requested == False)  # noqa: E712
-                   & (Task.deleted == False))  # noqa: E712
-            .order_by(Task.id, Subtask.id, Replica.index).tuples())
-    tasks = {}
+    tasks, rows = {}, _PENDING.rows()
     for replica_id, _index, _subtask, spec_id, task_id, user_id, pool_id, submitted in rows:
         cpu, mem, chips = needs[spec_id]
         entry = tasks.setdefault(task_id, [user_id, pool_id, submitted, []])
@@ -96,12 +108,8 @@ def pending_tasks(needs):
 def start_costs():
     """{task id: (user id, price per hour of all its replicas)} for tasks with replicas
     waiting to be placed: what a start must be able to pay for."""
-    rows = (Task.select(Task.id, Task.user, fn.SUM(ResourceSpec.price_per_hour))
-            .join(Subtask, on=Subtask.task == Task.id).join(ResourceSpec)
-            .join(Replica, on=Replica.subtask == Subtask.id)
-            .where(Task.id.in_(Replica.select(Replica.task).where(Replica.state == "pending")))
-            .group_by(Task.id, Task.user).tuples())
-    return {task_id: (user_id, int(per_hour)) for task_id, user_id, per_hour in rows}
+    return {task_id: (user_id, int(per_hour))
+            for task_id, user_id, per_hour in _START_COSTS.rows()}
 
 
 def balances(user_ids):

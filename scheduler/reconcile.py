@@ -26,10 +26,10 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, IntegrityError, chunked
 
 from portal import ledger, notebooks, settings
-from portal.db import database
+from portal.db import Prepared, database
 from portal.models import (
     REPLICA_ENDED,
     Node,
@@ -135,6 +135,11 @@ def jupyter_argv(replica_id, port=JUPYTER_PORT):
             "--allow-root")
 
 
+# Why each task with a pending replica waits, as stored: read on every pass (prepared).
+_WAITING_REASONS = Prepared(lambda: Task.select(Task.id, Task.reason).where(
+    Task.id.in_(Replica.select(Replica.task).where(Replica.state == "pending"))))
+
+
 class Reconciler:
     """``host_root`` is where the local node's host paths live (HOURGLASS_HOST_ROOT);
     ``local_url`` says which node is local. ``grace`` is the SIGTERM-to-SIGKILL wait
@@ -225,7 +230,7 @@ class Reconciler:
         currency = settings.get("currency")
         short = {}
         for task_id, (user, per_hour) in costs.items():
-            needed = ledger.minimum_for(per_hour)
+            needed = ledger.minimum_for(per_hour, minutes)
             if balances.get(user, 0) < needed:
                 short[task_id] = placement.Reason("balance_low", {
                     "balance": format_amount(balances.get(user, 0)), "minutes": minutes,
@@ -241,6 +246,13 @@ class Reconciler:
         placement; the next pass plans again. So a chip is never held by a replica that
         will not start.
         """
+        if plan.assignments:
+            self._store_assignments(plan.assignments)
+        if plan.pending:
+            self._store_reasons(plan.pending)
+
+    def _store_assignments(self, by_task):
+        """Store the placements ``{task id: [Assignment]}`` (see ``apply``)."""
         chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
             NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).where(
             NodeChip.present).tuples()}
@@ -250,13 +262,13 @@ class Reconciler:
             names[node_id], addresses[node_id] = name, address
             if url == self.local_url:
                 local.add(node_id)
-        placed = [a.replica_key for assignments in plan.assignments.values() for a in assignments]
+        placed = [a.replica_key for assignments in by_task.values() for a in assignments]
         prices = dict(Replica.select(Replica.id, ResourceSpec.price_per_hour).join(Subtask)
                       .join(ResourceSpec).where(Replica.id.in_(placed)).tuples())
         ports = self._ports_in_use()
         notebooks = {task_id for (task_id,) in Task.select(Task.id).where(
-            Task.id.in_(list(plan.assignments)) & (Task.kind == "notebook")).tuples()}
-        for task_id, assignments in plan.assignments.items():
+            Task.id.in_(list(by_task)) & (Task.kind == "notebook")).tuples()}
+        for task_id, assignments in by_task.items():
             spans_nodes = len({a.node_id for a in assignments}) > 1
             try:
                 with database.atomic():
@@ -290,9 +302,22 @@ class Reconciler:
                         Task.id == task_id).execute()
                 continue
             refresh_state(Task(id=task_id))
-        for task_id, reason in plan.pending.items():
-            Task.update(reason=stored(reason.code, reason.params)[:512]).where(
-                Task.id == task_id).execute()
+
+    @staticmethod
+    def _store_reasons(pending):
+        """Why each task waits (``{task id: Reason}``), as ``Task.reason``: one statement
+        per reason (most waiting tasks share one), and only for the rows whose reason
+        changed, so a pass over many waiting tasks takes the write lock, which submissions
+        need too, only when there is something to write."""
+        current = dict(_WAITING_REASONS.rows())
+        changed = {}
+        for task_id, reason in pending.items():
+            text = stored(reason.code, reason.params)[:512]
+            if current.get(task_id) != text:
+                changed.setdefault(text, []).append(task_id)
+        for text, task_ids in changed.items():
+            for ids in chunked(task_ids, 500):  # under any database's limit on parameters
+                Task.update(reason=text).where(Task.id.in_(ids)).execute()
 
     @staticmethod
     def _ports_in_use():

@@ -41,6 +41,10 @@ class SchedulerService:
         self.reconciler = reconciler
         self.watcher = watcher
         self._woken = threading.Event()
+        # Whether ``tick`` is in its loop of passes, which runs once more when woken; both
+        # change under the lock, so a wake is never left to a loop that has decided to end.
+        self._in_passes = False
+        self._wake_lock = threading.Lock()
         self.lease = Lease(new_holder_id(), lease_seconds)
         self.is_leader = False
         self._scheduler = None
@@ -107,12 +111,20 @@ class SchedulerService:
                 self.watcher.sync(urls, self.reconciler.instance)
             # A wake during a pass would be skipped by APScheduler (one tick at a time):
             # the flag makes the pass run once more instead.
-            self._woken.clear()
-            while self.is_leader and self.reconciler is not None:
-                self._pass()
-                if not (self._woken.is_set() or self.reconciler.more_to_start):
-                    break
+            with self._wake_lock:
                 self._woken.clear()
+                self._in_passes = True
+            try:
+                while self.is_leader and self.reconciler is not None:
+                    self._pass()
+                    with self._wake_lock:
+                        if not (self._woken.is_set() or self.reconciler.more_to_start):
+                            self._in_passes = False  # a wake from now on asks APScheduler
+                            break
+                        self._woken.clear()
+            finally:
+                with self._wake_lock:
+                    self._in_passes = False
 
     def _pass(self):
         """One reconciler pass, timed: its duration at debug level, a warning when it took
@@ -132,7 +144,10 @@ class SchedulerService:
         False when this process is not the running leader."""
         if self.state != "leader":
             return False
-        self._woken.set()
+        with self._wake_lock:
+            self._woken.set()
+            if self._in_passes:  # the loop runs once more: no need to ask APScheduler
+                return True
         self._scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
         return True
 

@@ -11,10 +11,12 @@ since the epoch (``started_ns``, ``finished_ns``), exact as billing uses them; a
 from flask_babel import lazy_gettext as _l
 
 from portal import tasks as rules
+from portal import values
 from portal.api.auth import api_user
-from portal.api.errors import ApiError
+from portal.api.errors import refused
 from portal.api.registry import route
-from portal.api.schema import Array, Boolean, Integer, Map, Object, Record, String, iso
+from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String, iso
+from portal.resources import NAME_MAX
 
 STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
 
@@ -68,21 +70,39 @@ _TASK_FIELDS = {
 TASK_SUMMARY = Record(_TASK_FIELDS, name="TaskSummary")
 TASK = Record({**_TASK_FIELDS, "replicas": Array(REPLICA)}, name="Task")
 
+ROLE = String(_l("1-32 of a-z, 0-9 and '-', starting with a letter; unique in the task "
+                 "(a role used twice: 409)"), min_length=1, max_length=32, pattern=rules.ROLE,
+              rule=_l("lowercase letters, digits and '-', starting with a letter"))
+IMAGE = String(_l("An image reference, e.g. localhost/train:latest"), min_length=1,
+               max_length=rules.IMAGE_MAX, pattern=rules.IMAGE,
+               rule=_l("an image reference: [registry/]name[:tag]"))
+SPEC_NAME = Name(NAME_MAX["spec"], _l("The name of a spec you may use (another: 409)"))
+POOL_NAME = Name(NAME_MAX["pool"], _l("The name of a pool open to you (another: 409)"))
+_ARGUMENT = String(max_length=rules.ARG_MAX, pattern=values.NO_NUL, rule=_l("text without NUL"))
+
 NEW_SUBTASK = Object({
-    "role": String(_l("1-32 of a-z, 0-9 and '-', starting with a letter; unique in the task")),
-    "spec": String(_l("The name of a spec you may use")),
-    "replicas": Integer(_l("1 to 64")),
+    "role": ROLE,
+    "spec": SPEC_NAME,
+    "replicas": Integer(_l("1 to 64"), minimum=1, maximum=rules.MAX_REPLICAS),
 }, required=("role", "spec", "replicas"), name="NewSubtask")
 
 NEW_TASK = Object({
-    "name": String(_l("1-96 characters; HTML and any Unicode are kept as data")),
-    "image": String(_l("An image reference, e.g. localhost/train:latest")),
-    "argv": Array(String(), _l("The command: 1-1024 arguments, run as they are, never by a "
-                               "shell")),
-    "env": Map(String(), _l("Environment variables; HOURGLASS_*, WORLD_SIZE and RANK are "
-                            "Hourglass's")),
-    "pool": String(_l("The name of a pool open to you")),
-    "subtasks": Array(NEW_SUBTASK, _l("1 to 8 subtasks")),
+    "name": Name(rules.NAME_MAX, _l("HTML and any Unicode are kept as data")),
+    "image": IMAGE,
+    "argv": Array(_ARGUMENT, _l("The command: arguments run as they are, never by a shell; "
+                                "the first not empty; 64 KiB in all (more: 409)"),
+                  min_items=1, max_items=rules.MAX_ARGS,
+                  first=String(min_length=1, max_length=rules.ARG_MAX, pattern=values.NO_NUL,
+                               rule=_l("text without NUL"))),
+    "env": Map(_ARGUMENT, _l("Environment variables; HOURGLASS_*, WORLD_SIZE and RANK are "
+                             "Hourglass's"), max_items=rules.MAX_ENV,
+               keys=String(min_length=1, max_length=values.ENV_NAME_MAX,
+                           pattern=values.ENV_NAME,
+                           rule=_l("letters, digits and _, not starting with a digit")),
+               reserved=rules.RESERVED_ENV, reserved_prefix=rules.RESERVED_ENV_PREFIX),
+    "pool": POOL_NAME,
+    "subtasks": Array(NEW_SUBTASK, _l("1 to 8 subtasks"), min_items=1,
+                      max_items=rules.MAX_SUBTASKS),
 }, required=("name", "image", "argv", "pool", "subtasks"), name="NewTask")
 
 
@@ -115,14 +135,16 @@ def _replica(subtask, item):
 
 def task_json(task):
     """The whole task as ``TASK`` describes it: subtasks, replicas and their events."""
-    view = rules.task_view(task)
+    return _whole(rules.task_view(task))
+
+
+def _whole(view):
     return {**_summary(view), "replicas": [_replica(s, r) for s in view.subtasks
                                            for r in s.replicas]}
 
 
-def _refused(exc, status=400, code="invalid"):
-    fields = {key: message for key, message in exc.errors.items() if key}
-    return ApiError(status, code, str(exc), fields if status == 400 else None)
+def _refused(exc):
+    return refused(str(exc), {key: message for key, message in exc.errors.items() if key})
 
 
 @route("/tasks", summary=_l("Your training tasks, newest first"), role="renter",
@@ -136,11 +158,11 @@ def list_tasks():
 def create_task_api(body):
     subtasks = [(s["role"], s["spec"], s["replicas"]) for s in body["subtasks"]]
     try:
-        task = rules.create_task(api_user(), body["name"], body["image"], body["argv"],
+        view = rules.submit_task(api_user(), body["name"], body["image"], body["argv"],
                                  body.get("env", {}), body["pool"], subtasks)
     except rules.TaskError as exc:
         raise _refused(exc) from None
-    return task_json(task)
+    return _whole(view)  # made from the rows just written: nothing read back
 
 
 @route("/tasks/<int:task_id>", summary=_l("One of your tasks with its replicas and their "
@@ -156,7 +178,7 @@ def stop_task_api(task_id):
     try:
         rules.request_stop(task)
     except rules.TaskError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None
     return task_json(task)
 
 
@@ -169,7 +191,7 @@ def rerun_task_api(task_id):
     try:
         return task_json(rules.rerun(task))
     except rules.TaskError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None
 
 
 @route("/tasks/<int:task_id>", "DELETE",
@@ -179,4 +201,4 @@ def delete_task_api(task_id):
     try:
         rules.delete_task(rules.get_task_or_404(api_user(), task_id))
     except rules.TaskError as exc:
-        raise _refused(exc, 409, "conflict") from None
+        raise _refused(exc) from None

@@ -251,7 +251,8 @@ def test_a_failing_build_shows_its_error(app, miner, builder):
     assert finished(app)["status"] == "failed"
     html = miner.get(PAGE).get_data(as_text=True)
     assert 'badge bad">failed' in html and "Step 2 of 4: python version" in html
-    error = re.search(r'<pre class="flash error wrap" id="build-error"[^>]*>(.*?)</pre>', html, re.S)
+    error = re.search(r'<pre class="flash error wrap" id="build-error"[^>]*>(.*?)</pre>', html,
+                      re.S)
     assert error and "python version failed (exit status 2)" in error.group(1)
     assert "E: Unable to locate package python3" in error.group(1)
     assert re.search(r'<progress id="build-progress" max="4" value="1"', html)

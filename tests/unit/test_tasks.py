@@ -266,6 +266,111 @@ def test_a_node_that_is_down_makes_a_task_wait_not_fail(ctx):
     assert "There is no spec '1 TPU'" in errors_of(submit)["subtasks[0].spec"]
 
 
+def _lab_member():
+    Membership.create(user=renter(), group=Group.get(Group.name == "lab-group"))
+
+
+def _default_pool_bound():
+    PoolGroup.create(pool=Pool.get(Pool.is_default == True), group=Group.create(name="x"))  # noqa: E712
+
+
+# (what changes in the world first, the submission's overrides): right and wrong ones
+QUICK_CASES = [
+    (None, {}),
+    (None, {"subtasks": [("worker", "1 TPU", 2), ("ps", "1 TPU", "1"), ("x", "1 TPU", 64)]}),
+    (None, {"pool": "lab"}),
+    (None, {"pool": "nowhere"}),
+    (None, {"pool": 7}),
+    (None, {"pool": None}),
+    (None, {"subtasks": [("w", "16 TPU", 1)]}),
+    (None, {"subtasks": [("w", "off", 1)]}),
+    (None, {"subtasks": [("w", "no such spec", 1)]}),
+    (None, {"subtasks": [("w", "", 1)]}),
+    (None, {"subtasks": [("w", 7, 1)]}),
+    (None, {"subtasks": [("W", "1 TPU", 1)]}),
+    (None, {"subtasks": [("w", "1 TPU", 1), ("w", "1 TPU", 1)]}),
+    (None, {"subtasks": [("w", "1 TPU", 0)]}),
+    (None, {"subtasks": [("w", "1 TPU", True)]}),
+    (None, {"subtasks": []}),
+    (None, {"subtasks": "w"}),
+    (None, {"subtasks": [(f"w{i}", "1 TPU", 1) for i in range(9)]}),
+    (None, {"subtasks": [("a", "1 TPU", 1), ("b", "16 TPU", 1)]}),
+    (None, {"name": "", "pool": "lab"}),
+    (_lab_member, {"pool": "lab", "subtasks": [("w", "16 TPU", 1)]}),
+    (_lab_member, {"subtasks": [("w", "16 TPU", 1)]}),
+    (_lab_member, {"pool": "lab", "subtasks": [("w", "1 TPU", 3), ("p", "16 TPU", 1)]}),
+    (_default_pool_bound, {}),
+    (lambda: Node.update(ready=False, cordoned=True, draining=True).execute(), {}),
+    (lambda: Node.update(enabled=False).where(Node.name == "box").execute(), {}),
+    (lambda: NodeChip.update(present=False).where(NodeChip.index > 0).execute(), {}),
+    (lambda: NodeChip.update(present=False).execute(), {}),
+    (lambda: Node.update(pool=Pool.get(Pool.is_default == True)).execute(), {}),  # noqa: E712
+    (lambda: Node.update(pool=None).execute(), {"subtasks": [("w", "16 TPU", 1)]}),
+    (lambda: (Node.update(cpu_millis=500).where(Node.name == "box").execute()), {}),
+]
+
+
+@pytest.mark.parametrize("change, overrides", QUICK_CASES)
+def test_the_quick_check_accepts_and_refuses_as_the_whole_one(ctx, monkeypatch, change,
+                                                               overrides):
+    """A right submission is proved right by a few queries (``_accepted``); anything else
+    goes the whole way, over every pool and spec, which words the refusal. The two must
+    agree: each case is submitted both ways, and the outcomes are the same."""
+    if change:
+        change()
+
+    def outcome():
+        try:
+            view = rules.submit_task(renter(), **{
+                "name": "train", "image": IMAGE, "argv": ["/bin/echo", "hi"], "env": {},
+                "pool": "default", "subtasks": [("worker", "1 TPU", 2)], **overrides})
+        except TaskError as exc:
+            return exc.errors
+        return (view.task.pool.name, [(s.subtask.role, s.subtask.spec.name, s.count)
+                                      for s in view.subtasks])
+
+    quick = outcome()
+    monkeypatch.setattr(rules, "_accepted", lambda *args: None)
+    assert outcome() == quick
+
+
+def test_a_right_submission_reads_one_pool_and_the_specs_it_names(ctx, monkeypatch):
+    """Neither every pool nor every spec is read for a submission that is right."""
+    _lab_member()
+
+    def everything(*args, **kwargs):
+        raise AssertionError("the whole check ran")
+
+    monkeypatch.setattr(rules, "pool_views", everything)
+    monkeypatch.setattr(rules, "spec_views", everything)
+    assert submit(pool="lab", subtasks=[("w", "16 TPU", 1), ("p", "1 TPU", 2)]).pool.name == "lab"
+    assert submit().pool.name == "default"
+    with pytest.raises(AssertionError):
+        submit(pool="nowhere")
+
+
+def test_the_answer_to_a_submission_is_the_task_read_back(ctx):
+    """``submit_task``'s view is made from the rows it wrote; reading them gives the same."""
+    made = rules.submit_task(renter(), "train", IMAGE, ["a", "b"], {"A": "1"}, "default",
+                             [("worker", "1 TPU", 2), ("ps", "1 TPU", 1)])
+    read = rules.task_view(Task.get_by_id(made.task.id))
+
+    def seen(view):
+        task = view.task
+        return ([task.id, task.name, task.image, task.argv, task.env, task.pool.name,
+                 task.state, task.reason, task.submitted_at, task.stop_requested,
+                 task.rerun_of_id, view.state],
+                [(s.subtask.id, s.subtask.role, s.subtask.spec.name, s.subtask.spec_id,
+                  s.count, s.state,
+                  [(r.replica.id, r.replica.index, r.replica.state, r.replica.reason,
+                    r.replica.node, r.replica.exit_code, r.replica.started_ns,
+                    r.replica.finished_ns, r.replica.price_per_hour, r.replica.billed_seconds,
+                    r.replica.charged, [(e.at, e.state, e.reason) for e in r.events])
+                   for r in s.replicas]) for s in view.subtasks])
+
+    assert seen(made) == seen(read)
+
+
 def test_form_helpers_read_lines(ctx):
     assert rules.command_lines("python3 \r\n\n /code/train.py\r--lr=0.1; rm -rf /\n") == [
         "python3", "/code/train.py", "--lr=0.1; rm -rf /"]
