@@ -25,6 +25,10 @@ from portal.models import Node
 from scheduler.lease import Lease, new_holder_id
 
 log = logging.getLogger(__name__)
+# Passes that follow each other because of wakes (a burst of submissions) start at least
+# this far apart: the first wake runs at once, the others share the next pass, and the
+# portal's request threads keep the CPU between passes.
+WAKE_GAP_SECONDS = 0.2
 
 
 class SchedulerService:
@@ -116,11 +120,14 @@ class SchedulerService:
                 self._in_passes = True
             try:
                 while self.is_leader and self.reconciler is not None:
+                    began = time.monotonic()
                     self._pass()
                     with self._wake_lock:
                         if not (self._woken.is_set() or self.reconciler.more_to_start):
                             self._in_passes = False  # a wake from now on asks APScheduler
                             break
+                    time.sleep(max(0.0, began + WAKE_GAP_SECONDS - time.monotonic()))
+                    with self._wake_lock:
                         self._woken.clear()
             finally:
                 with self._wake_lock:
