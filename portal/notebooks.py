@@ -236,7 +236,6 @@ def _write_run(notebook, spec, pool):
                       pool=pool, state="pending")
     now = utcnow()
     for index in range(notebook.count):
-        # insert, not create: see portal.tasks._write
         subtask = Subtask.insert(task=run, role=f"{ROLE}-{index}", spec=spec,
                                  replicas=1).execute()
         Replica.insert(task=run, subtask=subtask, index=0, state="pending",
