@@ -215,10 +215,10 @@ def _charge(replicas):
     _insert_charges(entries)
     # One UPDATE ... FROM (VALUES ...) for the whole batch (SQLite >= 3.33, PostgreSQL); both
     # name the columns of a VALUES list column1, column2, ...
-    values = ValuesList(updates, alias="v")
-    Replica.update(billed_seconds=values.c.column2, charged=values.c.column3,
-                   settled=values.c.column4).from_(values).where(
-        Replica.id == values.c.column1).execute()
+    batch = ValuesList(updates, alias="v")
+    Replica.update(billed_seconds=batch.c.column2, charged=batch.c.column3,
+                   settled=batch.c.column4).from_(batch).where(
+        Replica.id == batch.c.column1).execute()
     return len(entries)
 
 

@@ -71,10 +71,10 @@ class Filters:
 
     def args(self):
         """The filters as query-string values (for links to other pages and the CSV)."""
-        values = {"user": self.user, "task": self.task, "kind": self.kind,
+        chosen = {"user": self.user, "task": self.task, "kind": self.kind,
                   "from": self.first_day and self.first_day.isoformat(),
                   "to": self.last_day and self.last_day.isoformat()}
-        return {key: value for key, value in values.items() if value is not None}
+        return {key: value for key, value in chosen.items() if value is not None}
 
     def conditions(self):
         out = []

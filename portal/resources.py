@@ -650,20 +650,20 @@ def set_pool_limits(pool, **changes):
     unknown = set(changes) - set(LIMIT_FIELDS)
     if unknown:
         raise TypeError(f"unknown limits: {sorted(unknown)}")
-    errors, values = {}, {}
+    errors, parsed = {}, {}
     for name, value in changes.items():
         try:
             parse = parse_cull_minutes if name == "cull_idle_minutes" else parse_limit
-            values[name] = parse(value, name)
+            parsed[name] = parse(value, name)
         except ResourceError as exc:
             errors.update(exc.errors)
     if errors:
         raise ResourceError(errors)
-    if values:
+    if parsed:
         with database.atomic():  # the write first (see _save)
-            (PoolLimit.insert(pool=pool, **values)
+            (PoolLimit.insert(pool=pool, **parsed)
              .on_conflict(conflict_target=[PoolLimit.pool],
-                          update={getattr(PoolLimit, name): v for name, v in values.items()})
+                          update={getattr(PoolLimit, name): v for name, v in parsed.items()})
              .execute())
             PoolLimit.delete().where((PoolLimit.pool == pool)
                                      & PoolLimit.max_chips_per_user.is_null()
@@ -704,8 +704,8 @@ def open_pool(user, name):
     rows = _POOL_NAMED.rows(user.id, name)
     if not rows:
         return None
-    *values, bound, mine = rows[0]
-    pool = model_row(Pool, values)
+    *fields, bound, mine = rows[0]
+    pool = model_row(Pool, fields)
     return pool if mine or (pool.is_default and not bound) else None
 
 

@@ -132,15 +132,15 @@ def _save(spec, body):
     """Create (``spec`` None) or change a spec from ``body``; all of it or nothing.
     A body holding only ``enabled`` skips the size checks, so a spec that no longer fits
     any node can still be disabled."""
-    values = {**(_current(spec) if spec else {"name": "", "resources": {}}), **body}
-    counts = _counts(values["resources"])
+    merged = {**(_current(spec) if spec else {"name": "", "resources": {}}), **body}
+    counts = _counts(merged["resources"])
     rename = {"memory": "memory_gb",
               **{rules.count_field(r): f"resources.{r.name}" for r in counts}}
     try:
         with database.atomic():
             if spec is None or set(body) - {"enabled"}:
                 spec = rules.save_spec(spec, rules.parse_spec(
-                    values["name"], values["cpu"], values["memory_gb"], values["price"], counts))
+                    merged["name"], merged["cpu"], merged["memory_gb"], merged["price"], counts))
             if "enabled" in body:
                 rules.set_spec_enabled(spec, body["enabled"])
     except rules.ResourceError as exc:
