@@ -56,13 +56,8 @@ MAX_CULL_MINUTES = 7 * 24 * 60  # a pool's idle culling: at most a week
 DESCRIPTION_MAX = 256
 
 
-class ResourceError(ValueError):
-    """Bad input or a refused change. ``errors`` maps a form field's name (``None``: the
-    whole form) to the message shown to the person who typed it."""
-
-    def __init__(self, errors):
-        super().__init__(" ".join(errors.values()))
-        self.errors = errors
+class ResourceError(values.FieldErrors):
+    """Bad input for a resource, spec or pool, or a refused change (``values.FieldErrors``)."""
 
 
 def _fail(field_name, message):

@@ -89,13 +89,9 @@ REASONS = {SUBMITTED: _l("submitted"), STOPPED_BY_YOU: _l("stopped by you"),
            DRAINED: _l("its node is draining")}
 
 
-class TaskError(ValueError):
-    """Bad input or a refused action. ``errors`` maps a field (``name``, ``argv``,
-    ``subtasks[0].spec``...; ``None``: the task as a whole) to its message."""
-
-    def __init__(self, errors):
-        super().__init__(" ".join(str(message) for message in errors.values()))
-        self.errors = errors
+class TaskError(values.FieldErrors):
+    """Bad input or a refused action (``values.FieldErrors``); fields are ``name``,
+    ``argv``, ``subtasks[0].spec``..."""
 
 
 def reason_text(reason):
@@ -180,6 +176,12 @@ class SubtaskView:
     def state(self):
         return derive_state(r.replica.state for r in self.replicas)
 
+    @property
+    def cost(self):
+        """Micro-units charged so far: the sum of the replicas' ``Replica.charged`` (loaded
+        already, no query)."""
+        return sum(item.replica.charged for item in self.replicas)
+
 
 @dataclass
 class TaskView:
@@ -204,6 +206,11 @@ class TaskView:
     @property
     def ended(self):
         return _ended(r.replica.state for r in self.replicas)
+
+    @property
+    def cost(self):
+        """Micro-units charged so far, live while it runs (``SubtaskView.cost``)."""
+        return sum(subtask.cost for subtask in self.subtasks)
 
     @property
     def stopping(self):

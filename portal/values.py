@@ -62,6 +62,17 @@ class ValueProblem(ValueError):
     """A value the rules refuse; the message, in the reader's language, says why."""
 
 
+class FieldErrors(ValueError):
+    """Bad input or a refused change, field by field: ``errors`` maps a field's name
+    (``None``: the request as a whole) to the message shown to the person who typed it.
+    The domain's errors (``ResourceError``, ``TaskError``) are of this kind, so pages and
+    API views show them one way."""
+
+    def __init__(self, errors):
+        super().__init__(" ".join(str(message) for message in errors.values()))
+        self.errors = errors
+
+
 def pattern(body):
     """A pattern body as the anchored JSON Schema ``pattern`` the API document carries."""
     return f"^(?:{body})$"
