@@ -41,8 +41,6 @@ def parse_amount(text, allow_zero=True):
     micro = int(micro)
     if micro < 0 or (micro == 0 and not allow_zero):
         raise AmountError(_("The amount must be greater than zero."))
-    if micro > MAX_MICRO:
-        raise AmountError(_("The amount is too large."))
     return micro
 
 

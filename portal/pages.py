@@ -1,8 +1,8 @@
 """Navigation of the miner and renter areas, and the pages not built yet.
 
 Each area lists its pages once here; the base template draws the menu from
-it. A page still in ``planned`` is served by a placeholder that says what it
-will hold, so the whole menu works from the first day.
+it. A page not built yet carries a third item, what it will hold: a
+placeholder serves it and says so, so the whole menu works from the first day.
 """
 
 from flask import abort, render_template
@@ -10,12 +10,15 @@ from flask_babel import lazy_gettext as _l
 
 
 class Area:
-    """The menu of one blueprint: ``(page, label)`` in order, and the planned pages."""
+    """The menu of one blueprint: ``menu``, its ``(page, label)`` in order, and ``planned``,
+    {page: what it will hold} for the pages not built yet."""
 
-    def __init__(self, blueprint, menu, planned):
+    def __init__(self, blueprint, pages):
+        """``pages``: ``(page, label)``, or ``(page, label, what it will hold)`` for a page
+        not built yet, in menu order."""
         self.blueprint = blueprint
-        self.menu = menu
-        self.planned = planned
+        self.menu = [entry[:2] for entry in pages]
+        self.planned = {entry[0]: entry[2] for entry in pages if len(entry) == 3}
 
     def endpoint(self, page):
         """The endpoint serving ``page``: its own view, or the placeholder."""
@@ -23,6 +26,7 @@ class Area:
         return f"{self.blueprint.name}.planned" if page in self.planned else own
 
     def register_placeholder(self):
+        """Serve every planned page at ``/<page>`` with the placeholder (404 for others)."""
         def planned(page):
             if page not in self.planned:
                 abort(404)
@@ -35,7 +39,7 @@ class Area:
         self.blueprint.add_url_rule("/<page>", "planned", planned)
 
 
-MINER_MENU = [
+MINER_PAGES = [
     ("overview", _l("Overview")),
     ("nodes", _l("Nodes")),
     ("resources", _l("Resources")),
@@ -44,27 +48,16 @@ MINER_MENU = [
     ("users", _l("Users")),
     ("machine_time", _l("Machine-time")),
     ("images", _l("Images")),
-    ("monitoring", _l("Monitoring")),
+    ("monitoring", _l("Monitoring"), _l("Live use of chips, CPU and memory across the nodes.")),
 ]
 
-MINER_PLANNED = {
-    "monitoring": _l("Live use of chips, CPU and memory across the nodes."),
-}
-
-RENTER_MENU = [
+RENTER_PAGES = [
     ("overview", _l("Overview")),
     ("notebooks", _l("Notebooks")),
     ("tasks", _l("Training tasks")),
     ("billing", _l("Machine-time")),
-    ("algorithms", _l("Algorithms")),
-    ("datasets", _l("Datasets")),
-    ("images", _l("Images")),
-    ("templates", _l("Templates")),
+    ("algorithms", _l("Algorithms"), _l("Your code, mounted at /code in notebooks and tasks.")),
+    ("datasets", _l("Datasets"), _l("Your data, mounted read-only at /dataset.")),
+    ("images", _l("Images"), _l("Container images you can run.")),
+    ("templates", _l("Templates"), _l("Saved task settings to start a new run in one click.")),
 ]
-
-RENTER_PLANNED = {
-    "algorithms": _l("Your code, mounted at /code in notebooks and tasks."),
-    "datasets": _l("Your data, mounted read-only at /dataset."),
-    "images": _l("Container images you can run."),
-    "templates": _l("Saved task settings to start a new run in one click."),
-}

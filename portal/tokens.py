@@ -97,9 +97,7 @@ def _find_user(name):
     return user
 
 
-@click.group("token", help="Manage personal API tokens.")
-def token_cli():
-    pass
+token_cli = click.Group("token", help="Manage personal API tokens.")
 
 
 @token_cli.command("create")
@@ -137,8 +135,5 @@ def revoke_command(token_id):
 
 
 def init_app(app):
-    """Add the ``token`` CLI and the account pages where users manage their own tokens."""
-    from portal.account import bp
-
+    """Add the ``token`` CLI."""
     app.cli.add_command(token_cli)
-    app.register_blueprint(bp)

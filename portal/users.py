@@ -31,6 +31,7 @@ class UserError(ValueError):
 
 
 def generate_password():
+    """A random password for a new account (16 URL-safe characters)."""
     return secrets.token_urlsafe(12)
 
 
@@ -111,6 +112,7 @@ def set_active(user, active):
 
 
 def find_group(name):
+    """The group with this name; UserError when there is none."""
     group = Group.get_or_none(Group.name == name)
     if group is None:
         raise UserError(_("There is no group named '%(name)s'.", name=name))
@@ -118,6 +120,7 @@ def find_group(name):
 
 
 def create_group(name, description=""):
+    """Create a group. Raises UserError for a bad or taken name or a too long description."""
     _check_name(name, _("group"))
     description = _one_line(description, DESCRIPTION_MAX)
     try:
@@ -163,9 +166,7 @@ def ensure_first_miner():
     return password
 
 
-@click.group("user", help="Manage miner and renter accounts.")
-def user_cli():
-    pass
+user_cli = click.Group("user", help="Manage miner and renter accounts.")
 
 
 @user_cli.command("add")
@@ -201,5 +202,6 @@ def list_command():
 
 
 def init_app(app):
+    """Add the ``user`` CLI and ``ROLE_NAMES`` for templates."""
     app.cli.add_command(user_cli)
     app.jinja_env.globals["ROLE_NAMES"] = ROLE_NAMES

@@ -1,11 +1,9 @@
 """The JSON API under ``/api/v1/``: the twin of every portal list and action.
 
-- ``schema``: the tiny schema language (request checks and document schemas)
-- ``errors``: every error under /api/ as ``{"error": {"code", "message"}}``
-- ``auth``: Bearer token or session, ``require_role``, CSRF for sessions
-- ``registry``: ``route``, the one place an endpoint is declared
-- ``openapi``: the OpenAPI 3.1 document built from the registry
-- ``account``, ``nodes``: the endpoints
+``bp`` is the blueprint. Each module of this package puts its part on it when imported:
+endpoints declared with ``registry.route`` (which also records them for the OpenAPI
+document), the error handlers (``errors``), the limit on refused tokens (``auth``). The
+import list at the bottom loads them all; a new module of endpoints joins it.
 
 Flask-WTF's global CSRF check skips this blueprint (it cannot tell a token
 request from a session one); ``auth`` does the check for session requests.

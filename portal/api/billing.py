@@ -63,11 +63,18 @@ LEDGER_RECORD = Record({
     "seconds_to": Integer(_l("...up to this one, included"), nullable=True),
 }, name="LedgerRecord")
 
-RECORDS_PAGE = Record({
-    "records": Array(LEDGER_RECORD, _l("Newest first, at most 100")),
-    "next_before_id": Integer(_l("Send it as before_id for the next page; null on the last"),
-                              nullable=True),
-}, name="LedgerRecordPage")
+
+def records_page(record, name):
+    """The schema of a page of ledger records (``record`` each, newest first, 100 at the
+    most) and of the ``next_before_id`` that asks for the next page."""
+    return Record({
+        "records": Array(record, _l("Newest first, at most 100")),
+        "next_before_id": Integer(_l("Send it as before_id for the next page; null on the "
+                                     "last"), nullable=True),
+    }, name=name)
+
+
+RECORDS = records_page(LEDGER_RECORD, "LedgerRecordPage")
 
 RECHARGE = Object({
     "amount": String(_l("More than zero, in the miner's currency, as a decimal string such "
@@ -160,7 +167,7 @@ def adjust_renter_api(user_id, body):
 @route("/billing/records", summary=_l(
     "Ledger records, newest first, 100 a page; query: user (renter id), task (id), kind, "
     "from and to (YYYY-MM-DD, UTC, both included), before_id"), role="miner",
-    response=RECORDS_PAGE)
+    response=RECORDS)
 def list_billing_records():
     try:
         filters = records.parse_filters(request.args)

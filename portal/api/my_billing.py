@@ -12,9 +12,10 @@ from flask_babel import lazy_gettext as _l
 
 from portal import usage, values
 from portal.api.auth import api_user
+from portal.api.billing import records_page
 from portal.api.errors import ApiError
 from portal.api.registry import route
-from portal.api.schema import Array, Boolean, Integer, Record, String, iso
+from portal.api.schema import Boolean, Integer, Record, String, iso
 from portal.models import LEDGER_KINDS, Task
 from portal.money import decimal_text
 from portal.settings import get as setting
@@ -54,11 +55,7 @@ LEDGER_ROW = Record({
                           nullable=True),
 }, name="LedgerRow")
 
-RECORDS = Record({
-    "records": Array(LEDGER_ROW, _l("Newest first, at most 100")),
-    "next_before_id": Integer(_l("Pass as before_id for the next page; null on the last"),
-                              nullable=True),
-}, name="LedgerPage")
+RECORDS = records_page(LEDGER_ROW, "LedgerPage")
 
 
 def ledger_row_json(row):

@@ -4,11 +4,11 @@ from flask import Blueprint, abort, render_template
 
 from portal.auth import require_role
 from portal.models import Group, User
-from portal.pages import MINER_MENU, MINER_PLANNED, Area
+from portal.pages import MINER_PAGES, Area
 
 bp = Blueprint("miner", __name__, url_prefix="/miner")
 bp.before_request(require_role("miner"))
-area = Area(bp, MINER_MENU, MINER_PLANNED)
+area = Area(bp, MINER_PAGES)
 
 MAX_ID = 2**63 - 1
 

@@ -2,14 +2,15 @@
 
 import pytest
 
-from portal.pages import MINER_MENU, MINER_PLANNED, RENTER_MENU, RENTER_PLANNED
+from portal.miner import area as miner_area
+from portal.renter import area as renter_area
 from tests.conftest import PASSWORD
 from tests.support import login
 
 
 @pytest.mark.parametrize("role,name,menu,planned", [
-    ("miner", "mina", MINER_MENU, MINER_PLANNED),
-    ("renter", "rene", RENTER_MENU, RENTER_PLANNED),
+    ("miner", "mina", miner_area.menu, miner_area.planned),
+    ("renter", "rene", renter_area.menu, renter_area.planned),
 ])
 def test_every_menu_page_answers(client, accounts, role, name, menu, planned):
     login(client, role, name, PASSWORD)
