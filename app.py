@@ -17,16 +17,17 @@ from flask_login import current_user
 from htmx_flask import Htmx
 
 from portal import (
+    account,
     auth,
     db,
     health,
     i18n,
     ledger,
     proxy,
-    resources,
     security_headers,
     settings,
     tokens,
+    units,
     users,
 )
 from portal.api import bp as api_bp
@@ -80,7 +81,8 @@ def create_app(test_config=None):
     tokens.init_app(app)
     settings.init_app(app)
     ledger.init_app(app)
-    resources.init_app(app)
+    units.init_app(app)
+    app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(miner_bp)

@@ -92,7 +92,7 @@ def run(args, url):
     from portal import db
     from portal.ledger import recharge
     from portal.models import Replica, Task
-    from portal.resources import parse_spec, save_spec
+    from portal.specs import parse_spec, save_spec
     from portal.tasks import create_task
     from portal.users import create_user
     from scheduler.discovery import Discovery
@@ -148,7 +148,7 @@ def run(args, url):
         bare = []
         for _ in range(args.passes):
             began = time.monotonic()
-            list(reconciler.pool.map(backend.inspect, handles))
+            list(reconciler.threads.map(backend.inspect, handles))
             bare.append(time.monotonic() - began)
 
     took = statistics.median(p[0] for p in passes)

@@ -30,6 +30,7 @@ from peewee import IntegrityError
 
 from portal import ledger, storage, values
 from portal import tasks as rules
+from portal.access import open_pools
 from portal.db import database
 from portal.models import (
     REPLICA_ENDED,
@@ -41,8 +42,9 @@ from portal.models import (
     Task,
     utcnow,
 )
-from portal.resources import default_pool, open_pools, pool_views, spec_views
+from portal.pools import default_pool, pool_views
 from portal.signals import tasks_changed
+from portal.specs import spec_views
 
 MAX_COUNT = 8
 ROLE = "lab"  # subtask i is lab-i

@@ -38,6 +38,8 @@ from flask_babel import lazy_gettext as _l
 from peewee import JOIN, IntegrityError
 
 from portal import ledger, reasons, values
+from portal.access import open_pool, open_pools
+from portal.capacity import fits, pool_capacities
 from portal.db import Prepared, database, insert_row, insert_rows
 from portal.models import (
     REPLICA_ENDED,
@@ -51,16 +53,9 @@ from portal.models import (
     Task,
     utcnow,
 )
-from portal.resources import (
-    fits,
-    open_pool,
-    open_pools,
-    pool_capacities,
-    pool_views,
-    spec_view,
-    spec_views,
-)
+from portal.pools import pool_views
 from portal.signals import tasks_changed
+from portal.specs import spec_view, spec_views
 
 NAME_MAX = 96
 IMAGE_MAX = 255

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from peewee import fn
 
+from portal.capacity import ACTIVE, CPU, MEMORY, held_cpu_memory, schedulable
 from portal.db import Prepared
 from portal.models import (
     CustomResource,
@@ -28,8 +29,6 @@ from portal.models import (
     User,
 )
 from scheduler.placement import Limits, NodeState, ReplicaNeed, TaskRequest, Usage
-
-ACTIVE = ("starting", "running")
 
 
 def spec_needs():
@@ -49,17 +48,12 @@ def default_pool_id():
     return Pool.get(Pool.is_default == True).id  # noqa: E712  (peewee expression)
 
 
-def node_states(needs):
-    """The placement view of every node (unschedulable ones included, flagged)."""
+def node_states():
+    """The placement view of every node (unschedulable ones included, flagged); what is
+    held is counted as the pages count it (``portal.capacity``)."""
     default = default_pool_id()
     nodes = list(Node.select())
-    used_cpu, used_mem = defaultdict(int), defaultdict(int)
-    active = (Replica.select(Replica.node, Subtask.spec).join(Subtask)
-              .where(Replica.state.in_(ACTIVE) & Replica.node.is_null(False)).tuples())
-    for node_id, spec_id in active:
-        cpu, mem, _chips = needs[spec_id]
-        used_cpu[node_id] += cpu
-        used_mem[node_id] += mem
+    used = held_cpu_memory()
     held = {chip_id for (chip_id,) in ReplicaChip.select(ReplicaChip.chip).tuples()}
     free, total = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(int))
     for chip in NodeChip.select(NodeChip.id, NodeChip.node, NodeChip.kind,
@@ -69,9 +63,9 @@ def node_states(needs):
             free[chip.node_id][chip.kind].append(chip.index)
     return [NodeState(
         id=n.id, pool_id=n.pool_id or default,
-        schedulable=n.enabled and n.ready and not n.cordoned and not n.draining,
-        cpu_millis_free=max(0, n.cpu_millis - used_cpu[n.id]),
-        memory_mib_free=max(0, n.memory_mib - used_mem[n.id]),
+        schedulable=schedulable(n),
+        cpu_millis_free=max(0, n.cpu_millis - used.get(n.id, {}).get(CPU, 0)),
+        memory_mib_free=max(0, n.memory_mib - used.get(n.id, {}).get(MEMORY, 0)),
         chips_free={k: tuple(sorted(v)) for k, v in free[n.id].items()},
         cpu_millis_total=n.cpu_millis, memory_mib_total=n.memory_mib,
         chips_total=dict(total[n.id])) for n in nodes]

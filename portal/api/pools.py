@@ -13,8 +13,8 @@ from dataclasses import asdict
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import resources as rules
 from portal import users
+from portal.access import open_pools
 from portal.api.auth import api_user
 from portal.api.errors import ApiError, refused
 from portal.api.registry import route
@@ -22,19 +22,32 @@ from portal.api.resources import DESCRIPTION, MAX_ID, REF, conflict, get_or_404,
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import Group, Node, Pool
+from portal.pools import (
+    LIMIT_FIELDS,
+    MAX_CULL_MINUTES,
+    MAX_LIMIT,
+    create_pool,
+    delete_pool,
+    move_node,
+    pool_views,
+    set_pool_groups,
+    set_pool_limits,
+    update_pool,
+)
+from portal.units import NAME_MAX, ResourceError
 
 MAX_ITEMS = 1000  # groups or nodes in one request
 
 _LIMITS = {
     "max_chips_per_user": Integer(_l("Chips (all kinds together) one renter may hold at once "
                                      "in the pool; null: no limit"),
-                                  nullable=True, minimum=0, maximum=rules.MAX_LIMIT),
+                                  nullable=True, minimum=0, maximum=MAX_LIMIT),
     "max_replicas_per_user": Integer(_l("Replicas one renter may have starting or running at "
                                         "once in the pool; null: no limit"),
-                                     nullable=True, minimum=0, maximum=rules.MAX_LIMIT),
+                                     nullable=True, minimum=0, maximum=MAX_LIMIT),
     "cull_idle_minutes": Integer(_l("A notebook in the pool idle (no busy kernel, no activity) "
                                     "this many minutes is stopped; null: never"),
-                                 nullable=True, minimum=1, maximum=rules.MAX_CULL_MINUTES),
+                                 nullable=True, minimum=1, maximum=MAX_CULL_MINUTES),
 }
 LIMITS = Record(_LIMITS, name="PoolLimits")
 LIMITS_CHANGE = Object(_LIMITS, name="PoolLimitsChange",
@@ -57,7 +70,7 @@ POOL = Object({
     name="Pool")
 
 POOL_FIELDS = {
-    "name": Name(rules.NAME_MAX["pool"], _l("Unique; the default pool keeps its name")),
+    "name": Name(NAME_MAX["pool"], _l("Unique; the default pool keeps its name")),
     "description": DESCRIPTION,
     "groups": Array(String(min_length=2, max_length=32, pattern=users.NAME_RE.pattern,
                            rule=_l("a group name")),
@@ -87,10 +100,10 @@ def pool_json(view, miner):
 def _visible():
     """(PoolViews the caller may see, whether the caller is the miner)."""
     user = api_user()
-    views = rules.pool_views()
+    views = pool_views()
     if user.role == "miner":
         return views, True
-    return rules.open_pools(user, views), False
+    return open_pools(user, views), False
 
 
 def _one(pool_id):
@@ -141,18 +154,18 @@ def _save(pool, body):
     try:
         with database.atomic():
             if pool is None:
-                pool = rules.create_pool(body["name"], body.get("description", ""))
+                pool = create_pool(body["name"], body.get("description", ""))
             elif "name" in body or "description" in body:
-                rules.update_pool(pool, body.get("name", pool.name),
+                update_pool(pool, body.get("name", pool.name),
                                   body.get("description", pool.description))
             if group_ids is not None:
-                rules.set_pool_groups(pool, group_ids)
+                set_pool_groups(pool, group_ids)
             if "limits" in body:
-                rules.set_pool_limits(pool, **body["limits"])
+                set_pool_limits(pool, **body["limits"])
             for node in nodes:
-                rules.move_node(node, pool)
-    except rules.ResourceError as exc:
-        raise refusal(exc, {name: f"limits.{name}" for name in rules.LIMIT_FIELDS}) from None
+                move_node(node, pool)
+    except ResourceError as exc:
+        raise refusal(exc, {name: f"limits.{name}" for name in LIMIT_FIELDS}) from None
     return _one(pool.id)
 
 
@@ -174,8 +187,8 @@ def update_pool_api(pool_id, body):
        role="miner")
 def delete_pool_api(pool_id):
     try:
-        rules.delete_pool(_pool_or_404(pool_id))
-    except rules.ResourceError as exc:
+        delete_pool(_pool_or_404(pool_id))
+    except ResourceError as exc:
         raise conflict(exc) from None
 
 

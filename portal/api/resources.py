@@ -1,7 +1,7 @@
 """Custom resources: every signed-in user reads them (a spec names them); the miner writes.
 
 The helpers at the top serve the specs, pools and nodes endpoints too: load a
-row or answer 404, and turn a refusal of the rules in ``portal.resources`` into
+row or answer 404, and turn a refusal of the rules (``portal.specs``, ``portal.pools``) into
 an ``ApiError``: 409 ``conflict``, with ``fields`` naming the values refused (a body the
 document refuses never gets this far: it is 400 ``invalid_body``).
 """
@@ -9,11 +9,12 @@ document refuses never gets this far: it is 400 ``invalid_body``).
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import resources as rules
 from portal.api.errors import ApiError, refused
 from portal.api.registry import route
 from portal.api.schema import Array, Integer, Name, Object, Record, String
 from portal.models import CustomResource
+from portal.specs import create_resource, delete_resource, update_resource
+from portal.units import DESCRIPTION_MAX, NAME_MAX, ResourceError
 
 KIND_MAX = 64  # what the column holds
 MAX_ID = 2**63 - 1  # a row id the database can hold; a bigger one is no row at all
@@ -55,8 +56,8 @@ RESOURCE = Record({
     "description": String(),
 }, name="CustomResource")
 
-_NAME = Name(rules.NAME_MAX["resource"], _l("Unique; HTML and any Unicode are kept as data"))
-DESCRIPTION = Name(rules.DESCRIPTION_MAX, _l("One line; may be empty"), required=False)
+_NAME = Name(NAME_MAX["resource"], _l("Unique; HTML and any Unicode are kept as data"))
+DESCRIPTION = Name(DESCRIPTION_MAX, _l("One line; may be empty"), required=False)
 NEW_RESOURCE = Object({
     "name": _NAME,
     "kind": Name(KIND_MAX, _l("A system resource kind: one seen on a node, or "
@@ -87,8 +88,8 @@ def list_resources():
        role="miner", body=NEW_RESOURCE, response=RESOURCE, status=201)
 def create_resource_api(body):
     try:
-        resource = rules.create_resource(body["name"], body["kind"], body.get("description", ""))
-    except rules.ResourceError as exc:
+        resource = create_resource(body["name"], body["kind"], body.get("description", ""))
+    except ResourceError as exc:
         raise refusal(exc) from None
     return resource_json(resource)
 
@@ -99,9 +100,9 @@ def create_resource_api(body):
 def update_resource_api(resource_id, body):
     resource = _resource_or_404(resource_id)
     try:
-        rules.update_resource(resource, body.get("name", resource.name),
+        update_resource(resource, body.get("name", resource.name),
                               body.get("description", resource.description))
-    except rules.ResourceError as exc:
+    except ResourceError as exc:
         raise refusal(exc) from None
     return resource_json(resource)
 
@@ -110,6 +111,6 @@ def update_resource_api(resource_id, body):
        summary=_l("Delete a custom resource (409 while a spec uses it)"), role="miner")
 def delete_resource_api(resource_id):
     try:
-        rules.delete_resource(_resource_or_404(resource_id))
-    except rules.ResourceError as exc:
+        delete_resource(_resource_or_404(resource_id))
+    except ResourceError as exc:
         raise conflict(exc) from None

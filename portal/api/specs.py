@@ -10,8 +10,8 @@ page read them, so no float ever touches a price. A spec's chips are
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import resources as rules
 from portal import values
+from portal.access import open_specs
 from portal.api.auth import api_user
 from portal.api.errors import ApiError, refused
 from portal.api.registry import route
@@ -19,8 +19,18 @@ from portal.api.resources import REF, conflict, get_or_404, ref, refusal
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import CustomResource, ResourceSpec, SpecResource
-from portal.money import format_amount
+from portal.money import decimal_text, format_amount
+from portal.pools import pool_views
 from portal.settings import get as setting
+from portal.specs import (
+    count_field,
+    delete_spec,
+    parse_spec,
+    save_spec,
+    set_spec_enabled,
+    spec_views,
+)
+from portal.units import MAX_CHIPS, MAX_PRICE, NAME_MAX, ResourceError, format_cores, format_gb
 
 SPEC = Record({
     "id": Integer(),
@@ -37,7 +47,7 @@ SPEC = Record({
 }, name="ResourceSpec")
 
 SPEC_FIELDS = {
-    "name": Name(rules.NAME_MAX["spec"], _l("Unique; empty or left out on creation: the "
+    "name": Name(NAME_MAX["spec"], _l("Unique; empty or left out on creation: the "
                                             "suggested name, such as '4 CPU-2 GB-2 TPU 1684X'"),
                  required=False),
     "cpu": String(_l("CPU cores as a decimal string, e.g. \"4\" or \"0.5\" (steps of 0.001; "
@@ -49,13 +59,13 @@ SPEC_FIELDS = {
                         rule=_l("a decimal more than zero, at most 10 decimals")),
     "price": String(_l("Price per machine-hour in the miner's currency as a decimal string, "
                        "e.g. \"1.25\" (at most 6 decimals; never a JSON number; more than "
-                       "%(n)s: 409)", n=format_amount(rules.MAX_PRICE)),
+                       "%(n)s: 409)", n=format_amount(MAX_PRICE)),
                     pattern=values.AMOUNT, rule=_l("an amount more than zero, at most 6 "
                                                    "decimals")),
-    "resources": Map(Integer(minimum=0, maximum=rules.MAX_CHIPS),
+    "resources": Map(Integer(minimum=0, maximum=MAX_CHIPS),
                      _l("Chips per custom resource, by the resource's name (0 leaves it "
                         "out; an unknown name: 409); when sent, it replaces the whole set"),
-                     keys=Name(rules.NAME_MAX["resource"])),
+                     keys=Name(NAME_MAX["resource"])),
     "enabled": Boolean(_l("Renters may pick it (a new spec is enabled unless this says no)")),
 }
 NEW_SPEC = Object(SPEC_FIELDS, required=("cpu", "memory_gb", "price"), name="NewResourceSpec")
@@ -80,9 +90,9 @@ def _visible():
     miner; for a renter, the enabled specs that fit one of their pools (``open_specs``)."""
     user = api_user()
     if user.role != "miner":
-        return rules.open_specs(user)
-    specs = rules.spec_views()
-    pools = rules.pool_views(specs=specs)
+        return open_specs(user)
+    specs = spec_views()
+    pools = pool_views(specs=specs)
     fitting = {view.pool.id: {s.spec.id for s in view.specs} for view in pools}
     return [(spec, [p for p in pools if spec.spec.id in fitting[p.pool.id]]) for spec in specs]
 
@@ -112,9 +122,9 @@ def _current(spec):
     """A spec's values as the body would send them, for what a change leaves out."""
     items = (SpecResource.select(SpecResource.count, CustomResource.name).join(CustomResource)
              .where(SpecResource.spec == spec).tuples())
-    return {"name": spec.name, "cpu": rules.format_cores(spec.cpu_millis),
-            "memory_gb": rules.format_gb(spec.memory_mib),
-            "price": rules.amount_text(spec.price_per_hour),
+    return {"name": spec.name, "cpu": format_cores(spec.cpu_millis),
+            "memory_gb": format_gb(spec.memory_mib),
+            "price": decimal_text(spec.price_per_hour),
             "resources": {name: count for count, name in items}}
 
 
@@ -135,15 +145,15 @@ def _save(spec, body):
     merged = {**(_current(spec) if spec else {"name": "", "resources": {}}), **body}
     counts = _counts(merged["resources"])
     rename = {"memory": "memory_gb",
-              **{rules.count_field(r): f"resources.{r.name}" for r in counts}}
+              **{count_field(r): f"resources.{r.name}" for r in counts}}
     try:
         with database.atomic():
             if spec is None or set(body) - {"enabled"}:
-                spec = rules.save_spec(spec, rules.parse_spec(
+                spec = save_spec(spec, parse_spec(
                     merged["name"], merged["cpu"], merged["memory_gb"], merged["price"], counts))
             if "enabled" in body:
-                rules.set_spec_enabled(spec, body["enabled"])
-    except rules.ResourceError as exc:
+                set_spec_enabled(spec, body["enabled"])
+    except ResourceError as exc:
         raise refusal(exc, rename) from None
     return _one(spec.id)
 
@@ -164,8 +174,8 @@ def update_spec_api(spec_id, body):
        summary=_l("Delete a spec (409 while a task or a charge uses it)"), role="miner")
 def delete_spec_api(spec_id):
     try:
-        rules.delete_spec(_spec_or_404(spec_id))
-    except rules.ResourceError as exc:
+        delete_spec(_spec_or_404(spec_id))
+    except ResourceError as exc:
         raise conflict(exc) from None
 
 

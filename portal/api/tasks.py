@@ -16,7 +16,7 @@ from portal.api.auth import api_user
 from portal.api.errors import refused
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String, iso
-from portal.resources import NAME_MAX
+from portal.units import NAME_MAX
 
 STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
 

@@ -13,10 +13,23 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
-from portal import resources as rules
+from portal.capacity import chip_kinds, node_capacities
 from portal.miner import bp, get_or_404
 from portal.miner.resources import answer, parse_id, show_errors
 from portal.models import Group, Node, Pool
+from portal.pools import (
+    LIMIT_FIELDS,
+    MAX_CULL_MINUTES,
+    MAX_LIMIT,
+    create_pool,
+    delete_pool,
+    move_node,
+    pool_views,
+    set_pool_groups,
+    set_pool_limits,
+    update_pool,
+)
+from portal.units import ResourceError
 
 
 class PoolForm(FlaskForm):
@@ -35,23 +48,23 @@ class LimitsForm(FlaskForm):
 
 def _limits_form(view):
     values = {name: "" if value is None else str(value)
-              for name, value in zip(rules.LIMIT_FIELDS, astuple(view.limits), strict=True)}
+              for name, value in zip(LIMIT_FIELDS, astuple(view.limits), strict=True)}
     return LimitsForm(formdata=None, data=values)
 
 
 def _page(form=None, editing=None, status=200, limits=None):
     """The page; ``limits`` is (pool id, LimitsForm) for a limits form that was refused."""
-    nodes = rules.node_capacities()
-    views = rules.pool_views(nodes)
+    nodes = node_capacities()
+    views = pool_views(nodes)
     limit_forms = {view.pool.id: _limits_form(view) for view in views}
     if limits:
         limit_forms[limits[0]] = limits[1]
     return answer(
         "miner/pools.html", status,
         push=url_for("miner.pools", edit=editing.id if editing else None),
-        pools=views, kinds=rules.chip_kinds(n.capacity for n in nodes),
+        pools=views, kinds=chip_kinds(n.capacity for n in nodes),
         groups=list(Group.select().order_by(Group.name)), limit_forms=limit_forms,
-        max_limit=rules.MAX_LIMIT, max_cull=rules.MAX_CULL_MINUTES,
+        max_limit=MAX_LIMIT, max_cull=MAX_CULL_MINUTES,
         form=form or PoolForm(formdata=None, obj=editing), editing=editing,
     )
 
@@ -73,8 +86,8 @@ def create_pool_view():
     if not form.validate():
         return _page(form, status=400)
     try:
-        pool = rules.create_pool(form.name.data, form.description.data)
-    except rules.ResourceError as exc:
+        pool = create_pool(form.name.data, form.description.data)
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(form, status=400)
     flash(_("Created pool '%(name)s'.", name=pool.name), "success")
@@ -88,8 +101,8 @@ def update_pool_view(pool_id):
     if not form.validate():
         return _page(form, editing=pool, status=400)
     try:
-        rules.update_pool(pool, form.name.data, form.description.data)
-    except rules.ResourceError as exc:
+        update_pool(pool, form.name.data, form.description.data)
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(form, editing=Pool.get_by_id(pool_id), status=400)
     flash(_("Saved pool '%(name)s'.", name=pool.name), "success")
@@ -100,8 +113,8 @@ def update_pool_view(pool_id):
 def delete_pool_view(pool_id):
     pool = get_or_404(Pool, pool_id)
     try:
-        rules.delete_pool(pool)
-    except rules.ResourceError as exc:
+        delete_pool(pool)
+    except ResourceError as exc:
         return _refuse(str(exc), 409)
     flash(_("Deleted pool '%(name)s'; its nodes are back in the default pool.", name=pool.name),
           "success")
@@ -115,8 +128,8 @@ def set_pool_groups_view(pool_id):
     if None in ids:
         return _refuse(_("Choose groups from the list."))
     try:
-        rules.set_pool_groups(pool, set(ids))
-    except rules.ResourceError as exc:
+        set_pool_groups(pool, set(ids))
+    except ResourceError as exc:
         return _refuse(str(exc))
     flash(_("Groups of pool '%(name)s' saved.", name=pool.name), "success")
     return redirect(url_for("miner.pools"), 303)
@@ -129,10 +142,10 @@ def set_pool_limits_view(pool_id):
     if not form.validate():
         return _page(limits=(pool.id, form), status=400)
     try:
-        rules.set_pool_limits(pool, max_chips_per_user=form.max_chips_per_user.data,
+        set_pool_limits(pool, max_chips_per_user=form.max_chips_per_user.data,
                               max_replicas_per_user=form.max_replicas_per_user.data,
                               cull_idle_minutes=form.cull_idle_minutes.data)
-    except rules.ResourceError as exc:
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(limits=(pool.id, form), status=400)
     flash(_("Limits of pool '%(name)s' saved.", name=pool.name), "success")
@@ -146,7 +159,7 @@ def move_node_view(node_id):
     pool = Pool.get_or_none(Pool.id == pool_id) if pool_id else None
     if pool is None:
         return _refuse(_("Choose a pool from the list."))
-    rules.move_node(node, pool)
+    move_node(node, pool)
     flash(_("Node '%(node)s' is now in pool '%(pool)s'.", node=node.name, pool=pool.name),
           "success")
     return redirect(url_for("miner.pools"), 303)

@@ -12,10 +12,12 @@ from flask_wtf import FlaskForm
 from peewee import fn
 from wtforms import SelectField, StringField
 
-from portal import resources as rules
 from portal import values
+from portal.capacity import chip_kinds, node_capacities, total_capacity
 from portal.miner import bp, get_or_404
 from portal.models import CustomResource, SpecResource
+from portal.specs import create_resource, delete_resource, resource_kinds, update_resource
+from portal.units import ResourceError
 
 # Number formatting for the resource templates (they are passed to each render).
 
@@ -49,15 +51,15 @@ class ResourceForm(FlaskForm):
 def _page(form=None, editing=None, status=200):
     if form is None:
         form = ResourceForm(formdata=None, obj=editing)
-    form.kind.choices = rules.resource_kinds()
-    nodes = rules.node_capacities()
+    form.kind.choices = resource_kinds()
+    nodes = node_capacities()
     uses = dict(SpecResource.select(SpecResource.resource, fn.COUNT(SpecResource.spec))
                 .group_by(SpecResource.resource).tuples())
     return answer(
         "miner/resources.html", status,
         push=url_for("miner.resources", edit=editing.id if editing else None),
-        nodes=nodes, kinds=rules.chip_kinds(n.capacity for n in nodes),
-        total=rules.total_capacity(nodes), held=rules.total_capacity(nodes, "allocated"),
+        nodes=nodes, kinds=chip_kinds(n.capacity for n in nodes),
+        total=total_capacity(nodes), held=total_capacity(nodes, "allocated"),
         uses=uses, form=form, editing=editing,
         custom=CustomResource.select().order_by(CustomResource.name),
     )
@@ -75,8 +77,8 @@ def create_resource_view():
     if not form.validate():
         return _page(form, status=400)
     try:
-        resource = rules.create_resource(form.name.data, form.kind.data, form.description.data)
-    except rules.ResourceError as exc:
+        resource = create_resource(form.name.data, form.kind.data, form.description.data)
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(form, status=400)
     flash(_("Created custom resource '%(name)s'.", name=resource.name), "success")
@@ -90,8 +92,8 @@ def update_resource_view(resource_id):
     if not form.validate():
         return _page(form, editing=resource, status=400)
     try:
-        rules.update_resource(resource, form.name.data, form.description.data)
-    except rules.ResourceError as exc:
+        update_resource(resource, form.name.data, form.description.data)
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(form, editing=CustomResource.get_by_id(resource_id), status=400)
     flash(_("Saved custom resource '%(name)s'.", name=resource.name), "success")
@@ -102,8 +104,8 @@ def update_resource_view(resource_id):
 def delete_resource_view(resource_id):
     resource = get_or_404(CustomResource, resource_id)
     try:
-        rules.delete_resource(resource)
-    except rules.ResourceError as exc:
+        delete_resource(resource)
+    except ResourceError as exc:
         flash(str(exc), "error")
         return _page(status=409)
     flash(_("Deleted custom resource '%(name)s'.", name=resource.name), "success")

@@ -11,11 +11,29 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
-from portal import resources as rules
+from portal.capacity import fits, node_capacities
 from portal.miner import bp, get_or_404
 from portal.miner.resources import answer, parse_id, show_errors
 from portal.models import CustomResource, ResourceSpec, SpecResource
+from portal.money import decimal_text
 from portal.settings import get as setting
+from portal.specs import (
+    count_field,
+    delete_spec,
+    parse_spec,
+    save_spec,
+    set_spec_enabled,
+    spec_views,
+    suggest_name,
+)
+from portal.units import (
+    ResourceError,
+    format_cores,
+    format_gb,
+    parse_cores,
+    parse_count,
+    parse_memory_gb,
+)
 
 NUMBER = {"class": "suggest", "inputmode": "decimal", "autocomplete": "off"}
 
@@ -34,7 +52,7 @@ def _custom():
 def spec_form(custom, spec=None):
     """A SpecForm with a count field per custom resource: from the request, or from ``spec``
     (editing), or empty."""
-    fields = {rules.count_field(r): StringField(r.name, default="0", render_kw=NUMBER)
+    fields = {count_field(r): StringField(r.name, default="0", render_kw=NUMBER)
               for r in custom}
     form_class = type("SpecFormWithCounts", (SpecForm,), fields)
     if request.method == "POST":
@@ -45,10 +63,10 @@ def spec_form(custom, spec=None):
         counts = dict(SpecResource.select(SpecResource.resource, SpecResource.count)
                       .where(SpecResource.spec == spec).tuples())
         form = form_class(formdata=None, data={
-            "name": spec.name, "cpu": rules.format_cores(spec.cpu_millis),
-            "memory": rules.format_gb(spec.memory_mib),
-            "price": rules.amount_text(spec.price_per_hour),
-            **{rules.count_field(r): str(counts.get(r.id, 0)) for r in custom}})
+            "name": spec.name, "cpu": format_cores(spec.cpu_millis),
+            "memory": format_gb(spec.memory_mib),
+            "price": decimal_text(spec.price_per_hour),
+            **{count_field(r): str(counts.get(r.id, 0)) for r in custom}})
     form.price.label.text = _("Price per machine-hour (%(currency)s)",
                               currency=setting("currency"))
     return form
@@ -57,23 +75,23 @@ def spec_form(custom, spec=None):
 def _suggestion(values, custom):
     """The suggested name for the values typed so far; None while CPU or memory is not valid."""
     try:
-        items = [(r, rules.parse_count(values.get(rules.count_field(r)), rules.count_field(r)))
+        items = [(r, parse_count(values.get(count_field(r)), count_field(r)))
                  for r in custom]
-        return rules.suggest_name(rules.parse_cores(values.get("cpu")),
-                                  rules.parse_memory_gb(values.get("memory")), items)
-    except rules.ResourceError:
+        return suggest_name(parse_cores(values.get("cpu")),
+                                  parse_memory_gb(values.get("memory")), items)
+    except ResourceError:
         return None
 
 
 def _page(custom, form, editing=None, status=200):
-    nodes = rules.node_capacities()
-    specs = rules.spec_views()
+    nodes = node_capacities()
+    specs = spec_views()
     ready = [item.capacity for item in nodes if item.schedulable]
-    unfit = {s.spec.id for s in specs if not any(rules.fits(s.needs, c) for c in ready)}
+    unfit = {s.spec.id for s in specs if not any(fits(s.needs, c) for c in ready)}
     return answer("miner/specs.html", status,
                   push=url_for("miner.specs", edit=editing.id if editing else None),
                   specs=specs, unfit=unfit, custom=custom, form=form, editing=editing,
-                  count_fields=[form[rules.count_field(r)] for r in custom],
+                  count_fields=[form[count_field(r)] for r in custom],
                   suggestion=_suggestion(form.data, custom))
 
 
@@ -116,11 +134,11 @@ def _save(spec):
         form.name.data = suggestion
         return _page(custom, form, spec)
     try:
-        values = rules.parse_spec(form.name.data, form.cpu.data, form.memory.data,
+        values = parse_spec(form.name.data, form.cpu.data, form.memory.data,
                                   form.price.data,
-                                  {r: form[rules.count_field(r)].data for r in custom})
-        saved = rules.save_spec(spec, values)
-    except rules.ResourceError as exc:
+                                  {r: form[count_field(r)].data for r in custom})
+        saved = save_spec(spec, values)
+    except ResourceError as exc:
         show_errors(form, exc)
         return _page(custom, form, spec and ResourceSpec.get_by_id(spec.id), status=400)
     flash(_("Saved spec '%(name)s'.", name=saved.name), "success")
@@ -132,7 +150,7 @@ def set_spec_enabled_view(spec_id):
     spec = get_or_404(ResourceSpec, spec_id)
     if request.form.get("enabled") not in ("0", "1"):
         abort(400)
-    rules.set_spec_enabled(spec, request.form["enabled"] == "1")
+    set_spec_enabled(spec, request.form["enabled"] == "1")
     flash(_("'%(name)s' is now %(state)s.", name=spec.name,
             state=_("enabled") if spec.enabled else _("disabled")), "success")
     return redirect(url_for("miner.specs"), 303)
@@ -142,8 +160,8 @@ def set_spec_enabled_view(spec_id):
 def delete_spec_view(spec_id):
     spec = get_or_404(ResourceSpec, spec_id)
     try:
-        rules.delete_spec(spec)
-    except rules.ResourceError as exc:
+        delete_spec(spec)
+    except ResourceError as exc:
         flash(str(exc), "error")
         custom = _custom()
         return _page(custom, spec_form(custom), status=409)

@@ -3,14 +3,15 @@
 from flask import Blueprint, render_template
 from flask_login import current_user
 
-from portal import resources, usage
+from portal import usage
+from portal.access import open_pools, open_specs
 from portal.auth import require_role
-from portal.pages import RENTER_MENU, RENTER_PLANNED, Area
+from portal.pages import RENTER_PAGES, Area
 from portal.tasks import reason_text
 
 bp = Blueprint("renter", __name__, url_prefix="/renter")
 bp.before_request(require_role("renter"))
-area = Area(bp, RENTER_MENU, RENTER_PLANNED)
+area = Area(bp, RENTER_PAGES)
 
 
 @bp.get("/")
@@ -18,9 +19,9 @@ def overview():
     """The renter's machine-time (balance, spend, runway, a low-balance warning, tasks
     stopped for an exhausted balance), and the pools and specs they may use with prices in
     the miner's currency."""
-    pools = resources.open_pools(current_user)
+    pools = open_pools(current_user)
     return render_template(
-        "renter/overview.html", pools=pools, specs=resources.open_specs(current_user, pools),
+        "renter/overview.html", pools=pools, specs=open_specs(current_user, pools),
         standing=usage.standing(current_user), stops=usage.balance_stops(current_user),
         runway_text=usage.runway_text, reason_text=reason_text)
 

@@ -34,13 +34,16 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
 
 from portal import notebooks as rules
-from portal import resources, security_headers, values
+from portal import security_headers, values
 from portal import tasks as task_rules
+from portal.access import open_pools
 from portal.auth import LOGIN_ID
 from portal.money import format_amount
+from portal.pools import pool_views
 from portal.proxy import access, ready, urls
 from portal.renter import bp
 from portal.settings import get as setting
+from portal.specs import spec_views
 
 
 def _ns_text(ns):
@@ -99,8 +102,8 @@ class NotebookForm(FlaskForm):
 
 
 def _form_page(form, status=200):
-    specs = resources.spec_views()
-    pools = resources.open_pools(current_user, resources.pool_views(specs=specs))
+    specs = spec_views()
+    pools = open_pools(current_user, pool_views(specs=specs))
     currency = setting("currency")
     form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
     form.spec.choices = [("", _("— choose a spec —"))] + [

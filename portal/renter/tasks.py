@@ -17,11 +17,14 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, SelectField, StringField, TextAreaField
 
-from portal import resources, values
 from portal import tasks as rules
+from portal import values
+from portal.access import open_pools
 from portal.money import format_amount
+from portal.pools import pool_views
 from portal.renter import bp
 from portal.settings import get as setting
+from portal.specs import spec_views
 
 ROWS = 3  # subtask rows offered before "Add subtask"
 
@@ -64,8 +67,8 @@ LIVE_HELPERS = {"ns_text": _ns_text, "reason_text": rules.reason_text, "cost": _
 
 def _choices(form):
     """Fill the pool and spec selects; returns the open pools (``PoolView``)."""
-    specs = resources.spec_views()
-    pools = resources.open_pools(current_user, resources.pool_views(specs=specs))
+    specs = spec_views()
+    pools = open_pools(current_user, pool_views(specs=specs))
     currency = setting("currency")
     form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
     spec_choices = [("", _("— choose a spec —"))] + [
@@ -120,7 +123,7 @@ def new_task():
 @bp.get("/tasks/images")
 def task_images():
     """The image suggestions (a ``<datalist>``) for the pool in the query string."""
-    chosen = [view for view in resources.open_pools(current_user)
+    chosen = [view for view in open_pools(current_user)
               if view.pool.name == request.args.get("pool")]
     return render_template("renter/_image_options.html",
                            images=rules.pool_images(chosen[0]) if chosen else [])

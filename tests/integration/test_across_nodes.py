@@ -11,7 +11,7 @@ import pytest
 from flask import current_app
 
 from portal.models import Node, Replica, Task, User
-from portal.resources import parse_spec, save_spec
+from portal.specs import parse_spec, save_spec
 from portal.tasks import create_task, reason_text, task_view
 from portal.users import create_user
 from scheduler.discovery import Discovery, host_address

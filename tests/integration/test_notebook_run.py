@@ -18,7 +18,7 @@ from portal.notebooks import (
     start_notebook,
     stop_notebook,
 )
-from portal.resources import create_resource, parse_spec, save_spec
+from portal.specs import create_resource, parse_spec, save_spec
 from portal.storage import user_folder
 from portal.users import create_user
 from scheduler.discovery import Discovery

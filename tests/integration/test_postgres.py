@@ -478,7 +478,7 @@ def test_a_task_submitted_by_the_api_reads_back_as_answered_on_postgres(pg_app, 
     pool bound to a group is open to its members only, and a refusal is worded as ever."""
     from portal import tasks
     from portal.models import Group, Membership, Node, Pool, PoolGroup, ReplicaEvent, Task, User
-    from portal.resources import parse_spec, save_spec
+    from portal.specs import parse_spec, save_spec
     from portal.tasks import TaskError, create_task
     from portal.tokens import create_token
 

@@ -16,7 +16,7 @@ from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as Refused
 
 from portal.models import Replica, Task, User
-from portal.resources import parse_spec, save_spec
+from portal.specs import parse_spec, save_spec
 from portal.tasks import create_task, request_stop
 from portal.users import create_user
 from scheduler.discovery import Discovery

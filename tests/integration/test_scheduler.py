@@ -10,8 +10,8 @@ import pytest
 from werkzeug.exceptions import NotFound
 
 from portal.models import Node, Replica, ReplicaChip, ReplicaEvent, Task, User
-from portal.resources import create_resource, parse_spec, save_spec
 from portal.settings import instance_id
+from portal.specs import create_resource, parse_spec, save_spec
 from portal.tasks import create_task, get_task_or_404, reason_text, request_stop
 from portal.users import create_user
 from scheduler.discovery import Discovery

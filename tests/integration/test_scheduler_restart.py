@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from portal.models import Node, Replica, Task
-from portal.resources import create_resource, parse_spec, save_spec
 from portal.settings import instance_id
+from portal.specs import create_resource, parse_spec, save_spec
 from portal.tasks import create_task
 from portal.users import create_user
 from scheduler import inventory

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from portal import resources
 from portal.models import Pool, PoolLimit, Replica, Task, utcnow
+from portal.pools import PoolLimits, default_pool, pool_limits, set_pool_limits
 from portal.tasks import CULLED
 from scheduler import culling
 from tests.conftest import PASSWORD, free_port
@@ -87,7 +87,7 @@ def running(app, world, lab):  # noqa: F811 (the fixture)
         run = Task.get(Task.notebook == notebook)
         set_state(run, "running", address=lab.address)
         lab.token = run.secret
-        resources.set_pool_limits(resources.default_pool(), cull_idle_minutes="5")
+        set_pool_limits(default_pool(), cull_idle_minutes="5")
         yield notebook, run, Replica.get(Replica.task == run)
 
 
@@ -148,12 +148,12 @@ def test_culling_off_keeps_it_running_and_asks_nothing(running, lab, pool):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(days=2))
-    resources.set_pool_limits(resources.default_pool(), cull_idle_minutes="")
+    set_pool_limits(default_pool(), cull_idle_minutes="")
     assert PoolLimit.select().count() == 0
     assert culling.cull(now, culling.fetch_with(pool)) == []
     assert lab.seen == [] and not run_row(run).stop_requested
     # culling on in another pool does not reach this one
-    resources.set_pool_limits(Pool.get(Pool.name == "lab"),
+    set_pool_limits(Pool.get(Pool.name == "lab"),
                               cull_idle_minutes=1)
     assert culling.cull(now, culling.fetch_with(pool)) == [] and lab.seen == []
 
@@ -193,10 +193,10 @@ def test_the_page_shows_the_time_left(app, client, running, lab):
             Replica.id == replica.id).execute()
     assert "about 0 minutes left" in client.get(url).get_data(as_text=True)
     with app.app_context():
-        resources.set_pool_limits(resources.default_pool(), cull_idle_minutes=None)
+        set_pool_limits(default_pool(), cull_idle_minutes=None)
     assert "notebook-culling" not in client.get(url).get_data(as_text=True)
     with app.app_context():
-        resources.set_pool_limits(resources.default_pool(), cull_idle_minutes=5)
+        set_pool_limits(default_pool(), cull_idle_minutes=5)
         set_state(run, "stopped")
     assert "notebook-culling" not in client.get(url).get_data(as_text=True)
 
@@ -226,14 +226,14 @@ def test_the_pools_page_saves_and_clears_minutes(app, client, accounts):
     login(client, "miner", "mina", PASSWORD)
     assert save(client, 1, " 30 ").status_code == 303
     with app.app_context():
-        assert resources.pool_limits(resources.default_pool()) == resources.PoolLimits(
+        assert pool_limits(default_pool()) == PoolLimits(
             None, 2, 30)
     page = client.get("/miner/pools").get_data(as_text=True)
     assert re.search(r'<input[^>]*id="pool-1-cull_idle_minutes"[^>]*value="30"', page)
     assert save(client, 1, "10080").status_code == 303
     assert save(client, 1, "").status_code == 303
     with app.app_context():
-        assert resources.pool_limits(resources.default_pool()).cull_idle_minutes is None
+        assert pool_limits(default_pool()).cull_idle_minutes is None
 
 
 def test_the_api_shows_and_sets_minutes(app, client, accounts):

@@ -11,9 +11,10 @@ import pytest
 from werkzeug.exceptions import NotFound
 
 from portal import notebooks as rules
-from portal import resources, storage
+from portal import storage
 from portal.models import Notebook, Replica, ReplicaEvent, ResourceSpec, Subtask, Task, User
 from portal.notebooks import NotebookError
+from portal.specs import set_spec_enabled
 from portal.tokens import create_token
 from portal.users import create_user
 from tests.conftest import JUPYTER_IMAGE, PASSWORD
@@ -242,7 +243,7 @@ def test_a_started_run_is_stopped_by_the_scheduler(ctx):
 
 def test_a_start_is_checked_again(ctx):
     notebook = make(start=False)
-    resources.set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "1 TPU"), False)
+    set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "1 TPU"), False)
     assert "There is no spec '1 TPU' you may use." in errors_of(
         rules.start_notebook, notebook)["spec"]
 

@@ -9,11 +9,20 @@ import re
 
 import pytest
 
-from portal import resources as rules
 from portal.api.pools import POOL
 from portal.models import Pool, PoolLimit
-from portal.resources import PoolLimits, ResourceError
+from portal.pools import (
+    PoolLimits,
+    create_pool,
+    default_pool,
+    delete_pool,
+    parse_limit,
+    pool_limits,
+    pool_views,
+    set_pool_limits,
+)
 from portal.tokens import create_token
+from portal.units import ResourceError
 from scheduler import inventory
 from scheduler.placement import Limits
 from tests.conftest import PASSWORD
@@ -41,50 +50,50 @@ def limits_row(pool):
     ("", None), ("  ", None), (None, None), ("0", 0), (" 2 ", 2), ("10000", 10000),
     (7, 7), (0, 0)])
 def test_a_limit_is_empty_or_a_whole_number_up_to_10000(ctx, typed, value):
-    assert rules.parse_limit(typed, "max_chips_per_user") == value
+    assert parse_limit(typed, "max_chips_per_user") == value
 
 
 @pytest.mark.parametrize("typed", [*BAD, -1, 10001, 1.0, True, [], {}])
 def test_anything_else_is_refused_naming_the_field(ctx, typed):
     with pytest.raises(ResourceError) as info:
-        rules.parse_limit(typed, "max_replicas_per_user")
+        parse_limit(typed, "max_replicas_per_user")
     assert info.value.errors == {"max_replicas_per_user": BAD_MESSAGE}
 
 
 def test_set_change_one_keep_the_other_and_clear(ctx):
-    lab = rules.create_pool("Lab-A")
-    default = rules.default_pool()
-    assert rules.pool_limits(lab) == PoolLimits() and limits_row(lab) is None
-    assert rules.set_pool_limits(lab, max_chips_per_user="2", max_replicas_per_user="") == (
+    lab = create_pool("Lab-A")
+    default = default_pool()
+    assert pool_limits(lab) == PoolLimits() and limits_row(lab) is None
+    assert set_pool_limits(lab, max_chips_per_user="2", max_replicas_per_user="") == (
         PoolLimits(2, None))
     assert limits_row(lab) == (2, None) and limits_row(default) is None
-    assert rules.set_pool_limits(lab, max_replicas_per_user=3) == PoolLimits(2, 3)
-    assert rules.set_pool_limits(lab, max_chips_per_user=None) == PoolLimits(None, 3)
-    assert rules.set_pool_limits(lab) == PoolLimits(None, 3)  # nothing named, nothing changed
-    rules.set_pool_limits(lab, max_replicas_per_user="")
+    assert set_pool_limits(lab, max_replicas_per_user=3) == PoolLimits(2, 3)
+    assert set_pool_limits(lab, max_chips_per_user=None) == PoolLimits(None, 3)
+    assert set_pool_limits(lab) == PoolLimits(None, 3)  # nothing named, nothing changed
+    set_pool_limits(lab, max_replicas_per_user="")
     assert limits_row(lab) is None  # no limit at all keeps no row
     assert PoolLimit.select().count() == 0
 
 
 def test_a_bad_value_saves_nothing_and_both_errors_come_together(ctx):
-    lab = rules.create_pool("Lab-A")
-    rules.set_pool_limits(lab, max_chips_per_user=4)
+    lab = create_pool("Lab-A")
+    set_pool_limits(lab, max_chips_per_user=4)
     with pytest.raises(ResourceError) as info:
-        rules.set_pool_limits(lab, max_chips_per_user="1", max_replicas_per_user="x")
+        set_pool_limits(lab, max_chips_per_user="1", max_replicas_per_user="x")
     assert set(info.value.errors) == {"max_replicas_per_user"}
     with pytest.raises(ResourceError) as info:
-        rules.set_pool_limits(lab, max_chips_per_user="-1", max_replicas_per_user="x")
+        set_pool_limits(lab, max_chips_per_user="-1", max_replicas_per_user="x")
     assert set(info.value.errors) == {"max_chips_per_user", "max_replicas_per_user"}
     assert limits_row(lab) == (4, None)
     with pytest.raises(TypeError):
-        rules.set_pool_limits(lab, max_gpus=1)
+        set_pool_limits(lab, max_gpus=1)
 
 
 def test_pool_views_carry_the_limits_and_the_scheduler_reads_them(ctx):
-    lab = rules.create_pool("Lab-A")
-    default = rules.default_pool()
-    rules.set_pool_limits(lab, max_chips_per_user=0, max_replicas_per_user=5)
-    views = {view.pool.name: view.limits for view in rules.pool_views()}
+    lab = create_pool("Lab-A")
+    default = default_pool()
+    set_pool_limits(lab, max_chips_per_user=0, max_replicas_per_user=5)
+    views = {view.pool.name: view.limits for view in pool_views()}
     assert views == {"default": PoolLimits(), "Lab-A": PoolLimits(0, 5)}
     _usage, limits = inventory.usage_and_limits({})
     assert limits == {lab.id: Limits(max_chips=0, max_replicas=5)}
@@ -92,9 +101,9 @@ def test_pool_views_carry_the_limits_and_the_scheduler_reads_them(ctx):
 
 
 def test_deleting_a_pool_deletes_its_limits(ctx):
-    lab = rules.create_pool("Lab-A")
-    rules.set_pool_limits(lab, max_chips_per_user=1)
-    rules.delete_pool(lab)
+    lab = create_pool("Lab-A")
+    set_pool_limits(lab, max_chips_per_user=1)
+    delete_pool(lab)
     assert PoolLimit.select().count() == 0
 
 
@@ -130,8 +139,8 @@ def input_value(form, pool_id, name):
 
 def test_the_miner_sets_and_clears_limits_per_pool(app, miner):
     with app.app_context():
-        lab = rules.create_pool("Lab-A")
-        default = rules.default_pool()
+        lab = create_pool("Lab-A")
+        default = default_pool()
     html = miner.get("/miner/pools").get_data(as_text=True)
     assert input_value(limits_form(html, lab.id), lab.id, "max_chips_per_user") == ""
     assert 'placeholder="no limit"' in limits_form(html, lab.id)
@@ -156,8 +165,8 @@ def test_the_miner_sets_and_clears_limits_per_pool(app, miner):
 @pytest.mark.parametrize("typed", BAD)
 def test_a_bad_limit_is_shown_next_to_its_field_and_saves_nothing(app, miner, typed):
     with app.app_context():
-        lab = rules.create_pool("Lab-A")
-        rules.set_pool_limits(lab, max_chips_per_user=3)
+        lab = create_pool("Lab-A")
+        set_pool_limits(lab, max_chips_per_user=3)
     response = save_limits(miner, lab.id, "1", typed)
     assert response.status_code == 400
     assert response.headers["HX-Push-Url"] == "/miner/pools"
@@ -170,7 +179,7 @@ def test_a_bad_limit_is_shown_next_to_its_field_and_saves_nothing(app, miner, ty
 
 def test_limits_need_the_csrf_token_and_a_pool_that_exists(app, miner):
     with app.app_context():
-        lab = rules.create_pool("Lab-A")
+        lab = create_pool("Lab-A")
     assert save_limits(miner, lab.id, "2", "2", token=False).status_code == 400
     with app.app_context():
         assert limits_row(lab) is None
@@ -180,7 +189,7 @@ def test_limits_need_the_csrf_token_and_a_pool_that_exists(app, miner):
 
 def test_a_renter_cannot_set_limits(app, client, accounts):
     with app.app_context():
-        lab = rules.create_pool("Lab-A")
+        lab = create_pool("Lab-A")
     login(client, "renter", "rene", PASSWORD)
     token = csrf_token(client, "/account/tokens")
     response = client.post(f"/miner/pools/{lab.id}/limits", data={

@@ -13,7 +13,6 @@ import re
 import pytest
 
 from portal import ledger, references
-from portal import resources as rules
 from portal.models import (
     ApiToken,
     CustomResource,
@@ -31,6 +30,7 @@ from portal.models import (
     Subtask,
     Task,
 )
+from portal.pools import create_pool, default_pool, move_node
 from portal.tokens import create_token
 from tests.conftest import PASSWORD, ROOT
 from tests.support import csrf_token, login
@@ -80,7 +80,7 @@ def world(app, accounts):
         spec = ResourceSpec.create(name="small", cpu_millis=1000, memory_mib=1024,
                                    price_per_hour=3_600_000)
         SpecResource.create(spec=spec, resource=tpu, count=1)
-        lab = rules.create_pool("Lab-A")
+        lab = create_pool("Lab-A")
         group = Group.create(name="lab")
         PoolGroup.create(pool=lab, group=group)
         Membership.create(user=accounts["renter"], group=group)
@@ -178,7 +178,7 @@ def test_a_spec_a_charge_uses_is_409(app, client, miner, world):
 def test_a_group_a_pool_is_bound_to_is_409(app, miner, world):
     group = world["group"]
     with app.app_context():  # without its binding the default pool would serve every renter
-        PoolGroup.create(pool=rules.default_pool(), group=group)
+        PoolGroup.create(pool=default_pool(), group=group)
     refused_by_page(page_delete(miner, f"/miner/groups/{group.id}/delete"),
                     "'lab' is used by 2 pools (Lab-A, default). Unbind it from those pools "
                     "first.")
@@ -203,13 +203,13 @@ def test_a_pool_with_work_is_409_and_one_with_history_moves_it(app, client, mine
 
     with app.app_context():
         Replica.update(state="succeeded").execute()
-        other = rules.create_pool("Lab-B")
+        other = create_pool("Lab-B")
         for pool in (lab, other):
             run(world["renter"], world["spec"], pool, state="succeeded", node=world["node"])
             Notebook.create(user=world["renter"], name="nb", image="busybox", pool=pool)
             PoolLimit.create(pool=pool, max_chips_per_user=1)
-        rules.move_node(world["node"], lab)
-        default = rules.default_pool().id
+        move_node(world["node"], lab)
+        default = default_pool().id
     assert page_delete(miner, f"/miner/pools/{lab.id}/delete").status_code == 303
     assert client.delete(f"/api/v1/pools/{other.id}", headers=api).status_code == 204
     with app.app_context():  # what used them stays, in the default pool

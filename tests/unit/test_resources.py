@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from portal import resources as rules
 from portal import settings
+from portal.access import open_pools, open_specs
 from portal.db import database
 from portal.models import (
     CustomResource,
@@ -22,7 +22,40 @@ from portal.models import (
     ResourceSpec,
     SpecResource,
 )
-from portal.resources import ResourceError
+from portal.pools import (
+    create_pool,
+    default_pool,
+    delete_pool,
+    move_node,
+    pool_views,
+    set_pool_groups,
+    update_pool,
+)
+from portal.specs import (
+    KNOWN_KINDS,
+    count_field,
+    create_resource,
+    delete_resource,
+    delete_spec,
+    parse_spec,
+    resource_kinds,
+    save_spec,
+    set_spec_enabled,
+    suggest_name,
+    update_resource,
+)
+from portal.units import (
+    MAX_CPU_MILLIS,
+    MAX_MEMORY_MIB,
+    ResourceError,
+    clean_text,
+    format_cores,
+    format_gb,
+    parse_cores,
+    parse_count,
+    parse_memory_gb,
+    parse_price,
+)
 from portal.users import create_user
 from tests.conftest import PASSWORD
 from tests.support import csrf_token, login
@@ -43,9 +76,9 @@ def add_node(name, cores=8, gb=16, chips=None, ready=True, cordoned=False, pool=
 def make_spec(name, cores, gb, price="1", **counts):
     """A spec through the rules; ``counts`` maps custom resource names to counts."""
     resources = {r.name: r for r in CustomResource.select()}
-    values = rules.parse_spec(name, str(cores), str(gb), price,
+    values = parse_spec(name, str(cores), str(gb), price,
                               {resources[n.replace("_", " ")]: str(c) for n, c in counts.items()})
-    return rules.save_spec(None, values)
+    return save_spec(None, values)
 
 
 @pytest.fixture
@@ -59,7 +92,7 @@ def ctx(app):
 @pytest.fixture
 def tpu(app):
     with app.app_context():
-        return rules.create_resource("TPU 1684X", BM1684X, "Sophgo SC7 chips")
+        return create_resource("TPU 1684X", BM1684X, "Sophgo SC7 chips")
 
 
 @pytest.fixture
@@ -86,17 +119,17 @@ def errors_of(call, *args, **kwargs):
 
 
 def test_numbers_convert_exactly():
-    assert rules.parse_cores("0.5") == 500
-    assert rules.parse_cores(" 4 ") == 4000
-    assert rules.parse_cores("1024") == rules.MAX_CPU_MILLIS
-    assert rules.parse_memory_gb("2") == 2048
-    assert rules.parse_memory_gb("0.5") == 512
-    assert rules.parse_memory_gb("16384") == rules.MAX_MEMORY_MIB
-    assert rules.parse_count("", "c") == 0 and rules.parse_count(None, "c") == 0
-    assert rules.parse_count("2.0", "c") == 2
-    assert rules.format_cores(1250) == "1.25" and rules.format_cores(4000) == "4"
-    assert rules.format_gb(512) == "0.5" and rules.format_gb(15936, 1) == "15.6"
-    assert rules.format_gb(40 * 1024) == "40"
+    assert parse_cores("0.5") == 500
+    assert parse_cores(" 4 ") == 4000
+    assert parse_cores("1024") == MAX_CPU_MILLIS
+    assert parse_memory_gb("2") == 2048
+    assert parse_memory_gb("0.5") == 512
+    assert parse_memory_gb("16384") == MAX_MEMORY_MIB
+    assert parse_count("", "c") == 0 and parse_count(None, "c") == 0
+    assert parse_count("2.0", "c") == 2
+    assert format_cores(1250) == "1.25" and format_cores(4000) == "4"
+    assert format_gb(512) == "0.5" and format_gb(15936, 1) == "15.6"
+    assert format_gb(40 * 1024) == "40"
 
 
 @pytest.mark.parametrize("value, message", [
@@ -107,7 +140,7 @@ def test_numbers_convert_exactly():
     ("0.0001", "CPU cores is too fine: use steps of 0.001."),
 ])
 def test_bad_cpu_cores_are_refused(ctx, value, message):
-    assert message in errors_of(rules.parse_cores, value)["cpu"]
+    assert message in errors_of(parse_cores, value)["cpu"]
 
 
 @pytest.mark.parametrize("value, message", [
@@ -116,12 +149,12 @@ def test_bad_cpu_cores_are_refused(ctx, value, message):
     ("0.0001", "use steps of 1 MiB (1/1024 GB)"),
 ])
 def test_bad_memory_is_refused(ctx, value, message):
-    assert message in errors_of(rules.parse_memory_gb, value)["memory"]
+    assert message in errors_of(parse_memory_gb, value)["memory"]
 
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "two", "1025", "1e9"])
 def test_bad_chip_counts_are_refused(ctx, value):
-    assert "c" in errors_of(rules.parse_count, value, "c")
+    assert "c" in errors_of(parse_count, value, "c")
 
 
 @pytest.mark.parametrize("value, message", [
@@ -129,54 +162,54 @@ def test_bad_chip_counts_are_refused(ctx, value):
     ("1.1234567", "6 decimal places"), ("1000001", "too large"), ("ten", "Enter an amount"),
 ])
 def test_bad_prices_are_refused(ctx, value, message):
-    assert message in errors_of(rules.parse_price, value)["price"]
+    assert message in errors_of(parse_price, value)["price"]
 
 
 def test_names_keep_html_and_unicode_but_not_control_characters(ctx):
-    assert rules.clean_text(" <b>张量</b> ", "name", 64) == "<b>张量</b>"
-    assert "control characters" in errors_of(rules.clean_text, "a\nb", "name", 64)["name"]
-    assert "At most 64" in errors_of(rules.clean_text, "x" * 65, "name", 64)["name"]
-    assert "Enter a name" in errors_of(rules.clean_text, "   ", "name", 64)["name"]
+    assert clean_text(" <b>张量</b> ", "name", 64) == "<b>张量</b>"
+    assert "control characters" in errors_of(clean_text, "a\nb", "name", 64)["name"]
+    assert "At most 64" in errors_of(clean_text, "x" * 65, "name", 64)["name"]
+    assert "Enter a name" in errors_of(clean_text, "   ", "name", 64)["name"]
 
 
 def test_suggested_names_follow_the_seed(ctx, tpu):
-    other = rules.create_resource("GPU", "nvidia.com/gpu")
-    assert rules.suggest_name(4000, 2048, [(tpu, 2)]) == "4 CPU-2 GB-2 TPU 1684X"
-    assert rules.suggest_name(500, 512, [(tpu, 0), (other, 0)]) == "0.5 CPU-0.5 GB"
-    assert rules.suggest_name(1000, 1024, [(tpu, 1), (other, 3)]) == "1 CPU-1 GB-3 GPU-1 TPU 1684X"
+    other = create_resource("GPU", "nvidia.com/gpu")
+    assert suggest_name(4000, 2048, [(tpu, 2)]) == "4 CPU-2 GB-2 TPU 1684X"
+    assert suggest_name(500, 512, [(tpu, 0), (other, 0)]) == "0.5 CPU-0.5 GB"
+    assert suggest_name(1000, 1024, [(tpu, 1), (other, 3)]) == "1 CPU-1 GB-3 GPU-1 TPU 1684X"
 
 
 # --- custom resources --------------------------------------------------------------------
 
 
 def test_resource_kinds_are_discovered_and_known(ctx):
-    assert rules.resource_kinds() == sorted(rules.KNOWN_KINDS)
+    assert resource_kinds() == sorted(KNOWN_KINDS)
     add_node("n1", chips={"example.com/npu": 1, BM1684X: 1})
-    assert rules.resource_kinds() == ["example.com/npu", BM1684X, "nvidia.com/gpu",
+    assert resource_kinds() == ["example.com/npu", BM1684X, "nvidia.com/gpu",
                                       "sophgo.com/bm1684"]
-    resource = rules.create_resource("NPU", "example.com/npu")
+    resource = create_resource("NPU", "example.com/npu")
     assert resource.kind == "example.com/npu"
-    assert "Choose a system resource" in errors_of(rules.create_resource, "X", "cpu")["kind"]
+    assert "Choose a system resource" in errors_of(create_resource, "X", "cpu")["kind"]
 
 
 def test_custom_resource_names_are_unique_and_kind_is_fixed(ctx, tpu):
-    assert "taken" in errors_of(rules.create_resource, "TPU 1684X", "nvidia.com/gpu")["name"]
-    rules.update_resource(tpu, "TPU X", "renamed")
+    assert "taken" in errors_of(create_resource, "TPU 1684X", "nvidia.com/gpu")["name"]
+    update_resource(tpu, "TPU X", "renamed")
     tpu = CustomResource.get_by_id(tpu.id)
     assert (tpu.name, tpu.kind, tpu.description) == ("TPU X", BM1684X, "renamed")
-    rules.create_resource("GPU", "nvidia.com/gpu")
-    assert "taken" in errors_of(rules.update_resource, tpu, "GPU")["name"]
+    create_resource("GPU", "nvidia.com/gpu")
+    assert "taken" in errors_of(update_resource, tpu, "GPU")["name"]
     assert CustomResource.get_by_id(tpu.id).name == "TPU X"
 
 
 def test_a_used_custom_resource_cannot_be_deleted(ctx, tpu):
     make_spec("small", 1, 1, TPU_1684X=1)
-    errors = errors_of(rules.delete_resource, tpu)
+    errors = errors_of(delete_resource, tpu)
     assert errors[None] == ("'TPU 1684X' is used by 1 spec (small). Take it out of those specs "
                             "first.")
     assert CustomResource.select().count() == 1 and SpecResource.select().count() == 1
-    rules.delete_spec(ResourceSpec.get(ResourceSpec.name == "small"))
-    rules.delete_resource(tpu)
+    delete_spec(ResourceSpec.get(ResourceSpec.name == "small"))
+    delete_resource(tpu)
     assert CustomResource.select().count() == 0
 
 
@@ -191,8 +224,8 @@ def test_a_spec_with_an_empty_name_takes_the_suggestion(ctx, tpu):
 
 
 def test_every_bad_field_is_reported_at_once(ctx, tpu):
-    errors = errors_of(rules.parse_spec, "x" * 97, "0", "abc", "-1", {tpu: "1.5"})
-    assert set(errors) == {"name", "cpu", "memory", "price", rules.count_field(tpu)}
+    errors = errors_of(parse_spec, "x" * 97, "0", "abc", "-1", {tpu: "1.5"})
+    assert set(errors) == {"name", "cpu", "memory", "price", count_field(tpu)}
 
 
 def test_a_spec_bigger_than_every_node_is_refused(ctx, tpu):
@@ -203,7 +236,7 @@ def test_a_spec_bigger_than_every_node_is_refused(ctx, tpu):
     assert errors == {
         "cpu": "No node has 32 CPU cores; the largest has 16.",
         "memory": "No node has 128 GB of memory; the largest has 64 GB.",
-        rules.count_field(tpu): "No node has 8 TPU 1684X; the largest has 6.",
+        count_field(tpu): "No node has 8 TPU 1684X; the largest has 6.",
     }
     # Each part fits some node, but no node has all of it at once.
     add_node("cpu-only", cores=64, gb=256)
@@ -213,11 +246,11 @@ def test_a_spec_bigger_than_every_node_is_refused(ctx, tpu):
 
 
 def test_custom_resources_over_one_kind_add_up(ctx, tpu):
-    other = rules.create_resource("TPU alias", BM1684X)
+    other = create_resource("TPU alias", BM1684X)
     add_node("n1", chips={BM1684X: 6})
-    values = rules.parse_spec("both", "1", "1", "1", {tpu: "3", other: "4"})
-    errors = errors_of(rules.save_spec, None, values)
-    assert errors == {rules.count_field(tpu): "No node has 7 TPU 1684X + TPU alias; the "
+    values = parse_spec("both", "1", "1", "1", {tpu: "3", other: "4"})
+    errors = errors_of(save_spec, None, values)
+    assert errors == {count_field(tpu): "No node has 7 TPU 1684X + TPU alias; the "
                                                "largest has 6."}
 
 
@@ -226,9 +259,9 @@ def test_a_refused_update_changes_nothing(ctx, tpu):
     spec = make_spec("s", 2, 4, "3", TPU_1684X=2)
     make_spec("taken", 1, 1)
     for counts in ({tpu: "7"}, {tpu: "0"}):
-        values = rules.parse_spec("taken" if counts[tpu] == "0" else "s", "1", "1", "9", counts)
+        values = parse_spec("taken" if counts[tpu] == "0" else "s", "1", "1", "9", counts)
         with pytest.raises(ResourceError):
-            rules.save_spec(ResourceSpec.get_by_id(spec.id), values)
+            save_spec(ResourceSpec.get_by_id(spec.id), values)
         again = ResourceSpec.get_by_id(spec.id)
         assert (again.name, again.cpu_millis, again.price_per_hour) == ("s", 2000, 3_000_000)
         assert [(r.resource_id, r.count) for r in again.resources] == [(tpu.id, 2)]
@@ -236,11 +269,11 @@ def test_a_refused_update_changes_nothing(ctx, tpu):
 
 def test_disable_enable_and_delete_a_spec(ctx, tpu):
     spec = make_spec("s", 1, 1, TPU_1684X=1)
-    rules.set_spec_enabled(spec, False)
+    set_spec_enabled(spec, False)
     assert ResourceSpec.get_by_id(spec.id).enabled is False
-    rules.set_spec_enabled(spec, True)
+    set_spec_enabled(spec, True)
     assert ResourceSpec.get_by_id(spec.id).enabled is True
-    rules.delete_spec(spec)
+    delete_spec(spec)
     assert ResourceSpec.select().count() == 0 and SpecResource.select().count() == 0
 
 
@@ -248,26 +281,26 @@ def test_disable_enable_and_delete_a_spec(ctx, tpu):
 
 
 def test_the_default_pool_cannot_be_renamed_or_deleted(ctx):
-    default = rules.default_pool()
-    assert "cannot be renamed" in errors_of(rules.update_pool, default, "main")["name"]
-    rules.update_pool(default, "default", "every node not elsewhere")
-    assert rules.default_pool().description == "every node not elsewhere"
-    assert "cannot be deleted" in errors_of(rules.delete_pool, default)[None]
+    default = default_pool()
+    assert "cannot be renamed" in errors_of(update_pool, default, "main")["name"]
+    update_pool(default, "default", "every node not elsewhere")
+    assert default_pool().description == "every node not elsewhere"
+    assert "cannot be deleted" in errors_of(delete_pool, default)[None]
     assert Pool.select().count() == 1
 
 
 def test_deleting_a_pool_returns_its_nodes_to_the_default_pool(ctx):
-    lab = rules.create_pool("Lab-A", "the lab's box")
-    assert "taken" in errors_of(rules.create_pool, "Lab-A")["name"]
+    lab = create_pool("Lab-A", "the lab's box")
+    assert "taken" in errors_of(create_pool, "Lab-A")["name"]
     group = Group.create(name="lab-a")
     node = add_node("n1")
-    rules.move_node(node, lab)
-    rules.set_pool_groups(lab, {group.id})
+    move_node(node, lab)
+    set_pool_groups(lab, {group.id})
     assert Node.get_by_id(node.id).pool_id == lab.id
-    rules.delete_pool(lab)
+    delete_pool(lab)
     assert Node.get_by_id(node.id).pool_id is None
     assert PoolGroup.select().count() == 0 and Pool.select().count() == 1
-    assert "no longer exists" in errors_of(rules.set_pool_groups, rules.default_pool(),
+    assert "no longer exists" in errors_of(set_pool_groups, default_pool(),
                                            {group.id, 999})[None]
 
 
@@ -275,21 +308,21 @@ def test_a_pool_with_waiting_or_running_work_is_not_deleted(ctx):
     from portal.models import Replica, Subtask, Task
     from portal.users import create_user
 
-    lab = rules.create_pool("Lab-A")
+    lab = create_pool("Lab-A")
     spec = make_spec("tiny", 1, 1)
     renter = create_user("rene", "renter", "a-long-password")
     task = Task.create(user=renter, name="t", image="busybox", pool=lab)
     subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
     replica = Replica.create(task=task, subtask=subtask, index=0, state="running")
-    assert "still has 1 task(s)" in errors_of(rules.delete_pool, lab)[None]
+    assert "still has 1 task(s)" in errors_of(delete_pool, lab)[None]
     assert Pool.select().count() == 2
     Replica.update(state="succeeded").where(Replica.id == replica.id).execute()
-    rules.delete_pool(lab)  # only history left: it stays, under the default pool
-    assert Task.get_by_id(task.id).pool_id == rules.default_pool().id
+    delete_pool(lab)  # only history left: it stays, under the default pool
+    assert Task.get_by_id(task.id).pool_id == default_pool().id
 
 
 def test_pool_capacity_and_the_specs_that_fit(ctx, tpu):
-    lab = rules.create_pool("Lab-A")
+    lab = create_pool("Lab-A")
     add_node("a1", cores=8, gb=16, chips={BM1684X: 6}, pool=lab)
     add_node("a2", cores=4, gb=8, chips={BM1684X: 3}, pool=lab, cordoned=True)
     add_node("d1", cores=2, gb=4)
@@ -297,7 +330,7 @@ def test_pool_capacity_and_the_specs_that_fit(ctx, tpu):
     make_spec("tiny", 1, 1)
     make_spec("tpu", 4, 2, TPU_1684X=2)
     make_spec("huge", 32, 128)
-    views = {view.pool.name: view for view in rules.pool_views()}
+    views = {view.pool.name: view for view in pool_views()}
     assert views["Lab-A"].capacity == {"cpu": 12000, "memory": 24576, BM1684X: 9}
     assert [n.node.name for n in views["default"].nodes] == ["d1", "d2"]
     assert [s.spec.name for s in views["Lab-A"].specs] == ["tiny", "tpu"]
@@ -320,27 +353,27 @@ def names(items):
 
 def test_renters_use_the_default_pool_and_the_pools_of_their_groups(ctx, tpu):
     rene, carol = renter("rene"), renter("carol", "lab-a")
-    lab, closed = rules.create_pool("Lab-A"), rules.create_pool("Closed")
-    rules.set_pool_groups(lab, {Group.get(Group.name == "lab-a").id})
+    lab, closed = create_pool("Lab-A"), create_pool("Closed")
+    set_pool_groups(lab, {Group.get(Group.name == "lab-a").id})
     add_node("a1", chips={BM1684X: 6}, pool=lab)
     add_node("d1")
     add_node("c1", chips={BM1684X: 6}, pool=closed)
     make_spec("tiny", 1, 1)
     make_spec("tpu", 4, 2, TPU_1684X=2)
     make_spec("off", 1, 1)
-    rules.set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "off"), False)
+    set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "off"), False)
 
-    assert names(rules.open_pools(rene)) == ["default"]
-    assert names(rules.open_pools(carol)) == ["default", "Lab-A"]
-    assert [(s.spec.name, names(w)) for s, w in rules.open_specs(rene)] == [
+    assert names(open_pools(rene)) == ["default"]
+    assert names(open_pools(carol)) == ["default", "Lab-A"]
+    assert [(s.spec.name, names(w)) for s, w in open_specs(rene)] == [
         ("tiny", ["default"])]
-    assert [(s.spec.name, names(w)) for s, w in rules.open_specs(carol)] == [
+    assert [(s.spec.name, names(w)) for s, w in open_specs(carol)] == [
         ("tiny", ["default", "Lab-A"]), ("tpu", ["Lab-A"])]
 
     # Restricting the default pool to lab-b shuts rene out of everything.
-    rules.set_pool_groups(rules.default_pool(), {Group.create(name="lab-b").id})
-    assert rules.open_pools(rene) == [] and rules.open_specs(rene) == []
-    assert names(rules.open_pools(carol)) == ["Lab-A"]
+    set_pool_groups(default_pool(), {Group.create(name="lab-b").id})
+    assert open_pools(rene) == [] and open_specs(rene) == []
+    assert names(open_pools(carol)) == ["Lab-A"]
 
 
 # --- the pages ---------------------------------------------------------------------------
@@ -355,7 +388,7 @@ def test_resources_page_lists_nodes_totals_and_custom_resources(app, miner):
         # A running replica of a 2-core, 1 GB spec holding two of node-a's chips.
         spec = ResourceSpec.create(name="s", cpu_millis=2000, memory_mib=1024, price_per_hour=1)
         task = Task.create(user=User.get(User.role == "renter"), name="t", image="busybox",
-                           pool=rules.default_pool())
+                           pool=default_pool())
         subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
         replica = Replica.create(task=task, subtask=subtask, index=0, state="running",
                                  node=node_a)
@@ -407,7 +440,7 @@ def test_edit_and_delete_custom_resources_on_the_page(app, miner, tpu):
     response = post(miner, f"/miner/resources/{tpu.id}/delete")
     assert response.status_code == 409
     assert "&#39;TPU X&#39; is used by 1 spec (s)." in text(response)
-    rules.delete_spec(ResourceSpec.get(ResourceSpec.name == "s"))
+    delete_spec(ResourceSpec.get(ResourceSpec.name == "s"))
     assert post(miner, f"/miner/resources/{tpu.id}/delete").status_code == 303
     assert CustomResource.select().count() == 0
     for path in (f"/miner/resources/{tpu.id}/delete", f"/miner/resources/{2**70}",
@@ -419,7 +452,7 @@ def test_edit_and_delete_custom_resources_on_the_page(app, miner, tpu):
 
 def spec_form(tpu, **data):
     return {"name": "", "cpu": "4", "memory": "2", "price": "12.5",
-            rules.count_field(tpu): "2", **data}
+            count_field(tpu): "2", **data}
 
 
 def test_miner_creates_edits_and_toggles_a_spec(app, miner, tpu):
@@ -449,7 +482,7 @@ def test_miner_creates_edits_and_toggles_a_spec(app, miner, tpu):
 
 
 def test_the_suggestion_live_and_on_the_button(app, miner, tpu):
-    field = rules.count_field(tpu)
+    field = count_field(tpu)
     html = text(miner.get(f"/miner/specs/suggestion?cpu=0.5&memory=1.5&{field}=3"))
     assert "0.5 CPU-1.5 GB-3 TPU 1684X" in html
     assert "appears once" in text(miner.get("/miner/specs/suggestion?cpu=x&memory=1"))
@@ -486,7 +519,7 @@ def test_bad_specs_are_refused(app, miner, tpu, data, message):
         add_node("n1", cores=8, gb=16, chips={BM1684X: 6})
         make_spec("taken", 1, 1)
     if "count" in data:
-        data[rules.count_field(tpu)] = data.pop("count")
+        data[count_field(tpu)] = data.pop("count")
     response = post(miner, "/miner/specs", **spec_form(tpu, **data))
     assert response.status_code == 400
     assert message in text(response)
@@ -510,7 +543,7 @@ def test_miner_manages_pools_on_the_page(app, miner):
     with app.app_context():
         node = add_node("n1", chips={BM1684X: 6})
         group = Group.create(name="lab-a")
-        default = rules.default_pool()
+        default = default_pool()
     assert post(miner, "/miner/pools", name="Lab-A", description="<i>lab</i>").status_code == 303
     lab = Pool.get(Pool.name == "Lab-A")
     assert post(miner, f"/miner/pools/nodes/{node.id}", pool=str(lab.id)).status_code == 303
@@ -546,7 +579,7 @@ def test_miner_manages_pools_on_the_page(app, miner):
 def test_bad_pool_input_is_refused(app, miner, path, data, message):
     with app.app_context():
         node = add_node("n1")
-        pool = rules.default_pool()
+        pool = default_pool()
     response = post(miner, path.format(node=node.id, pool=pool.id), **data)
     assert response.status_code == 400
     assert message in text(response)
@@ -578,7 +611,7 @@ def test_renter_overview_lists_open_specs_with_the_currency(app, client, account
     assert "12.50 CNY" in row and "2 × TPU 1684X" in row and "default" in row
     assert 'data-pool="default"' in html
 
-    rules.set_pool_groups(rules.default_pool(), {Group.create(name="lab-b").id})
+    set_pool_groups(default_pool(), {Group.create(name="lab-b").id})
     html = text(client.get("/renter/"))
     assert "No spec is open to you yet" in html and "No pool is open to you yet." in html
 
@@ -603,8 +636,8 @@ def test_list_pages_query_a_fixed_number_of_times(app, client, accounts, tpu):
     pages.append((client, "/renter/"))
 
     def grow(n):
-        pool = rules.create_pool(f"pool-{n}")
-        rules.set_pool_groups(pool, {Group.create(name=f"group-{n}").id})
+        pool = create_pool(f"pool-{n}")
+        set_pool_groups(pool, {Group.create(name=f"group-{n}").id})
         add_node(f"node-{n}", chips={BM1684X: 3}, pool=pool if n % 2 else None)
         make_spec(f"spec-{n}", 1, 1, TPU_1684X=1)
 

@@ -11,9 +11,10 @@ import re
 import pytest
 from werkzeug.exceptions import NotFound
 
-from portal import resources
+from portal import specs
 from portal import tasks as rules
 from portal.models import (
+    CustomResource,
     Group,
     Membership,
     Node,
@@ -22,6 +23,7 @@ from portal.models import (
     PoolGroup,
     Replica,
     ReplicaEvent,
+    ResourceSpec,
     Subtask,
     Task,
     User,
@@ -47,9 +49,9 @@ def add_node(name, chips=0, pool=None, images=(), cores=8, gb=16, **flags):
 
 
 def make_spec(name, cores, gb, chips, price="1.5"):
-    tpu = resources.CustomResource.get(resources.CustomResource.name == "TPU 1684X")
-    values = resources.parse_spec(name, str(cores), str(gb), price, {tpu: str(chips)})
-    return resources.save_spec(None, values)
+    tpu = CustomResource.get(CustomResource.name == "TPU 1684X")
+    values = specs.parse_spec(name, str(cores), str(gb), price, {tpu: str(chips)})
+    return specs.save_spec(None, values)
 
 
 @pytest.fixture
@@ -63,10 +65,10 @@ def world(app, accounts):
         PoolGroup.create(pool=lab, group=group)
         add_node("box", chips=4, images=[IMAGE, "localhost/train:1"])
         add_node("big", chips=16, pool=lab, images=["localhost/lab-only:2"], cores=32, gb=64)
-        resources.create_resource("TPU 1684X", BM1684X)
+        specs.create_resource("TPU 1684X", BM1684X)
         make_spec("1 TPU", 1, 1, 1)
         make_spec("16 TPU", 4, 8, 16)
-        resources.set_spec_enabled(make_spec("off", 1, 1, 1), False)
+        specs.set_spec_enabled(make_spec("off", 1, 1, 1), False)
         fund(create_user("rita", "renter", PASSWORD))
     return {"lab": lab.id, "group": group.id}
 
@@ -426,7 +428,7 @@ def test_run_again_copies_the_parameters(ctx, signals):
 def test_run_again_checks_again(ctx):
     old = submit()
     set_state(old, "failed", exit_code=1)
-    resources.set_spec_enabled(resources.ResourceSpec.get(resources.ResourceSpec.name == "1 TPU"),
+    specs.set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "1 TPU"),
                                False)
     assert "no spec '1 TPU'" in errors_of(rules.rerun, old)["subtasks[0].spec"]
 
