@@ -63,7 +63,7 @@ def build(tasks, running, rows):
             ids = [t for (t,) in Task.select(Task.id).order_by(Task.id).tuples()]
             for first in range(0, len(ids), 1000):
                 chunk = ids[first:first + 1000]
-                Subtask.insert_many([{"task": t, "role": "main", "spec": spec, "replicas": 1}
+                Subtask.insert_many([{"task": t, "role": "main", "spec": spec, "count": 1}
                                      for t in chunk]).execute()
             subtasks = dict(Subtask.select(Subtask.task, Subtask.id).tuples())
             for first in range(0, len(ids), 1000):

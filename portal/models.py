@@ -315,12 +315,13 @@ class Task(BaseModel):
 
 
 class Subtask(BaseModel):
-    """One role of a task: a spec and a replica count."""
+    """One role of a task: a spec and how many replicas it runs (``count``; the column is
+    still called ``replicas``)."""
 
     task = ForeignKeyField(Task, backref="subtasks", on_delete="CASCADE")
     role = CharField(max_length=32)
     spec = ForeignKeyField(ResourceSpec, backref="subtasks", on_delete="RESTRICT")
-    replicas = IntegerField()
+    count = IntegerField(column_name="replicas")
 
     class Meta:
         table_name = "subtasks"

@@ -1,50 +1,48 @@
-"""Notebooks: the rules the renter's notebook pages and the JSON API share.
+"""Notebooks' lifecycle: create, start, stop and delete -- the rules the renter's notebook
+pages and the JSON API share.
 
 A ``Notebook`` is what a renter keeps: a name, an image with ``jupyter-lab``, a spec, a
 pool, a number of subtasks (1-8), an algorithm folder (mounted at /code, the notebook's
 working directory; none: the notebook's own folder) and a dataset folder (read-only at
-/dataset). Each start is a new run: a ``Task`` of kind "notebook" with subtasks ``lab-0``
-... of one replica each, placed, started, followed and billed like any task. The
+/dataset; both in ``portal.notebook_folders``). Each start is a new run: a ``Task`` of kind
+"notebook" with subtasks ``lab-0`` ... of one replica each, written by
+``tasks.write_task`` and placed, started, followed and billed like any task. The
 scheduler starts JupyterLab with its own arguments and the run's ``Task.secret`` as the
 Jupyter token; that token is never shown, put in a URL or logged, and is not in
 ``Task.env``. Files live in the host folder, so stopping and starting again shows the same
 files. Starting a run hides the notebook's earlier, ended runs (``Task.deleted``, which
 also has the scheduler remove their containers); their rows stay for billing.
 
-Checks are those of training tasks (``portal.tasks``): name, image, pool open to the
+Checks are those of training tasks (``portal.task_input``): name, image, pool open to the
 renter, a usable spec that fits the pool, and a balance covering the miner's minimum
 period of the run. Bad input raises ``NotebookError`` (a ``TaskError``) naming every
-field at once; nothing is saved then.
+field at once; nothing is saved then. What a renter sees is ``portal.notebook_views``.
 """
 
 import json
-import math
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
 
 from flask import abort, current_app, has_app_context
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
 from portal import ledger, storage, values
-from portal import tasks as rules
 from portal.access import open_pools
 from portal.db import database
-from portal.models import (
-    REPLICA_ENDED,
-    Notebook,
-    PoolLimit,
-    Replica,
-    ReplicaEvent,
-    Subtask,
-    Task,
-    utcnow,
-)
+from portal.models import REPLICA_ENDED, Notebook, Replica, Task
+from portal.notebook_folders import code_folder, data_root, dataset_folder
 from portal.pools import default_pool, pool_views
 from portal.signals import tasks_changed
 from portal.specs import spec_views
+from portal.task_input import (
+    TaskError,
+    check_fields,
+    check_image,
+    check_name,
+    check_pool,
+    check_subtasks,
+)
+from portal.tasks import request_stop, wake, write_task
 
 MAX_COUNT = 8
 ROLE = "lab"  # subtask i is lab-i
@@ -52,44 +50,9 @@ PLACEHOLDER_ARGV = ["jupyter-lab"]  # the scheduler decides the real arguments
 NO_FOLDER = ""
 
 
-class NotebookError(rules.TaskError):
+class NotebookError(TaskError):
     """Bad input or a refused action; ``errors`` maps a field (``name``, ``spec``,
     ``count``, ``algorithm``, ``dataset``...; ``None``: the notebook) to its message."""
-
-
-# --- folders -----------------------------------------------------------------------------
-
-
-def data_root():
-    """The data folder of this app (``HOURGLASS_DATA``)."""
-    return current_app.config["DATA_ROOT"]
-
-
-def code_folder(root, notebook):
-    """The host folder that is /code in ``notebook``: its algorithm's, else its own."""
-    if notebook.algorithm:
-        return storage.user_folder(root, notebook.user_id, "algorithms", notebook.algorithm)
-    return storage.user_folder(root, notebook.user_id, "notebooks", str(notebook.id))
-
-
-def mounts(root, notebook):
-    """``[(host path, container path, read only)]`` of ``notebook``'s containers: /code,
-    and /dataset read-only when it has one."""
-    found = [(str(code_folder(root, notebook)), "/code", False)]
-    if notebook.dataset:
-        found.append((str(storage.user_folder(root, notebook.user_id, "datasets",
-                                              notebook.dataset)), "/dataset", True))
-    return found
-
-
-def folder_names(root, user, kind):
-    """The names of ``user``'s folders of ``kind`` that exist, sorted (for the form)."""
-    parent = storage.user_folder(root, user.id, kind, "x").parent
-    try:
-        return sorted(p.name for p in parent.iterdir()
-                      if storage.valid_name(p.name) and storage.is_folder(p))
-    except OSError:
-        return []
 
 
 def _make_code_folder(notebook):
@@ -126,7 +89,7 @@ def _dataset(user, value):
     if name in (None, ""):
         return NO_FOLDER
     if not storage.valid_name(name) or not storage.is_folder(
-            storage.user_folder(data_root(), user.id, "datasets", name)):
+            dataset_folder(data_root(), user.id, name)):
         raise NotebookError({"dataset": _("You have no dataset '%(name)s'.",
                                           name=str(name)[:64])})
     return name
@@ -135,8 +98,8 @@ def _dataset(user, value):
 def _spec(spec_name, pool, pools, specs):
     """The ``SpecView`` of ``spec_name`` (usable by the renter, fitting ``pool``)."""
     try:
-        return rules._subtasks([(f"{ROLE}-0", spec_name, 1)], pool, pools, specs)[0][1]
-    except rules.TaskError as exc:
+        return check_subtasks([(f"{ROLE}-0", spec_name, 1)], pool, pools, specs)[0][1]
+    except TaskError as exc:
         raise NotebookError({"spec": next(iter(exc.errors.values()))}) from None
 
 
@@ -156,19 +119,12 @@ def create_notebook(user, name, image, spec, pool, count=1, algorithm="", datase
     specs = spec_views()
     pools = open_pools(user, pool_views(specs=specs))
     errors, checked = {}, {}
-    checks = {"name": lambda: rules._name(name), "image": lambda: rules._image(image),
-              "pool": lambda: rules._pool(pools, pool), "count": lambda: _count(count),
-              "algorithm": lambda: _algorithm(algorithm),
-              "dataset": lambda: _dataset(user, dataset)}
-    for key, check in checks.items():
-        try:
-            checked[key] = check()
-        except rules.TaskError as exc:
-            errors.update(exc.errors)
-    try:
-        checked["spec"] = _spec(spec, checked.get("pool"), pools, specs)
-    except NotebookError as exc:
-        errors.update(exc.errors)
+    check_fields({"name": lambda: check_name(name), "image": lambda: check_image(image),
+                  "pool": lambda: check_pool(pools, pool), "count": lambda: _count(count),
+                  "algorithm": lambda: _algorithm(algorithm),
+                  "dataset": lambda: _dataset(user, dataset),
+                  "spec": lambda: _spec(spec, checked.get("pool"), pools, specs)},
+                 checked, errors)
     if errors:
         raise NotebookError(errors)
     if start and (refusal := _refusal(user, checked["spec"], checked["count"])):
@@ -186,7 +142,7 @@ def create_notebook(user, name, image, spec, pool, count=1, algorithm="", datase
         raise NotebookError({None: _("The spec or pool no longer exists: reload the page.")}
                             ) from None
     if run is not None:
-        rules._wake(run)
+        wake(run)
     return notebook
 
 
@@ -202,8 +158,8 @@ def start_notebook(notebook):
     pool_row = notebook.pool if notebook.pool_id else default_pool()
     spec_row = notebook.spec if notebook.spec_id else None
     try:
-        pool = rules._pool(pools, pool_row.name)
-    except rules.TaskError:
+        pool = check_pool(pools, pool_row.name)
+    except TaskError:
         raise NotebookError({None: _("The pool '%(name)s' is no longer open to you.",
                                      name=pool_row.name)}) from None
     if spec_row is None:
@@ -225,27 +181,18 @@ def start_notebook(notebook):
         Task.update(deleted=True).where(Task.notebook == notebook.id).execute()
         _make_code_folder(notebook)
         run = _write_run(notebook, spec.spec, pool.pool)
-    rules._wake(run)
+    wake(run)
     return run
 
 
 def _write_run(notebook, spec, pool):
-    """A pending run of ``notebook``: the task, ``count`` subtasks of one replica, their
-    "submitted" events. Call inside a transaction."""
-    run = Task.create(user=notebook.user_id, kind="notebook", notebook=notebook,
-                      secret=secrets.token_urlsafe(32), name=notebook.name,
-                      image=notebook.image, argv=json.dumps(PLACEHOLDER_ARGV), env="{}",
-                      pool=pool, state="pending")
-    now = utcnow()
-    for index in range(notebook.count):
-        subtask = Subtask.insert(task=run, role=f"{ROLE}-{index}", spec=spec,
-                                 replicas=1).execute()
-        Replica.insert(task=run, subtask=subtask, index=0, state="pending",
-                       created_at=now).execute()
-    ids = [rid for (rid,) in Replica.select(Replica.id).where(Replica.task == run).tuples()]
-    ReplicaEvent.insert_many([{"replica": rid, "at": now, "state": "pending",
-                               "reason": rules.SUBMITTED} for rid in ids]).execute()
-    return run
+    """A pending run of ``notebook`` (``tasks.write_task``): the task, ``count`` subtasks of
+    one replica, their "submitted" events. Call inside a transaction."""
+    run = Task(user=notebook.user_id, kind="notebook", notebook=notebook,
+               secret=secrets.token_urlsafe(32), name=notebook.name, image=notebook.image,
+               argv=json.dumps(PLACEHOLDER_ARGV), env="{}", pool=pool, state="pending")
+    return write_task(run, [(f"{ROLE}-{index}", spec, 1)
+                            for index in range(notebook.count)]).task
 
 
 def active_run(notebook):
@@ -261,8 +208,8 @@ def stop_notebook(notebook):
     if run is None:
         raise NotebookError({None: _("This notebook is not running.")})
     try:
-        rules.request_stop(run)
-    except rules.TaskError:  # it ended meanwhile
+        request_stop(run)
+    except TaskError:  # it ended meanwhile
         raise NotebookError({None: _("This notebook is not running.")}) from None
     return run
 
@@ -291,175 +238,3 @@ def get_notebook_or_404(user, notebook_id):
     if found is None:
         abort(404)
     return found
-
-
-# --- what a renter sees ------------------------------------------------------------------
-
-
-@dataclass
-class NotebookView:
-    """A notebook and its latest run (``portal.tasks.TaskView``, or None before the first
-    start), and which of Start, Stop and Delete apply."""
-
-    notebook: Notebook
-    run: rules.TaskView | None = None
-    answering: frozenset | None = None  # replica ids whose JupyterLab answered; None: not asked
-
-    @property
-    def state(self):
-        """The latest run's state; None when it never ran."""
-        return self.run.state if self.run else None
-
-    @property
-    def running(self):
-        return self.run is not None and not self.run.ended
-
-    @property
-    def stopping(self):
-        return self.run is not None and self.run.stopping
-
-    @property
-    def can_start(self):
-        return not self.running
-
-    @property
-    def can_stop(self):
-        return self.run is not None and self.run.can_stop
-
-    @property
-    def can_delete(self):
-        return not self.running
-
-    @property
-    def cost(self):
-        """Micro-units the latest run has been charged so far."""
-        return sum(item.replica.charged for item in self.run.replicas) if self.run else 0
-
-    @property
-    def culling(self):
-        """``IdleCulling`` of the running run when its pool stops idle notebooks, else None."""
-        if not self.running or self.stopping:
-            return None
-        return idle_culling(self.run.task, [item.replica for item in self.run.replicas])
-
-
-@dataclass(frozen=True)
-class IdleCulling:
-    """A pool's idle culling as a run sees it: after ``minutes`` idle it stops, in about
-    ``minutes_left`` (rounded up) counted from the last activity the scheduler saw."""
-
-    minutes: int
-    minutes_left: int
-
-
-def idle_culling(run, replicas, now=None):
-    """The ``IdleCulling`` of ``run`` (a notebook ``Task``) with ``replicas`` (its rows), or
-    None when its pool does not stop idle notebooks. Before any activity was seen, the whole
-    idle time is left."""
-    minutes = (PoolLimit.select(PoolLimit.cull_idle_minutes)
-               .where(PoolLimit.pool == run.pool_id).scalar())
-    if not minutes or minutes <= 0:
-        return None
-    seen = [r.last_activity_at for r in replicas
-            if r.state == "running" and r.last_activity_at is not None]
-    if not seen:
-        return IdleCulling(minutes, minutes)
-    left = max(seen) + timedelta(minutes=minutes) - (now or utcnow())
-    return IdleCulling(minutes, max(0, math.ceil(left.total_seconds() / 60)))
-
-
-def _latest_runs(notebooks, events):
-    ids = [notebook.id for notebook in notebooks]
-    latest = {}
-    for run in Task.select().where(Task.notebook.in_(ids)).order_by(Task.id):
-        latest[run.notebook_id] = run
-    views = rules._views(list(latest.values()), events=events) if latest else []
-    return {view.task.notebook_id: view for view in views}
-
-
-def notebook_views(user):
-    """``user``'s notebooks that are not deleted, newest first, each with its latest run."""
-    notebooks = list(Notebook.select().where(Notebook.user == user,
-                                             Notebook.deleted == False)  # noqa: E712
-                     .order_by(Notebook.created_at.desc(), Notebook.id.desc()))
-    runs = _latest_runs(notebooks, events=False)
-    return [NotebookView(notebook, runs.get(notebook.id)) for notebook in notebooks]
-
-
-def notebook_view(notebook, events=True):
-    """One notebook with its latest run, transitions included unless ``events`` is false."""
-    return NotebookView(notebook, _latest_runs([notebook], events=events).get(notebook.id))
-
-
-# --- starting: the steps of a run until JupyterLab answers -------------------------------
-
-PLACE, CONTAINER, JUPYTER, READY = 1, 2, 3, 4
-STEPS = (_l("Waiting for a place"), _l("Starting the container"),
-         _l("Waiting for JupyterLab"), _l("Ready"))
-
-
-def running_replicas(view):
-    """``[(role, replica id)]`` of the latest run's replicas that run and have an address
-    (where JupyterLab answers, once it does), by subtask."""
-    if view.run is None or view.run.ended:
-        return []
-    return [(sub.subtask.role, item.replica.id) for sub in view.run.subtasks
-            for item in sub.replicas
-            if item.replica.state == "running" and item.replica.address]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run is on its way to JupyterLab: ``step`` (``PLACE`` 1 .. ``READY`` 4, named
-    by ``STEPS``), that step in words (``text``), and how many of its ``replicas`` (those not
-    ended) have a JupyterLab that answers (``answering``)."""
-
-    step: int
-    text: str
-    answering: int
-    replicas: int
-
-    @property
-    def ready(self):
-        return self.step == READY
-
-    @property
-    def steps(self):
-        """``[(number, label)]`` of every step, for the indicator."""
-        return [(number, str(label)) for number, label in enumerate(STEPS, 1)]
-
-
-def _step(replica, ready_ids):
-    if replica.state == "pending":
-        return PLACE
-    if replica.state == "starting":
-        return CONTAINER
-    return READY if replica.id in ready_ids else JUPYTER
-
-
-def progress(view, ready_ids=()):
-    """The ``Progress`` of ``view``'s latest run, given ``ready_ids`` (the replicas whose
-    JupyterLab answered); None when no run is starting or running, or it is stopping. With
-    several subtasks the run is at the step of its slowest replica."""
-    run = view.run
-    if run is None or run.ended or run.stopping:
-        return None
-    live = [item.replica for item in run.replicas if item.replica.state not in REPLICA_ENDED]
-    if not live:
-        return None
-    steps = [_step(replica, ready_ids) for replica in live]
-    step = min(steps)
-    if step == PLACE:
-        reason = run.task.reason
-        text = (_("Waiting for a place: %(reason)s", reason=rules.reason_text(reason))
-                if reason else _("Waiting for the scheduler to place it."))
-    elif step == CONTAINER:
-        nodes = sorted({replica.node.name for replica, at in zip(live, steps, strict=True)
-                        if at == CONTAINER and replica.node_id})
-        text = (_("Starting the container on node %(node)s", node=", ".join(nodes)) if nodes
-                else _("Starting the container"))
-    elif step == JUPYTER:
-        text = _("Waiting for JupyterLab to answer")
-    else:
-        text = _("Ready: JupyterLab answers")
-    return Progress(step=step, text=text, answering=steps.count(READY), replicas=len(live))

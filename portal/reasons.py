@@ -1,9 +1,11 @@
-"""Why a task waits, in words: the sentences for ``scheduler.placement``'s reason codes.
+"""Why a task waits or stopped, in words: the reasons Hourglass stores and their sentences.
 
-The scheduler stores a pending task's reason as JSON (``{"code", "params"}``,
-see ``stored``); the portal shows it in the reader's language with ``render``.
-The sentences live here, on the portal's side, so that both halves use the
-same ones and the translation catalog has them.
+The portal stores a few reasons of its own in English (``SUBMITTED``... ``DRAINED``, their
+words in ``PORTAL``). The scheduler stores a pending task's reason as JSON (``{"code",
+"params"}``, see ``stored``), the sentences of ``scheduler.placement``'s reason codes; the
+portal shows it in the reader's language with ``render`` (``task_views.reason_text``). The
+sentences live here, on the portal's side, free of Flask and the database, so that both
+halves use the same ones and the translation catalog has them.
 """
 
 import json
@@ -14,6 +16,16 @@ def N_(text):
     return text
 
 
+SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
+BALANCE_EXHAUSTED = "balance exhausted"
+CULLED = "stopped after being idle"  # a notebook's idle culling (scheduler.culling)
+DRAINED = "its node is draining"  # the miner drains a node: its work moves (``tasks.move``)
+# The reasons the portal stores (in English), shown in the reader's language.
+PORTAL = {SUBMITTED: N_("submitted"), STOPPED_BY_YOU: N_("stopped by you"),
+          BALANCE_EXHAUSTED: N_("balance exhausted"), CULLED: N_("stopped after being idle"),
+          DRAINED: N_("its node is draining")}
+
+# The sentences of the scheduler's pending reasons (``scheduler.placement``), by code.
 TEXTS = {
     "no_pool": N_("no pool you may use"),
     "no_ready_node": N_("no Ready node in pool %(pool)s"),

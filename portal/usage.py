@@ -24,7 +24,7 @@ from portal.models import (
     UsageMonth,
     User,
 )
-from portal.tasks import BALANCE_EXHAUSTED
+from portal.reasons import BALANCE_EXHAUSTED
 
 PAGE_SIZE = 20  # tasks (or recharge records) per page of the machine-time page
 RECENT_STOPS = 5  # tasks stopped for an exhausted balance, on the overview
@@ -177,13 +177,13 @@ def consumption(user, number=1, task=None):
         return Page([], number, total)
     subtasks = {}
     sums = (Subtask.select(Subtask.id, Subtask.task, Subtask.role, ResourceSpec.name,
-                           Subtask.replicas, fn.COALESCE(fn.SUM(Replica.billed_seconds), 0),
+                           Subtask.count, fn.COALESCE(fn.SUM(Replica.billed_seconds), 0),
                            fn.COALESCE(fn.SUM(Replica.charged), 0))
             .join(ResourceSpec).switch(Subtask)
             .join(Replica, JOIN.LEFT_OUTER, on=(Replica.subtask == Subtask.id))
             .where(Subtask.task.in_(list(uses)))
             .group_by(Subtask.id, Subtask.task, Subtask.role, ResourceSpec.name,
-                      Subtask.replicas)
+                      Subtask.count)
             .order_by(Subtask.id).tuples())
     for sid, task_id, role, spec, count, seconds, charged in sums:
         subtasks[sid] = SubtaskUse(sid, role, spec, count, int(seconds), int(charged))
