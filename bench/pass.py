@@ -71,13 +71,15 @@ def main():
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hg-bench-pass-"))
     os.environ["HOURGLASS_INSTANCE"] = str(folder / "instance")
-    from scheduler.images import image_exists, import_busybox
+    from scheduler.images import import_busybox
+    from scheduler.podman import PodmanBackend
     from scheduler.podman_service import LocalPodmanService, podman_env
 
     service = LocalPodmanService(folder / "podman").start()
     env = podman_env(service.conf)
-    if not image_exists(IMAGE, env):
-        import_busybox(IMAGE, env)
+    backend = PodmanBackend(service.url)
+    if not backend.image_exists(IMAGE):
+        import_busybox(backend, IMAGE)
     os.environ["HOURGLASS_PODMAN_URL"] = service.url
     try:
         run(args, service.url)

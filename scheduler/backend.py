@@ -47,6 +47,12 @@ def network_name(instance: str, task_id: int) -> str:
     return f"hourglass-{instance}-t{task_id}"
 
 
+def replica_of(labels: Mapping[str, str]) -> int | None:
+    """The replica id a container's ``hourglass.replica`` label names; None when none does."""
+    value = labels.get(REPLICA_LABEL, "")
+    return int(value) if value.isdigit() else None
+
+
 @dataclass(frozen=True)
 class Timestamp:
     """A moment as the engine reported it: ``raw`` text and ``ns`` since the epoch (UTC)."""
@@ -189,8 +195,7 @@ class ContainerState:
     @property
     def replica(self) -> int | None:
         """The replica id from the ``hourglass.replica`` label; None when there is none."""
-        value = self.labels.get(REPLICA_LABEL, "")
-        return int(value) if value.isdigit() else None
+        return replica_of(self.labels)
 
 
 @dataclass(frozen=True)
@@ -206,8 +211,8 @@ class ContainerEvent:
 
     @property
     def replica(self) -> int | None:
-        value = self.labels.get(REPLICA_LABEL, "")
-        return int(value) if value.isdigit() else None
+        """The replica id from the ``hourglass.replica`` label; None when there is none."""
+        return replica_of(self.labels)
 
 
 @dataclass(frozen=True)

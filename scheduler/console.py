@@ -5,17 +5,9 @@ the portal (which never imports ``scheduler``) reads and follows a replica's log
 and opens a shell in it, naming the node by its URL and the container by its
 handle (``Replica.node.url``, ``Replica.container``).
 
-podman-py has no two-way exec stream (``exec_run(socket=True)`` is not
-implemented), so the console and the followed log speak HTTP to the node's
-Podman service over a connection of their own:
-
-- console: ``POST /containers/{name}/exec`` (stdin, stdout, stderr, a TTY),
-  then ``POST /exec/{id}/start`` with ``Connection: Upgrade`` / ``Upgrade: tcp``;
-  Podman answers ``101 UPGRADED`` and the connection carries the terminal's raw
-  bytes both ways. ``POST /exec/{id}/resize?h=&w=`` resizes it.
-- followed log: ``GET /containers/{name}/logs?follow=true`` asked as HTTP/1.0,
-  so the body is not chunked: Podman's 8-byte frame headers, each followed by
-  that much output (replicas' containers have no TTY, so the log is framed).
+A log read to its end, and a console's exec session (made, resized, looked at, hung
+up), go through the node's ``PodmanBackend``; the terminal's two-way stream and the
+followed log take a connection of their own (``scheduler.podman_streams``).
 
 Podman keeps an exec session's processes running when its connection closes,
 so the console's command first prints its PID (``sh -c 'echo $$; exec "$0"
@@ -24,29 +16,21 @@ so the console's command first prints its PID (``sh -c 'echo $$; exec "$0"
 does; the kernel then hangs up its foreground job too. Both need ``/bin/sh``
 in the image.
 
-These connections reach ``unix://`` and ``tcp://`` nodes directly, and an
-``ssh://`` node through the local unix socket of its long-lived SSH tunnel
-(``scheduler.ssh_tunnel``; a tunnel that died is started again on the next
-connection), so consoles, resizes, hang-ups and logs work the same on all three.
+``unix://``, ``tcp://`` and ``ssh://`` nodes (the latter through their long-lived SSH
+tunnels, ``scheduler.ssh_tunnel``) work the same.
 """
 
-import codecs
 import json
 import socket
-import struct
 import threading
 from collections.abc import Iterator, Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from scheduler.backend import BackendError, ContainerGone, NodeUnreachable
 from scheduler.podman import PodmanBackend
-from scheduler.ssh_tunnel import SCHEMES as SSH_SCHEMES
+from scheduler.podman_streams import READ, follow_log, start_terminal
 from scheduler.ssh_tunnel import TUNNELS, Tunnels
 
-API = "/v4.0.0/libpod"  # served by Podman 4 and 5
-FRAME = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 zero bytes, size
-HEAD_MAX = 64 * 1024
-READ = 64 * 1024
 TERM = "xterm-256color"
 PID_WRAPPER = ("/bin/sh", "-c", 'echo "$$"; exec "$0" "$@"')
 
@@ -59,14 +43,10 @@ class Console:
     ``close`` may come from any thread and wakes a blocked ``recv``.
     """
 
-    def __init__(self, url, exec_id, sock, pid, pending, timeout, tunnels):
-        self.url = url
-        self._tunnels = tunnels
-        self.exec_id = exec_id
-        self.pid = pid
-        self._sock = sock
-        self._pending = pending
-        self._timeout = timeout
+    def __init__(self, backend, exec_id, pid, sock, pending):
+        self.exec_id, self.pid = exec_id, pid
+        self._backend = backend
+        self._sock, self._pending = sock, pending
         self._closed = threading.Event()
 
     def send(self, data: bytes) -> None:
@@ -87,12 +67,12 @@ class Console:
 
     def resize(self, rows: int, cols: int) -> None:
         """Tell the terminal its new size, in character cells."""
-        _call(self.url, "POST", f"/exec/{self.exec_id}/resize?h={int(rows)}&w={int(cols)}",
-              timeout=self._timeout, tunnels=self._tunnels)
+        _api(self._backend, "post", f"/exec/{self.exec_id}/resize",
+             params={"h": int(rows), "w": int(cols)})
 
     def close(self) -> None:
-        """End the connection, and hang up the shell if it still runs (blocks for two short
-        API calls). Closing twice is harmless."""
+        """End the connection, and hang up the shell if it still runs (blocks for a few
+        short API calls). Closing twice is harmless."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -102,11 +82,13 @@ class Console:
             pass
         self._sock.close()
         try:
-            session = _call(self.url, "GET", f"/exec/{self.exec_id}/json", timeout=self._timeout,
-                            tunnels=self._tunnels)
+            session = _api(self._backend, "get", f"/exec/{self.exec_id}/json")
             if session["Running"]:
-                _hang_up(self.url, session["ContainerID"], self.pid, self._timeout,
-                         self._tunnels)
+                # SIGHUP to the console's process (a number Podman's shell printed, not
+                # one anybody typed), from an exec of its own.
+                self._backend.exec(session["ContainerID"],
+                                   ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(self.pid)],
+                                   timeout=self._backend.timeout)
         except BackendError:
             pass  # the container or its node is gone, and the shell with it
 
@@ -129,6 +111,10 @@ class Containers:
         self.idle = idle
         self.tunnels = tunnels or TUNNELS
 
+    def backend(self, node_url: str) -> PodmanBackend:
+        """The backend of the node at ``node_url``, with this object's timeout and tunnels."""
+        return PodmanBackend(node_url, self.timeout, tunnels=self.tunnels)
+
     def logs(self, node_url: str, container: str, follow: bool = False,
              tail: int | None = None) -> Iterator[str]:
         """The container's output (stdout and stderr) as text chunks, the last ``tail`` lines
@@ -142,17 +128,11 @@ class Containers:
         and the iterator waits for that answer as for output (a refusal then
         raises Error from the iterator).
         """
+        backend = self.backend(node_url)
         if not follow:
-            return PodmanBackend(node_url, self.timeout, tunnels=self.tunnels).logs(container,
-                                                                                  tail=tail)
-        name = quote(container, safe="")
-        _call(node_url, "GET", f"/containers/{name}/json", handle=container,
-              timeout=self.timeout, tunnels=self.tunnels)
-        query = f"follow=true&stdout=true&stderr=true&tail={'all' if tail is None else int(tail)}"
-        sock = _send(node_url, "GET", f"/containers/{name}/logs?{query}", timeout=self.timeout,
-                     tunnels=self.tunnels)
-        sock.settimeout(self.idle)
-        return _followed_log(sock, container)
+            return backend.logs(container, tail=tail)
+        _api(backend, "get", f"/containers/{quote(container, safe='')}/json", handle=container)
+        return follow_log(backend, container, tail, self.idle)
 
     def open_console(self, node_url: str, container: str, argv: Sequence[str], rows: int = 24,
                      cols: int = 80) -> Console:
@@ -160,16 +140,13 @@ class Containers:
         running container, as the container's user, with TERM=xterm-256color.
         Raises Gone, or Error when the container does not run or the node
         cannot be reached."""
-        created = _call(node_url, "POST", f"/containers/{quote(container, safe='')}/exec",
-                        {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
-                         "Tty": True, "Cmd": [*PID_WRAPPER, *argv], "Env": [f"TERM={TERM}"]},
-                        handle=container, timeout=self.timeout, tunnels=self.tunnels)
+        backend = self.backend(node_url)
+        created = _api(backend, "post", f"/containers/{quote(container, safe='')}/exec",
+                       {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
+                        "Tty": True, "Cmd": [*PID_WRAPPER, *argv], "Env": [f"TERM={TERM}"]},
+                       handle=container)
         exec_id = created["Id"]
-        sock, status, rest = _request(node_url, "POST", f"/exec/{exec_id}/start",
-                                      {"Detach": False, "Tty": True, "h": rows, "w": cols},
-                                      upgrade=True, timeout=self.timeout, tunnels=self.tunnels)
-        if status != 101:
-            _raise(status, _read_to_end(sock, rest), container)
+        sock, rest = start_terminal(backend, exec_id, container, rows, cols)
         try:
             while b"\n" not in rest:
                 chunk = sock.recv(READ)
@@ -187,176 +164,19 @@ class Containers:
             sock.close()
             raise BackendError(f"the console needs /bin/sh in the image: {first[:200]!r}")
         sock.settimeout(None)
-        return Console(node_url, exec_id, sock, int(first.strip()), rest, self.timeout,
-                       self.tunnels)
+        return Console(backend, exec_id, int(first.strip()), sock, rest)
 
 
-def _hang_up(url, container_id, pid, timeout, tunnels):
-    """SIGHUP to the console's process ``pid`` (a number Podman's shell printed, not one
-    anybody typed), from a detached exec of its own."""
-    killer = _call(url, "POST", f"/containers/{container_id}/exec",
-                   {"Cmd": ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(pid)]}, timeout=timeout,
-                   tunnels=tunnels)
-    _call(url, "POST", f"/exec/{killer['Id']}/start", {"Detach": True}, timeout=timeout,
-          tunnels=tunnels)
-
-
-def _connect(url, timeout, tunnels):
-    """A new connection to the node's Podman socket; an ``ssh://`` node's goes through its
-    tunnel, started again once if its socket refuses (the ssh process just died)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("unix", "tcp", *SSH_SCHEMES):
-        raise BackendError(f"consoles and followed logs reach unix://, tcp:// and ssh:// "
-                           f"nodes, not {parts.scheme}://")
-    tries = 2 if parts.scheme in SSH_SCHEMES else 1
-    for attempt in range(1, tries + 1):
-        if parts.scheme in SSH_SCHEMES:
-            address = tunnels.socket_for(url)
-        else:
-            address = parts.path if parts.scheme == "unix" else (parts.hostname, parts.port)
-        sock = socket.socket(socket.AF_INET if parts.scheme == "tcp" else socket.AF_UNIX,
-                             socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(address)
-            return sock
-        except OSError as error:
-            sock.close()
-            if attempt == tries:
-                raise NodeUnreachable(str(error)) from error
-
-
-def _send(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
-    """Send one request on a new connection; the socket, for the answer. HTTP/1.0 unless
-    ``upgrade``, so the server closes the connection after an answer that is not chunked."""
-    sock = _connect(url, timeout, tunnels)
-    data = json.dumps(body).encode() if body is not None else b""
-    head = [f"{method} {API}{path} HTTP/{'1.1' if upgrade else '1.0'}", "Host: podman",
-            "Content-Type: application/json", f"Content-Length: {len(data)}"]
-    if upgrade:
-        head += ["Connection: Upgrade", "Upgrade: tcp"]
-    try:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-    except OSError as error:
-        sock.close()
-        raise NodeUnreachable(str(error)) from error
-    return sock
-
-
-def _head(buffer):
-    """(status, the bytes past the head) of ``buffer``, which holds a whole answer head.
-    Raises ValueError or IndexError for one that is no HTTP head."""
-    return int(buffer.split(b" ", 2)[1]), buffer.split(b"\r\n\r\n", 1)[1]
-
-
-def _read_head(sock):
-    """Read the answer's head on ``sock``: (status, the bytes read past the head). Raises
-    OSError, ValueError or IndexError."""
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(READ)
-        if not chunk or len(buffer) > HEAD_MAX:
-            raise OSError("the node closed the connection without an answer")
-        buffer += chunk
-    return _head(buffer)
-
-
-def _request(url, method, path, body=None, upgrade=False, timeout=5.0, tunnels=TUNNELS):
-    """Send one request on a new connection and read the answer's head: (socket, status,
-    the bytes read past the head)."""
-    sock = _send(url, method, path, body, upgrade, timeout, tunnels)
-    try:
-        status, rest = _read_head(sock)
-    except (OSError, ValueError, IndexError) as error:
-        sock.close()
-        raise NodeUnreachable(str(error)) from error
-    return sock, status, rest
-
-
-def _read_to_end(sock, body):
-    try:
-        while chunk := sock.recv(READ):
-            body += chunk
-    except OSError:
-        pass
-    finally:
-        sock.close()
-    return body
-
-
-def _call(url, method, path, body=None, handle=None, timeout=5.0, tunnels=TUNNELS):
-    """One API call; its JSON answer (None when empty). A 404 is ContainerGone when
-    ``handle`` names the container at stake; other refusals are BackendError."""
-    sock, status, rest = _request(url, method, path, body, timeout=timeout, tunnels=tunnels)
-    answer = _read_to_end(sock, rest)
-    if status >= 400:
-        _raise(status, answer, handle)
-    return json.loads(answer) if answer.strip() else None
-
-
-def _raise(status, answer, handle):
-    if status == 404 and handle:
-        raise ContainerGone(handle)
-    try:
-        message = json.loads(answer).get("message") or ""
-    except (ValueError, AttributeError):
-        message = answer.decode(errors="replace").strip()
-    raise BackendError(message or f"Podman answered {status}")
-
-
-def _followed_log(sock, container):
-    """``_log_text`` of a followed log whose answer may not have come yet: "" each time
-    ``idle`` passes before it comes (the container has printed nothing yet)."""
-    try:
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            try:
-                chunk = sock.recv(READ)
-            except TimeoutError:
-                yield ""
-                continue
-            except OSError as error:
-                raise NodeUnreachable(str(error)) from error
-            if not chunk or len(buffer) > HEAD_MAX:
-                raise NodeUnreachable("the node closed the connection without an answer")
-            buffer += chunk
-        try:
-            status, rest = _head(buffer)
-        except (ValueError, IndexError) as error:
-            raise NodeUnreachable(str(error)) from error
-        if status >= 400:
-            _raise(status, _read_to_end(sock, rest), container)
-        yield from _log_text(sock, rest)
-    finally:
-        sock.close()
-
-
-def _log_text(sock, buffer):
-    """Text chunks from Podman's framed log stream on ``sock``; "" when a read times out."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    try:
-        while True:
-            pieces, at = [], 0
-            while len(buffer) - at >= FRAME.size:
-                _stream, size = FRAME.unpack_from(buffer, at)
-                if len(buffer) - at - FRAME.size < size:
-                    break
-                pieces.append(decoder.decode(buffer[at + FRAME.size:at + FRAME.size + size]))
-                at += FRAME.size + size
-            buffer = buffer[at:]
-            if text := "".join(pieces):
-                yield text
-            try:
-                chunk = sock.recv(READ)
-            except TimeoutError:
-                yield ""
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            buffer += chunk
-        if rest := decoder.decode(b"", final=True):
-            yield rest
-    finally:
-        sock.close()
+def _api(backend, method, path, body=None, handle=None, params=None):
+    """One call for a console or a followed log through ``backend``'s podman-py client,
+    never queued behind the scheduler's calls and made again only when it was never sent
+    (an ``ssh://`` node's tunnel had just died); its JSON answer (None when empty). A 404
+    is ContainerGone when ``handle`` names the container at stake; other refusals are
+    BackendError."""
+    def attempt():
+        with backend.call(handle, gate=None) as client:
+            response = getattr(client.api, method)(
+                path, params=params, data=None if body is None else json.dumps(body))
+            response.raise_for_status()
+            return response.json() if response.content.strip() else None
+    return backend.retry(attempt, sent_is_done=True)

@@ -2,7 +2,7 @@
 
 A pool's ``PoolLimit.cull_idle_minutes`` (None or 0: off) is its idle time T. For each
 running notebook replica in such a pool, its JupyterLab is asked (with the run's token, in
-the reconciler's thread pool) for its ``/api/status`` (``last_activity``: the latest of
+the reconciler's threads) for its ``/api/status`` (``last_activity``: the latest of
 HTTP, kernel and terminal activity) and its ``/api/kernels`` (each kernel's
 ``execution_state``; asked with ``no_track_activity`` so the question is no activity
 itself). A busy kernel is activity now, browser open or not. The activity seen is stored
@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from portal.models import PoolLimit, Replica, Task
-from portal.tasks import CULLED, TaskError, request_stop
+from portal.reasons import CULLED
+from portal.task_input import TaskError
+from portal.tasks import request_stop
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_MINUTE = 60  # tests make a "minute" shorter
+MINUTE = timedelta(minutes=1)
 TIMEOUT = 2  # seconds, each request to a JupyterLab
 
 
@@ -68,11 +70,11 @@ def activity(address, replica_id, token):
     return Activity(last, busy)
 
 
-def fetch_with(pool):
-    """A ``fetch`` for ``cull`` that asks every JupyterLab at once in ``pool`` (an
+def fetch_with(threads):
+    """A ``fetch`` for ``cull`` that asks every JupyterLab at once in ``threads`` (an
     executor)."""
     def fetch(jobs):
-        futures = [pool.submit(activity, address, rid, token) for address, rid, token in jobs]
+        futures = [threads.submit(activity, address, rid, token) for address, rid, token in jobs]
         return [future.result() for future in futures]
     return fetch
 
@@ -84,10 +86,10 @@ def culling_minutes():
             .where(PoolLimit.cull_idle_minutes > 0).tuples()}
 
 
-def cull(now, fetch):
+def cull(now, fetch, minute=MINUTE):
     """One culling pass at ``now`` (naive UTC). ``fetch`` takes [(address, replica id,
-    token)] and returns an ``Activity`` or None for each, in order. Returns the ids of the
-    runs asked to stop."""
+    token)] and returns an ``Activity`` or None for each, in order; ``minute`` is how long
+    one minute of a pool's idle time T lasts. Returns the ids of the runs asked to stop."""
     minutes = culling_minutes()
     if not minutes:
         return []
@@ -109,7 +111,7 @@ def cull(now, fetch):
         runs.setdefault(replica.task_id, (replica.task, []))[1].append(idle_since)
     stopped = []
     for task_id, (task, seen) in runs.items():
-        limit = timedelta(seconds=minutes[task.pool_id] * SECONDS_PER_MINUTE)
+        limit = minutes[task.pool_id] * minute
         if None in seen or any(now - moment < limit for moment in seen):
             continue
         if _all_running_seen(task_id, len(seen)):

@@ -3,10 +3,10 @@
 ``Discovery.run`` is the scheduler leader's periodic job. It first makes the
 node list follow the settings (the local node at ``PODMAN_URL``; one node per
 ``podman system connection`` entry, disabled until the miner enables it;
-manual nodes are the Nodes page's), then looks at every enabled node at once
-in a small thread pool. Each node's result is stored as soon as it is in, so
-a slow node does not hold the others back; each API call has ``timeout``
-seconds and a node has ``3 * timeout`` in all.
+manual nodes are the Nodes page's), then looks at every enabled node at once,
+each in a thread of its own (up to ``workers``). Each node's result is stored as
+soon as it is in, so a slow node does not hold the others back; each API call has
+``timeout`` seconds and a node has ``3 * timeout`` in all.
 
 A node is Ready when its Podman answers, is 4.0 or newer, its accelerators
 could be read, and it can run a container made exactly like a replica's (the
@@ -19,25 +19,7 @@ the host's busybox when it lacks it. It runs on every discovery of a node,
 except that one that passed there within ``CANARY_SECONDS`` stands.
 
 Chips are found **on the node**: for the local node by reading ``host_root``
-directly; for any other node by a probe container on that node.
-
-The probe protocol. ``PROBE_SCRIPT`` (fixed; it needs only sh builtins and
-``ls``) runs in a throwaway container of the probe image, with the node's
-``/proc/bmsophon``, ``/dev``, ``/etc/cdi`` and ``/var/run/cdi`` bound
-read-only under ``/host`` (those the node has). It prints one record per line,
-paths relative to the host's root::
-
-    D proc/bmsophon/card0            a folder
-    F proc/bmsophon/card0/chipid     a regular file; its lines follow, each as "| <line>"
-    | 0x1686
-    C crw-rw-rw- 1 0 0 509, 0 Jan 1 00:00 /host/dev/bm-sophon0     ``ls -lnd`` of a device
-    END                              the output is complete
-
-Folders are walked three levels deep, symlinks skipped; devices are those the
-plugins look for (``bm-sophon*``, ``bmdev-ctl``, ``nvidia*``). ``mirror``
-rebuilds that in a scratch folder (files with their text; character devices
-made with ``mknod``, same major:minor, mode 0, which needs root), the same
-``discover_all`` runs on it, and device paths are mapped back to the node's.
+directly; for any other node by a probe container on that node (``scheduler.probe``).
 """
 
 import json
@@ -45,14 +27,12 @@ import logging
 import os
 import re
 import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -62,45 +42,18 @@ from portal.db import database
 from portal.models import Node, NodeChip, utcnow
 from scheduler.accelerators import Chip, discover_all
 from scheduler.backend import BackendError, NodeUnreachable, StartFailed
-from scheduler.images import import_busybox_into
-from scheduler.podman import (
-    HostInfo,
-    PodmanBackend,
-    ProbeImageMissing,
-    error_chain,
-    error_text,
-    fix_for,
-    list_connections,
-)
+from scheduler.connections import list_connections
+from scheduler.images import import_busybox
+from scheduler.podman import HostInfo, PodmanBackend, ProbeImageMissing
+from scheduler.podman_errors import error_chain, error_text, fix_for
+from scheduler.probe import probe_chips
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROBE_IMAGE = "localhost/hourglass-probe:latest"
 CANARY_SECONDS = 60  # a canary that passed on a node stands this long (see ``preflight``)
 MIN_PODMAN = (4, 0)
-PROBE_PATHS = ("proc/bmsophon", "dev", "etc/cdi", "var/run/cdi")
-PROBE_SCRIPT = r"""
-walk() {
-  for p in "$1"/*; do
-    [ -h "$p" ] && continue
-    if [ -d "$p" ]; then
-      printf 'D %s\n' "${p#/host/}"
-      [ "$2" -gt 1 ] && walk "$p" $(($2 - 1))
-    elif [ -f "$p" ]; then
-      printf 'F %s\n' "${p#/host/}"
-      while IFS= read -r line || [ -n "$line" ]; do printf '| %s\n' "$line"; done < "$p"
-    fi
-  done
-}
-for top in proc/bmsophon etc/cdi var/run/cdi; do
-  if [ -d "/host/$top" ]; then printf 'D %s\n' "$top"; walk "/host/$top" 3; fi
-done
-ls -lnd /host/dev/bm-sophon* /host/dev/bmdev-ctl /host/dev/nvidia* 2>/dev/null |
-  while IFS= read -r line; do printf 'C %s\n' "$line"; done
-echo END
-"""
 LOST_CONNECTION = (requests.ConnectionError, requests.Timeout, subprocess.TimeoutExpired)
-DEVICE_LINE = re.compile(r"c\S*\s+\d+\s+\d+\s+\d+\s+(\d+),\s*(\d+)\s.*\s/host/(dev/[^/\s]+)")
 
 
 @dataclass
@@ -199,7 +152,8 @@ class Discovery:
             return Finding(info, None, f"Podman {info.podman_version or '?'} is too old "
                                        f"(need {MIN_PODMAN[0]}.{MIN_PODMAN[1]}+)")
         try:
-            chips = self._local_chips() if node.source == "local" else self._probe(backend)
+            chips = (self._local_chips() if node.source == "local"
+                     else probe_chips(backend, self.probe_image, self.probe_root))
         except ProbeImageMissing:
             return Finding(info, None, f"probe image {self.probe_image} missing on the node")
         except Exception as error:
@@ -223,7 +177,7 @@ class Discovery:
             if self.probe_image not in info.images:
                 if node.source != "local":
                     return f"probe image {self.probe_image} missing on the node"
-                import_busybox_into(backend, self.probe_image)
+                import_busybox(backend, self.probe_image)
             backend.canary(self.probe_image, self.instance or "preflight", f"-n{node.id}")
             self._canaries[node.id] = (time.monotonic(), info.podman_version)
         except StartFailed as error:
@@ -244,20 +198,15 @@ class Discovery:
             raise FileNotFoundError(f"host root {self.host_root} is not a folder")
         return [chip for chips in discover_all(self.host_root).values() for chip in chips]
 
-    def _probe(self, backend):
-        mounts = [(str(self.probe_root / path), f"/host/{path}") for path in PROBE_PATHS]
-        output = backend.run_probe(self.probe_image, PROBE_SCRIPT, mounts)
-        with tempfile.TemporaryDirectory(prefix="hg-probe-") as scratch:
-            return chips_from_probe(output, Path(scratch), self.probe_root)
-
     def _discover(self, nodes, identities):
         if not nodes:
             return {}
-        pool = ThreadPoolExecutor(min(self.workers, len(nodes)), thread_name_prefix="discovery")
-        futures = {pool.submit(self._discover_one, node, identities.get(node.url)): node
+        threads = ThreadPoolExecutor(min(self.workers, len(nodes)),
+                                     thread_name_prefix="discovery")
+        futures = {threads.submit(self._discover_one, node, identities.get(node.url)): node
                    for node in nodes}
         done, late = wait(futures, timeout=self.deadline)
-        pool.shutdown(wait=False, cancel_futures=True)
+        threads.shutdown(wait=False, cancel_futures=True)
         found = {futures[future].id: future.result() for future in done}
         for future in late:
             node = futures[future]
@@ -313,64 +262,6 @@ def _replace_chips(node_id, chips):
             NodeChip.create(node=node_id, kind=chip.kind, index=chip.index, **values)
         elif any(getattr(row, name) != value for name, value in values.items()):
             NodeChip.update(values).where(NodeChip.id == row.id).execute()
-
-
-def chips_from_probe(output: str, scratch: Path, node_root: Path = Path("/")) -> list[Chip]:
-    """The chips a probe's ``output`` shows, with device paths on the node (under ``node_root``).
-
-    Mirrors the output into the empty folder ``scratch`` and runs the plugins on it.
-    """
-    mirror(output, scratch)
-    prefix = f"{scratch}/"
-    chips = []
-    for found in discover_all(scratch).values():
-        for chip in found:
-            if chip.device.startswith(prefix):
-                chip = replace(chip, device=str(node_root / chip.device[len(prefix):]))
-            chips.append(chip)
-    return chips
-
-
-def mirror(output: str, root: Path) -> None:
-    """Re-create under ``root`` what the probe printed (see the module docstring).
-
-    Raises ValueError for output cut short or outside the protocol, and
-    OSError when a device cannot be made (``mknod`` needs root).
-    """
-    lines = output.split("\n")
-    if "END" not in lines:
-        raise ValueError("probe output is cut short")
-    files, current = {}, None
-    for line in lines[:lines.index("END")]:
-        tag, _, rest = line.partition(" ")
-        if tag == "|" and current is not None:
-            files[current].append(rest + "\n")
-            continue
-        current = None
-        if tag == "D":
-            _under(root, rest).mkdir(parents=True, exist_ok=True)
-        elif tag == "F":
-            current = _under(root, rest)
-            files[current] = []
-        elif tag == "C":
-            match = DEVICE_LINE.fullmatch(rest)
-            if match:  # other entries (a folder such as nvidia-caps, a link) are no devices
-                node = _under(root, match[3])
-                node.parent.mkdir(parents=True, exist_ok=True)
-                os.mknod(node, stat.S_IFCHR, os.makedev(int(match[1]), int(match[2])))
-        else:
-            raise ValueError(f"unexpected probe line {line[:80]!r}")
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(text))
-
-
-def _under(root, relative):
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts or not any(
-            path.is_relative_to(top) for top in PROBE_PATHS):
-        raise ValueError(f"probe path outside the probed folders: {relative[:80]!r}")
-    return root / path
 
 
 def _connections():

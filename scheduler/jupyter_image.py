@@ -65,6 +65,10 @@ def base_image_name(suite):
     return f"localhost/hourglass-python:{suite}"
 
 
+# The build runs the podman command for all its Podman work, this check included, not
+# the API through PodmanBackend: podman-py's image build hands back its log only once
+# the build has ended (the Images page shows each line as it comes), and each step
+# must see the image store of the user running the build with ``env``'s containers.conf.
 def image_label(image, env, label=VERSION_LABEL):
     """The value of ``label`` on ``image``; "" when unset, None when there is no such image."""
     result = subprocess.run(

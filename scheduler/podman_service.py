@@ -12,6 +12,9 @@ The service runs in a session of its own (Ctrl-C reaches Hourglass, which
 stops it in order), so a Hourglass killed with SIGKILL leaves it running. Its
 pid is kept in the instance folder: the next start reuses that service when it
 still answers with the same config, else stops it first. Never two.
+
+Starting the service is running ``podman system service``, a process, not an API
+call; whether it answers is asked through the API (``PodmanEndpoint.ping``).
 """
 
 import logging
@@ -20,11 +23,11 @@ import resource
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from podman import PodmanClient
-
 from portal.config import local_podman_socket
+from scheduler.podman_endpoint import PodmanEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +152,7 @@ class LocalPodmanService:
             pass
 
     def _answers(self):
-        try:
-            with PodmanClient(base_url=self.url, timeout=2) as client:
-                return client.ping()
-        except Exception:
-            return False
+        return PodmanEndpoint(self.url, timeout=2).ping()
 
     def stop(self, timeout=10):
         """Stop the service, started or reused (containers keep running under conmon)."""
@@ -167,3 +166,22 @@ class LocalPodmanService:
         elif self.reused and self.pid is not None:
             self._end(self.pid, timeout)
         self.pid_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def answering(url, folder):
+    """The URL of a Podman service that answers for as long as the block runs: ``url`` when
+    its service answers, else, when ``url`` is ``folder``'s own socket, a service started
+    there for the while (and stopped after). Raises RuntimeError when none answers."""
+    if PodmanEndpoint(url, timeout=2).ping():
+        yield url
+        return
+    service = LocalPodmanService(folder)
+    if service.url != url:
+        raise RuntimeError(f"the Podman service at {url} does not answer")
+    service.start()
+    try:
+        yield url
+    finally:
+        if not service.reused:
+            service.stop()

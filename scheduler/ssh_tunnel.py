@@ -12,14 +12,16 @@ ssh runs with ``BatchMode=yes`` (no prompt ever waits), ``ExitOnForwardFailure``
 (no process without its socket), ``ServerAliveInterval`` (a dead link ends
 it, and the next use starts a new one) and ``StrictHostKeyChecking=accept-new``
 (a host's first key is remembered, a changed one refused). The identity
-file is the caller's (``PodmanBackend``'s ``identity``), else the one
-``podman system connection list`` gives for the URL, else ssh's own defaults.
+file is the one a caller last passed for the URL (node discovery passes the one its
+``podman system connection`` entry names, as ``PodmanEndpoint``'s ``identity``), else
+the one that entry names when nobody passed one in this process, else ssh's own
+defaults.
 
-``PodmanBackend`` reaches ``ssh://`` nodes through these tunnels too: podman-py's
-own SSH transport (one ssh process per connection) overrides its socket's
-``recv`` to read the ssh process's stdout, and urllib3-future (which
-grafana-client's niquests installs in urllib3's place) reads through ``recv``,
-so every answer comes back empty.
+Every call to an ``ssh://`` node goes through these tunnels, podman-py's
+(``PodmanEndpoint``) included: podman-py's own SSH transport (one ssh process per
+connection) overrides its socket's ``recv`` to read the ssh process's stdout, and
+urllib3-future (which grafana-client's niquests installs in urllib3's place) reads
+through ``recv``, so every answer comes back empty.
 """
 
 import atexit
@@ -32,10 +34,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scheduler.backend import BackendError, NodeUnreachable
+from scheduler.connections import identity_for
 
 SCHEMES = ("ssh", "http+ssh")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -81,26 +85,18 @@ def ssh_argv(url: str, local: str, identity: str | None = None,
     return [*argv, "-L", f"{local}:{path}", "--", host]
 
 
-def connection_identity(url: str) -> str | None:
-    """The identity file ``podman system connection list`` names for ``url``; None if none."""
-    from scheduler.podman import list_connections  # scheduler.podman uses this module
-
-    try:
-        connections = list_connections()
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    return next((c.identity for c in connections if c.url == url and c.identity), None)
-
-
+@dataclass
 class _Tunnel:
-    """One ssh process and its local socket; its lock serialises (re)starts."""
+    """One ssh process and its local socket (``local``, its messages in the file ``log``);
+    its lock serialises (re)starts. ``identity`` is the key file a caller last passed for
+    its URL (None: none yet)."""
 
-    def __init__(self, url, local, log):
-        self.url = url
-        self.local = local
-        self.log = log
-        self.process = None
-        self.lock = threading.Lock()
+    url: str
+    local: str
+    log: str
+    identity: str | None = None
+    process: subprocess.Popen | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def alive(self):
         return self.process is not None and self.process.poll() is None \
@@ -122,12 +118,13 @@ class Tunnels:
 
     ``options``: more ``-o`` options for ssh (after the defaults, so ssh keeps
     the defaults' values when both name one option). ``identities``: the
-    identity file for a URL, or None (default: ``connection_identity``).
+    identity file for a URL no caller passed one for, or None (default: the one its
+    ``podman system connection`` entry names).
     ``start_timeout``: seconds a new tunnel may take to open its socket.
     """
 
     def __init__(self, options: Sequence[str] = (),
-                 identities: Callable[[str], str | None] = connection_identity,
+                 identities: Callable[[str], str | None] = identity_for,
                  start_timeout: float = 20.0):
         self.options = tuple(options)
         self.identities = identities
@@ -142,9 +139,9 @@ class Tunnels:
 
     def socket_for(self, url: str, identity: str | None = None) -> str:
         """The path of a local unix socket that reaches ``url``'s Podman socket; starts (or
-        starts again) its tunnel if needed, with ``identity`` (None: ``identities``) as its
-        key file. Raises NodeUnreachable when ssh fails, and BackendError for a URL that is
-        not a plain ``ssh://`` one."""
+        starts again) its tunnel if needed. Its key file is ``identity``, kept for later
+        starts; None: the one passed before, else ``identities``. Raises NodeUnreachable
+        when ssh fails, and BackendError for a URL that is not a plain ``ssh://`` one."""
         with self._lock:
             if self._pid != os.getpid():
                 self._reset()
@@ -159,8 +156,10 @@ class Tunnels:
                                  os.path.join(self._folder, f"{number}.log"))
                 self._tunnels[url] = tunnel
         with tunnel.lock:
+            if identity:
+                tunnel.identity = identity
             if not tunnel.alive():
-                self._start(tunnel, identity)
+                self._start(tunnel)
         return tunnel.local
 
     def pid(self, url: str) -> int | None:
@@ -180,11 +179,11 @@ class Tunnels:
                 shutil.rmtree(self._folder, ignore_errors=True)
             self._reset()
 
-    def _start(self, tunnel, identity):
+    def _start(self, tunnel):
         tunnel.stop()
         if os.path.lexists(tunnel.local):
             os.unlink(tunnel.local)
-        identity = identity or self.identities(tunnel.url)
+        identity = tunnel.identity or self.identities(tunnel.url)
         argv = ssh_argv(tunnel.url, tunnel.local, identity, self.options)
         try:
             with open(tunnel.log, "wb") as log:
@@ -229,5 +228,5 @@ def _tail(path):
     return text or "no message"
 
 
-TUNNELS = Tunnels()  # the process's own, used by scheduler.console unless told otherwise
+TUNNELS = Tunnels()  # the process's own, shared by every backend and console unless told otherwise
 atexit.register(TUNNELS.close)

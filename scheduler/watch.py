@@ -1,9 +1,9 @@
 """Follow each node's container events, so a replica's end is seen at once.
 
-The leader's pass inspects every replica on each tick; the events stream makes
-that pass run as soon as one of this instance's containers dies or is removed,
-instead of up to a tick later (a start needs no hint: the pass that starts a
-container inspects it). An event is only a hint to look:
+The leader's pass follows every replica on each tick (``scheduler.follow``); the
+events stream makes that pass run as soon as one of this instance's containers dies
+or is removed, instead of up to a tick later (a start needs no hint: the pass that
+starts a container inspects it). An event is only a hint to look:
 state, StartedAt and FinishedAt still come from ``inspect``, so a missed or
 repeated event costs at most one tick, never a wrong state.
 

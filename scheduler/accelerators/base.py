@@ -63,7 +63,8 @@ class AcceleratorPlugin(Protocol):
         """Attach ``chips`` (in this order, numbered from 0 inside) to one container."""
 
     def metrics(self, chips: Sequence[Chip], host_root: Path) -> dict[int, dict[str, float]]:
-        """Current readings per host chip index; chips the host says nothing about are left out."""
+        """Current readings per host chip index; chips the host says nothing about are left out.
+        Nothing calls it yet: node and replica monitoring will."""
 
 
 def is_char_device(path: Path) -> bool:

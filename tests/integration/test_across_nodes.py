@@ -12,7 +12,8 @@ from flask import current_app
 
 from portal.models import Node, Replica, Task, User
 from portal.specs import parse_spec, save_spec
-from portal.tasks import create_task, reason_text, task_view
+from portal.task_views import reason_text, task_view
+from portal.tasks import create_task
 from portal.users import create_user
 from scheduler.discovery import Discovery, host_address
 from scheduler.podman import PodmanBackend

@@ -27,9 +27,8 @@ from scheduler.backend import (
     attach_chips,
     container_name,
 )
-from scheduler.images import APPLETS, image_exists, import_busybox
+from scheduler.images import APPLETS, import_busybox
 from scheduler.podman import PodmanBackend
-from scheduler.podman_service import podman_env
 from tests.conftest import TEST_LABEL
 from tests.fake_hosts import make_sophgo_host
 from tests.support import wait_for
@@ -46,9 +45,9 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def image(podman_service):
     """Busybox with the applets these tests run inside (device numbers, sockets, DNS)."""
-    env = podman_env(podman_service.conf)
-    if not image_exists(IMAGE, env):
-        import_busybox(IMAGE, env, applets=APPLETS + EXTRA_APPLETS)
+    backend = PodmanBackend(podman_service.url)
+    if not backend.image_exists(IMAGE):
+        import_busybox(backend, IMAGE, applets=APPLETS + EXTRA_APPLETS)
     return IMAGE
 
 

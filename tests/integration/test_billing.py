@@ -16,8 +16,10 @@ from portal import ledger
 from portal.db import database
 from portal.models import LedgerEntry, Replica, ResourceSpec, Task, User
 from portal.money import MICRO
+from portal.reasons import BALANCE_EXHAUSTED
 from portal.specs import parse_spec, save_spec
-from portal.tasks import BALANCE_EXHAUSTED, TaskError, create_task
+from portal.task_input import TaskError
+from portal.tasks import create_task
 from portal.users import create_user
 from scheduler.backend import Timestamp
 from scheduler.discovery import Discovery

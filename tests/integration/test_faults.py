@@ -20,14 +20,15 @@ from flask import current_app
 from portal import ledger
 from portal.models import LedgerEntry, Node, NodeChip, Replica, ReplicaChip, Task
 from portal.money import MICRO
-from portal.resources import create_resource, parse_spec, save_spec
 from portal.settings import instance_id
+from portal.specs import create_resource, parse_spec, save_spec
 from portal.tasks import create_task, delete_task, request_stop
 from portal.users import create_user
 from scheduler.backend import ContainerSpec
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
-from scheduler.reconcile import START_ATTEMPTS, Reconciler
+from scheduler.reconcile import Reconciler
+from scheduler.start import START_ATTEMPTS
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
 from tests.fault_proxy import FaultProxy

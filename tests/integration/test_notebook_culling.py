@@ -9,6 +9,7 @@ closed, as a browser closed) is not stopped however many passes go by.
 import json
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import requests
@@ -17,9 +18,8 @@ from simple_websocket import Client
 from portal import ledger
 from portal.models import Replica, Task, utcnow
 from portal.notebooks import active_run, create_notebook
-from portal.resources import default_pool, set_pool_limits
-from portal.tasks import CULLED
-from scheduler import culling
+from portal.pools import default_pool, set_pool_limits
+from portal.reasons import CULLED
 from tests.integration.test_notebook_run import drive, first_answer, jupyter, lab  # noqa: F401
 from tests.support import wait_for
 
@@ -29,9 +29,10 @@ IMAGE = "localhost/hourglass-jupyter:latest"
 
 
 @pytest.fixture
-def culled_lab(lab, monkeypatch):  # noqa: F811 (the fixture)
+def culled_lab(lab):  # noqa: F811 (the fixture)
     """``lab`` with the default pool culling after 1 minute, a minute being 2 seconds."""
-    monkeypatch.setattr(culling, "SECONDS_PER_MINUTE", 2)
+    _app, _renter, reconciler, _backend = lab
+    reconciler.culling_minute = timedelta(seconds=2)
     set_pool_limits(default_pool(), cull_idle_minutes=1)
     return lab
 

@@ -11,13 +11,8 @@ import pytest
 import requests
 
 from portal.models import Replica, Task
-from portal.notebooks import (
-    active_run,
-    code_folder,
-    create_notebook,
-    start_notebook,
-    stop_notebook,
-)
+from portal.notebook_folders import code_folder
+from portal.notebooks import active_run, create_notebook, start_notebook, stop_notebook
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.storage import user_folder
 from portal.users import create_user

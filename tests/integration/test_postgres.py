@@ -300,7 +300,7 @@ def test_metering_and_recharges_at_once_keep_the_books_exact_on_postgres(pg_app,
                                    price_per_hour=7_000_000)
         task = Task.create(user=renter, name="t", image="busybox",
                            pool=Pool.get(Pool.is_default), state="running")
-        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=4).execute()
+        subtask = Subtask.insert(task=task, role="main", spec=spec, count=4).execute()
         for index in range(4):
             Replica.create(task=task, subtask=subtask, index=index, state="running",
                            started_ns=1_795_000_000 * ns, price_per_hour=7_000_000,
@@ -347,7 +347,7 @@ def _spec_in_use(pg_app, pg_accounts):
                                    price_per_hour=3_600_000)
         task = Task.create(user=User.get_by_id(pg_accounts["renter"].id), name="t",
                            image="busybox", pool=Pool.get(Pool.is_default), state="succeeded")
-        subtask = Subtask.create(task=task, role="main", spec=spec, replicas=1)
+        subtask = Subtask.create(task=task, role="main", spec=spec, count=1)
         Replica.create(task=task, subtask=subtask, index=0, state="succeeded",
                        started_ns=1_795_000_000 * ns, finished_ns=1_795_000_060 * ns,
                        price_per_hour=spec.price_per_hour)
@@ -405,7 +405,7 @@ def test_a_task_arriving_before_the_delete_is_409_on_postgres(pg_app, pg_account
         with pg_app.app_context(), database.connection_context():
             task = Task.create(user=User.get_by_id(pg_accounts["renter"].id), name="t",
                                image="busybox", pool=Pool.get(Pool.is_default))
-            Subtask.create(task=task, role="main", spec=spec.id, replicas=1)
+            Subtask.create(task=task, role="main", spec=spec.id, count=1)
 
     def uses_of(row):
         found = real(row)
@@ -476,10 +476,11 @@ def test_a_task_submitted_by_the_api_reads_back_as_answered_on_postgres(pg_app, 
     """A submission's checks and writes are prepared statements (``portal.db.Prepared``),
     written out for PostgreSQL here: the answer is what reading the task back gives, a
     pool bound to a group is open to its members only, and a refusal is worded as ever."""
-    from portal import tasks
+    from portal import task_input
     from portal.models import Group, Membership, Node, Pool, PoolGroup, ReplicaEvent, Task, User
     from portal.specs import parse_spec, save_spec
-    from portal.tasks import TaskError, create_task
+    from portal.task_input import TaskError
+    from portal.tasks import create_task
     from portal.tokens import create_token
 
     with pg_app.app_context():
@@ -496,7 +497,7 @@ def test_a_task_submitted_by_the_api_reads_back_as_answered_on_postgres(pg_app, 
     body = {"name": "train", "image": "localhost/train:1", "argv": ["true"], "env": {"A": "1"},
             "pool": "default", "subtasks": [{"role": "worker", "spec": "small", "replicas": 2},
                                             {"role": "ps", "spec": "small", "replicas": 1}]}
-    monkeypatch.setattr(tasks, "pool_views", None)  # a right one never needs every pool
+    monkeypatch.setattr(task_input, "pool_views", None)  # a right one never needs every pool
     answer = api.post("/api/v1/tasks", json=body, headers=headers)
     assert answer.status_code == 201, answer.get_data(as_text=True)
     monkeypatch.undo()

@@ -12,7 +12,8 @@ from werkzeug.exceptions import NotFound
 from portal.models import Node, Replica, ReplicaChip, ReplicaEvent, Task, User
 from portal.settings import instance_id
 from portal.specs import create_resource, parse_spec, save_spec
-from portal.tasks import create_task, get_task_or_404, reason_text, request_stop
+from portal.task_views import reason_text
+from portal.tasks import create_task, get_task_or_404, request_stop
 from portal.users import create_user
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend

@@ -19,9 +19,12 @@ import pytest
 
 from portal.db import database
 from portal.models import REPLICA_ENDED, Replica, ReplicaChip, ReplicaEvent, Task
-from portal.resources import create_resource, default_pool, parse_spec, save_spec, set_pool_limits
-from portal.tasks import create_task, reason_text, request_stop
+from portal.pools import default_pool, set_pool_limits
+from portal.specs import create_resource, parse_spec, save_spec
+from portal.task_views import reason_text
+from portal.tasks import create_task, request_stop
 from portal.users import create_user
+from scheduler import assign
 from scheduler.podman import PodmanBackend
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
@@ -207,10 +210,10 @@ def test_a_stop_between_planning_and_storing_a_placement_holds_no_chip(cloud, te
     with cloud.app.app_context():
         task = create_task(rene, "two", test_image, ["sleep", "60"], {}, "default",
                            [("main", "tpu1", 2)])
-        plan = reconciler.plan()
+        plan = assign.plan()
         assert len(plan.assignments[task.id]) == 2
         request_stop(task)
-        reconciler.apply(plan)
+        assign.apply(plan, reconciler.local_url, reconciler.peer_ports)
         assert ReplicaChip.select().count() == 0
         assert [r.state for r in Replica.select().where(Replica.task == task)] == [
             "stopped", "stopped"]
@@ -218,5 +221,5 @@ def test_a_stop_between_planning_and_storing_a_placement_holds_no_chip(cloud, te
         # every chip is still free for the next task
         other = create_task(rita, "six", test_image, ["sleep", "60"], {}, "default",
                             [("main", "tpu1", CHIPS)])
-        plan = reconciler.plan()
+        plan = assign.plan()
         assert sorted(plan.assignments) == [other.id] and not plan.pending

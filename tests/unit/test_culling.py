@@ -18,7 +18,7 @@ import pytest
 
 from portal.models import Pool, PoolLimit, Replica, Task, utcnow
 from portal.pools import PoolLimits, default_pool, pool_limits, set_pool_limits
-from portal.tasks import CULLED
+from portal.reasons import CULLED
 from scheduler import culling
 from tests.conftest import PASSWORD, free_port
 from tests.support import csrf_token, login
@@ -72,7 +72,7 @@ def lab():
 
 
 @pytest.fixture
-def pool():
+def threads():
     executor = ThreadPoolExecutor(max_workers=4)
     yield executor
     executor.shutdown()
@@ -106,12 +106,12 @@ def run_row(run):
     return Task.get_by_id(run.id)
 
 
-def test_an_idle_notebook_is_stopped_as_culled(running, lab, pool, caplog):
+def test_an_idle_notebook_is_stopped_as_culled(running, lab, threads, caplog):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(minutes=6))
     with caplog.at_level(logging.DEBUG):
-        assert culling.cull(now, culling.fetch_with(pool)) == [run.id]
+        assert culling.cull(now, culling.fetch_with(threads)) == [run.id]
     stopped = run_row(run)
     assert stopped.stop_requested and stopped.stop_reason == CULLED
     assert Replica.get_by_id(replica.id).last_activity_at == now - timedelta(minutes=6)
@@ -122,44 +122,44 @@ def test_an_idle_notebook_is_stopped_as_culled(running, lab, pool, caplog):
     assert run.secret not in caplog.text
     # stopped once: the next pass does not ask again
     lab.seen.clear()
-    assert culling.cull(now, culling.fetch_with(pool)) == [] and lab.seen == []
+    assert culling.cull(now, culling.fetch_with(threads)) == [] and lab.seen == []
 
 
-def test_a_busy_kernel_keeps_it_running_however_old_the_activity(running, lab, pool):
+def test_a_busy_kernel_keeps_it_running_however_old_the_activity(running, lab, threads):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(hours=3), state="busy")
-    assert culling.cull(now, culling.fetch_with(pool)) == []
+    assert culling.cull(now, culling.fetch_with(threads)) == []
     assert not run_row(run).stop_requested
     assert Replica.get_by_id(replica.id).last_activity_at == now  # busy is activity now
 
 
-def test_recent_activity_keeps_it_running(running, lab, pool):
+def test_recent_activity_keeps_it_running(running, lab, threads):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(minutes=4, seconds=59))
-    assert culling.cull(now, culling.fetch_with(pool)) == []
+    assert culling.cull(now, culling.fetch_with(threads)) == []
     assert not run_row(run).stop_requested
     # the same activity, 2 seconds later, is past 5 minutes
-    assert culling.cull(now + timedelta(seconds=2), culling.fetch_with(pool)) == [run.id]
+    assert culling.cull(now + timedelta(seconds=2), culling.fetch_with(threads)) == [run.id]
 
 
-def test_culling_off_keeps_it_running_and_asks_nothing(running, lab, pool):
+def test_culling_off_keeps_it_running_and_asks_nothing(running, lab, threads):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(days=2))
     set_pool_limits(default_pool(), cull_idle_minutes="")
     assert PoolLimit.select().count() == 0
-    assert culling.cull(now, culling.fetch_with(pool)) == []
+    assert culling.cull(now, culling.fetch_with(threads)) == []
     assert lab.seen == [] and not run_row(run).stop_requested
     # culling on in another pool does not reach this one
     set_pool_limits(Pool.get(Pool.name == "lab"),
                               cull_idle_minutes=1)
-    assert culling.cull(now, culling.fetch_with(pool)) == [] and lab.seen == []
+    assert culling.cull(now, culling.fetch_with(threads)) == [] and lab.seen == []
 
 
 @pytest.mark.parametrize("trouble", ["unreachable", "broken", "wrong token", "no kernels"])
-def test_no_answer_is_no_culling(running, lab, pool, trouble, caplog):
+def test_no_answer_is_no_culling(running, lab, threads, trouble, caplog):
     notebook, run, replica = running
     now = utcnow()
     idle(lab, now - timedelta(days=2))
@@ -172,7 +172,7 @@ def test_no_answer_is_no_culling(running, lab, pool, trouble, caplog):
     else:
         lab.kernels = {"message": "not a list"}
     with caplog.at_level(logging.DEBUG):
-        assert culling.cull(now, culling.fetch_with(pool)) == []
+        assert culling.cull(now, culling.fetch_with(threads)) == []
     assert not run_row(run).stop_requested
     assert Replica.get_by_id(replica.id).last_activity_at is None
     assert run.secret not in caplog.text

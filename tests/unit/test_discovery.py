@@ -9,18 +9,17 @@ import pytest
 
 from portal.models import Node, NodeChip, utcnow
 from scheduler.accelerators import Chip, discover_all
+from scheduler.connections import Connection
 from scheduler.discovery import (
-    PROBE_SCRIPT,
     Discovery,
     Finding,
     address_of,
-    chips_from_probe,
-    mirror,
     podman_supported,
     record,
     unique_name,
 )
-from scheduler.podman import Connection, HostInfo
+from scheduler.podman import HostInfo
+from scheduler.probe import PROBE_SCRIPT, chips_from_probe, mirror
 from tests.fake_hosts import make_nvidia_host, make_sophgo_host, write_cdi_json
 
 INFO = HostInfo("box", "Debian 12 (bookworm)", "6.1.0", "4.3.1", 8, 16 * 2**30)

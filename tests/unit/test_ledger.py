@@ -31,7 +31,7 @@ def replica(user, spec, state="running", started=T0, finished=None, seen=None, p
     """A replica row as the scheduler leaves it; ``seen`` is last-seen-alive in ns."""
     task = Task.create(user=user, name="t", image="busybox", pool=Pool.get(Pool.is_default),
                        state=state)
-    subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+    subtask = Subtask.insert(task=task, role="main", spec=spec, count=1).execute()
     seen_at = None if seen is None else ledger.EPOCH + timedelta(microseconds=seen // 1000)
     return Replica.create(task=task, subtask=subtask, index=0, state=state, started_ns=started,
                           finished_ns=finished, last_seen_at=seen_at,

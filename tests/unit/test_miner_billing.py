@@ -62,7 +62,7 @@ def run_replica(user_id, spec_id, node_id, seconds, task="train", running=True):
     state = "running" if running else "succeeded"
     task_row = Task.create(user=user_id, name=task, image="busybox",
                            pool=Pool.get(Pool.is_default), state=state)
-    subtask = Subtask.create(task=task_row, role="main", spec=spec, replicas=1)
+    subtask = Subtask.create(task=task_row, role="main", spec=spec, count=1)
     replica = Replica.create(task=task_row, subtask=subtask, index=0, state=state, node=node_id,
                              started_ns=end - seconds * NS, last_seen_at=now,
                              finished_ns=None if running else end,

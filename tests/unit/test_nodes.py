@@ -125,7 +125,7 @@ def test_a_node_running_replicas_is_not_removed(app, miner, node):
         spec = ResourceSpec.create(name="s", cpu_millis=1000, memory_mib=512, price_per_hour=1)
         task = Task.create(user=User.get(User.name == "rene"), name="t", image="busybox",
                            pool=Pool.get(Pool.is_default == True))  # noqa: E712
-        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+        subtask = Subtask.insert(task=task, role="main", spec=spec, count=1).execute()
         Replica.create(task=task, subtask=subtask, index=0, state="running", node=node)
     response = post(miner, f"/miner/nodes/{node.id}/remove")
     assert response.status_code == 303

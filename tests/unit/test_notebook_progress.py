@@ -1,6 +1,6 @@
-"""Spawn progress: the steps of a starting notebook run (``portal.notebooks.progress``), the
-readiness check (``portal.proxy.ready``), the notebook pages' step indicator and Open, and
-the long-polling ``GET /api/v1/notebooks/<id>/ready``.
+"""Spawn progress: the steps of a starting notebook run
+(``portal.notebook_progress.progress``), the readiness check (``portal.proxy.ready``), the
+notebook pages' step indicator and Open, and the long-polling ``GET /api/v1/notebooks/<id>/ready``.
 
 JupyterLab is stood in for by a real HTTP server on a thread that answers
 ``/nb/<replica>/api/status`` (200 with the run's token, 403 without) once it is told to;
@@ -15,8 +15,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from portal import notebooks as rules
-from portal import reasons
+from portal import notebook_progress, notebook_views, notebooks, reasons
 from portal.api.registry import OPERATIONS
 from portal.models import Node, Notebook, Replica, Task, User
 from portal.proxy import access, ready
@@ -91,9 +90,9 @@ def renter(name="rene"):
 def start(app, count=1):
     """A started notebook of rene's (spec "1 TPU", default pool): (notebook id, run id)."""
     with app.app_context():
-        notebook = rules.create_notebook(renter(), "lab", IMAGE, "1 TPU", "default",
+        notebook = notebooks.create_notebook(renter(), "lab", IMAGE, "1 TPU", "default",
                                          count=count)
-        return notebook.id, rules.active_run(notebook).id
+        return notebook.id, notebooks.active_run(notebook).id
 
 
 def replica_ids(app, run_id):
@@ -113,8 +112,8 @@ def running_at(app, run_id, address, lab=None, replica=None):
 
 def progress_of(app, notebook_id):
     with app.app_context():
-        view = ready.mark([rules.notebook_view(Notebook.get_by_id(notebook_id))])[0]
-        return rules.progress(view, view.answering), view
+        view = ready.mark([notebook_views.notebook_view(Notebook.get_by_id(notebook_id))])[0]
+        return notebook_progress.progress(view, view.answering), view
 
 
 def signed_in(app, name="rene"):
@@ -191,7 +190,7 @@ def test_each_state_of_a_run_is_its_step_in_words(app, world, lab, closed_addres
 
 def test_a_notebook_never_started_has_no_steps(app, world):
     with app.app_context():
-        notebook = rules.create_notebook(renter(), "idle", IMAGE, "1 TPU", "default",
+        notebook = notebooks.create_notebook(renter(), "idle", IMAGE, "1 TPU", "default",
                                          start=False)
     assert progress_of(app, notebook.id)[0] is None
 

@@ -1,5 +1,6 @@
-"""Notebooks: the rules (``portal.notebooks``), their folders (``portal.storage``), the
-renter's notebook pages and the JSON API; who may; the Jupyter token is never shown.
+"""Notebooks: the rules (``portal.notebooks``), their folders (``portal.notebook_folders``,
+``portal.storage``), the renter's notebook pages and the JSON API; who may; the Jupyter
+token is never shown.
 
 The world (pools, nodes, specs, renters rene and rita) is the one of ``test_tasks``;
 replica states the scheduler would write are set directly where a test needs them.
@@ -10,8 +11,7 @@ import os
 import pytest
 from werkzeug.exceptions import NotFound
 
-from portal import notebooks as rules
-from portal import storage
+from portal import notebook_folders, notebook_views, notebooks, storage
 from portal.models import Notebook, Replica, ReplicaEvent, ResourceSpec, Subtask, Task, User
 from portal.notebooks import NotebookError
 from portal.specs import set_spec_enabled
@@ -54,7 +54,7 @@ def make(user=None, **overrides):
     """A valid notebook of rene's in the default pool (spec "1 TPU"), started."""
     params = {"name": "lab", "image": IMAGE, "spec": "1 TPU", "pool": "default"}
     params.update(overrides)
-    return rules.create_notebook(user or renter(), **params)
+    return notebooks.create_notebook(user or renter(), **params)
 
 
 def errors_of(call, *args, **kwargs):
@@ -123,18 +123,18 @@ def test_create_saves_the_notebook_makes_its_folder_and_starts_a_run(ctx, signal
         "notebook", "lab", IMAGE, '["jupyter-lab"]', "{}", "pending")
     assert len(run.secret) >= 40 and run.secret not in run.env
     subtasks = list(Subtask.select().where(Subtask.task == run).order_by(Subtask.id))
-    assert [(s.role, s.replicas, s.spec.name) for s in subtasks] == [
+    assert [(s.role, s.count, s.spec.name) for s in subtasks] == [
         ("lab-0", 1, "1 TPU"), ("lab-1", 1, "1 TPU")]
     replicas = list(Replica.select().where(Replica.task == run))
     assert [(r.state, r.index) for r in replicas] == [("pending", 0), ("pending", 0)]
     assert [e.reason for e in ReplicaEvent.select()] == ["submitted", "submitted"]
     assert signals == [{"task_id": run.id}]
-    assert rules.mounts(data(ctx), notebook) == [(str(own), "/code", False)]
+    assert notebook_folders.mounts(data(ctx), notebook) == [(str(own), "/code", False)]
 
 
 def test_two_runs_get_different_tokens(ctx):
-    first = rules.active_run(make())
-    second = rules.active_run(make(name="other"))
+    first = notebooks.active_run(make())
+    second = notebooks.active_run(make(name="other"))
     assert first.secret != second.secret
 
 
@@ -146,12 +146,12 @@ def test_an_algorithm_folder_is_code_and_a_dataset_is_read_only(ctx):
     code = folder(ctx, user, "algorithms", "mnist")
     assert code.is_dir() and owner(code) == (1000, 1000)
     assert not folder(ctx, user, "notebooks", str(notebook.id)).exists()
-    assert rules.mounts(data(ctx), notebook) == [(str(code), "/code", False),
+    assert notebook_folders.mounts(data(ctx), notebook) == [(str(code), "/code", False),
                                                  (str(dataset), "/dataset", True)]
     # A second notebook on the same algorithm shares its folder and what is in it.
     (code / "kept.ipynb").write_text("{}")
     again = make(name="again", algorithm="mnist", start=False)
-    assert rules.code_folder(data(ctx), again) == code and (code / "kept.ipynb").exists()
+    assert notebook_folders.code_folder(data(ctx), again) == code and (code / "kept.ipynb").exists()
 
 
 def test_another_renters_dataset_is_not_yours(ctx):
@@ -209,35 +209,35 @@ def test_a_start_needs_the_minimum_period_of_balance(ctx, signals):
     assert list(errors) == [None] and "does not cover" in errors[None]
     assert counts() == [0, 0, 0, 0]
     notebook = make(poor, start=False)  # saved without a run: starting is what costs
-    assert counts() == [1, 0, 0, 0] and rules.notebook_view(notebook).state is None
-    assert "does not cover" in errors_of(rules.start_notebook, notebook)[None]
+    assert counts() == [1, 0, 0, 0] and notebook_views.notebook_view(notebook).state is None
+    assert "does not cover" in errors_of(notebooks.start_notebook, notebook)[None]
     assert signals == []
 
 
 def test_stop_and_start_again_is_a_new_run_and_hides_the_old_one(ctx, signals):
     notebook = make()
-    first = rules.active_run(notebook)
-    assert errors_of(rules.start_notebook, notebook) == {
+    first = notebooks.active_run(notebook)
+    assert errors_of(notebooks.start_notebook, notebook) == {
         None: "This notebook is running already."}
-    rules.stop_notebook(notebook)  # it never left pending: stopped at once
-    assert Task.get_by_id(first.id).state == "stopped" and rules.active_run(notebook) is None
-    assert errors_of(rules.stop_notebook, notebook) == {None: "This notebook is not running."}
-    second = rules.start_notebook(notebook)
+    notebooks.stop_notebook(notebook)  # it never left pending: stopped at once
+    assert Task.get_by_id(first.id).state == "stopped" and notebooks.active_run(notebook) is None
+    assert errors_of(notebooks.stop_notebook, notebook) == {None: "This notebook is not running."}
+    second = notebooks.start_notebook(notebook)
     assert second.id != first.id and second.secret != first.secret
     assert Task.get_by_id(first.id).deleted and not second.deleted
-    view = rules.notebook_view(notebook)
+    view = notebook_views.notebook_view(notebook)
     assert view.run.task.id == second.id and view.state == "pending" and view.running
     assert [s["task_id"] for s in signals if "task_id" in s][-1] == second.id
 
 
 def test_a_started_run_is_stopped_by_the_scheduler(ctx):
     notebook = make()
-    run = rules.active_run(notebook)
+    run = notebooks.active_run(notebook)
     set_state(run, "running")
-    rules.stop_notebook(notebook)
+    notebooks.stop_notebook(notebook)
     run = Task.get_by_id(run.id)
-    assert run.stop_requested and rules.notebook_view(notebook).stopping
-    assert errors_of(rules.start_notebook, notebook) == {
+    assert run.stop_requested and notebook_views.notebook_view(notebook).stopping
+    assert errors_of(notebooks.start_notebook, notebook) == {
         None: "This notebook is running already."}
 
 
@@ -245,37 +245,37 @@ def test_a_start_is_checked_again(ctx):
     notebook = make(start=False)
     set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "1 TPU"), False)
     assert "There is no spec '1 TPU' you may use." in errors_of(
-        rules.start_notebook, notebook)["spec"]
+        notebooks.start_notebook, notebook)["spec"]
 
 
 def test_delete_is_refused_while_it_runs_and_keeps_the_rows(ctx, signals):
     notebook = make()
-    run = rules.active_run(notebook)
+    run = notebooks.active_run(notebook)
     set_state(run, "running")
-    assert "Stop the notebook" in errors_of(rules.delete_notebook, notebook)[None]
+    assert "Stop the notebook" in errors_of(notebooks.delete_notebook, notebook)[None]
     set_state(run, "stopped")
-    rules.delete_notebook(notebook)
+    notebooks.delete_notebook(notebook)
     assert Notebook.get_by_id(notebook.id).deleted and Task.get_by_id(run.id).deleted
     assert counts() == [1, 1, 1, 1]  # rows stay for billing
     assert folder(ctx, renter(), "notebooks", str(notebook.id)).is_dir()  # and the files
     assert signals[-1] == {"notebook_id": notebook.id}
     with pytest.raises(NotFound):
-        rules.get_notebook_or_404(renter(), notebook.id)
-    assert rules.notebook_views(renter()) == []
+        notebooks.get_notebook_or_404(renter(), notebook.id)
+    assert notebook_views.notebook_views(renter()) == []
 
 
 def test_another_renters_notebook_is_not_found(ctx):
     notebook = make()
-    assert rules.get_notebook_or_404(renter(), notebook.id).id == notebook.id
+    assert notebooks.get_notebook_or_404(renter(), notebook.id).id == notebook.id
     for user, notebook_id in ((renter("rita"), notebook.id), (renter(), notebook.id + 1),
                               (renter(), 0), (renter(), 2**63)):
         with pytest.raises(NotFound):
-            rules.get_notebook_or_404(user, notebook_id)
+            notebooks.get_notebook_or_404(user, notebook_id)
 
 
 def test_notebook_runs_are_not_training_tasks(ctx):
     make()
-    assert shared.rules.task_views(renter()) == []
+    assert shared.task_views.task_views(renter()) == []
 
 
 # --- pages -------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def test_submitting_the_form_creates_and_starts_the_notebook(rene, app):
     assert response.status_code == 303
     with app.app_context():
         notebook = Notebook.get()
-        run = rules.active_run(notebook)
+        run = notebooks.active_run(notebook)
     assert response.headers["Location"].endswith(f"/renter/notebooks/{notebook.id}")
     page = text(rene.get(response.headers["Location"]))
     assert "Created notebook" in page and "my lab" in page
@@ -527,7 +527,7 @@ def test_the_jupyter_token_is_on_no_page_and_in_no_answer(rene, app):
                              json={"name": "lab", "spec": "1 TPU", "pool": "default"})
     notebook_id = created_json.json["id"]
     with app.app_context():
-        first = rules.active_run(Notebook.get_by_id(notebook_id))
+        first = notebooks.active_run(Notebook.get_by_id(notebook_id))
         set_state(first, "running", address="10.88.0.5:8888")
     answers = [created_json, rene.get("/renter/notebooks"),
                rene.get(f"/renter/notebooks/{notebook_id}"), rene.get("/api/v1/notebooks"),

@@ -21,7 +21,7 @@ def running_replica(renter):
                                price_per_hour=3600 * MICRO)
     task = Task.create(user=renter, name="t", image="busybox", pool=Pool.get(Pool.is_default),
                        state="running")
-    subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+    subtask = Subtask.insert(task=task, role="main", spec=spec, count=1).execute()
     now = ledger.to_ns(utcnow())
     return Replica.create(task=task, subtask=subtask, index=0, state="running",
                           started_ns=now - 30 * NS, last_seen_at=utcnow(),

@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from portal import notebooks as rules
+from portal import notebooks
 from portal.models import NotebookAccess, NotebookGrant, Replica, Task, User, utcnow
 from portal.proxy import arrival_port, forward
 from tests.conftest import PASSWORD
@@ -108,9 +108,9 @@ def running_notebook(app, upstream, user="rene", count=1):
     """A notebook of ``user``'s whose run's replicas run, answering at ``upstream``."""
     with app.app_context():
         owner = User.get(User.name == user)
-        notebook = rules.create_notebook(owner, f"lab-of-{user}", IMAGE, "1 TPU", "default",
+        notebook = notebooks.create_notebook(owner, f"lab-of-{user}", IMAGE, "1 TPU", "default",
                                          count=count)
-        run = rules.active_run(notebook)
+        run = notebooks.active_run(notebook)
         Replica.update(state="running", address=upstream.address).where(
             Replica.task == run).execute()
         replicas = [r.id for r in Replica.select().where(Replica.task == run)

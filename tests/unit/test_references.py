@@ -99,7 +99,7 @@ def run(renter, spec, pool, state="pending", node=None):
     """A task of ``renter`` with one replica of ``spec``; an ended one ran a minute on
     ``node`` and is charged by the ledger's metering."""
     task = Task.create(user=renter, name="t", image="busybox", pool=pool, state=state)
-    subtask = Subtask.create(task=task, role="main", spec=spec, replicas=1)
+    subtask = Subtask.create(task=task, role="main", spec=spec, count=1)
     ended = state in ("succeeded", "failed")
     Replica.create(task=task, subtask=subtask, index=0, state=state, node=node,
                    started_ns=T0 if ended else None, finished_ns=T0 + 60 * NS if ended else None,

@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from portal import ledger, settings, usage
-from portal import tasks as rules
+from portal import ledger, settings, tasks, usage
 from portal.api.my_billing import BALANCE, RECORDS
 from portal.api.tasks import TASK, TASK_SUMMARY
 from portal.csv_export import csv_rows, escape_cell
@@ -33,6 +32,7 @@ from portal.models import (
     User,
 )
 from portal.money import MICRO, decimal_text, parse_amount
+from portal.reasons import BALANCE_EXHAUSTED
 from portal.renter import billing as billing_page
 from portal.tokens import create_token
 from portal.users import create_user
@@ -59,7 +59,7 @@ def user(name):
 
 
 def submit(name="train", owner="rene", subtasks=(("worker", "1 TPU", 2),)):
-    return rules.create_task(user(owner), name, IMAGE, ["/bin/true"], {}, "default",
+    return tasks.create_task(user(owner), name, IMAGE, ["/bin/true"], {}, "default",
                              list(subtasks))
 
 
@@ -193,7 +193,7 @@ def test_a_deleted_task_keeps_its_records(client, app, metered):
         Replica.update(state="stopped", finished_ns=T0 + 1000 * NS + 500_000_000).where(
             Replica.state == "running").execute()
         ledger.meter()
-        rules.delete_task(Task.get_by_id(task_id))
+        tasks.delete_task(Task.get_by_id(task_id))
     signed_in(client, "rene")
     page = text(client.get("/renter/billing"))
     assert tagged(page, "task", "charged") == {task_id: sum(costs.values())}
@@ -269,8 +269,8 @@ def test_an_exhausted_balance_says_so_and_lists_the_stopped_tasks(client, app, w
         task = running_at(60 * MICRO)
         other = running_at(60 * MICRO, owner="rita")
         ledger.adjust(user("rene"), -1000 * MICRO, user("mina"), "test: used up")
-        rules.request_stop(task, rules.BALANCE_EXHAUSTED)
-        rules.request_stop(other, rules.BALANCE_EXHAUSTED)
+        tasks.request_stop(task, BALANCE_EXHAUSTED)
+        tasks.request_stop(other, BALANCE_EXHAUSTED)
         Task.update(name="<i>rene's</i>").where(Task.id == task.id).execute()
     signed_in(client, "rene")
     overview = text(client.get("/renter/"))
@@ -287,7 +287,7 @@ def test_an_exhausted_balance_says_so_and_lists_the_stopped_tasks(client, app, w
 def test_a_tasks_own_page_shows_when_the_balance_stopped_it(client, app, world):
     with app.app_context():
         task = running_at(60 * MICRO)
-        rules.request_stop(task, rules.BALANCE_EXHAUSTED)
+        tasks.request_stop(task, BALANCE_EXHAUSTED)
         place(task, "worker", 0, "stopped", 60 * MICRO, end=T0 + 10 * NS)
         ledger.meter()
     signed_in(client, "rene")
@@ -475,7 +475,7 @@ def many_tasks(n, owner="rene"):
         Task.insert_many([{"id": i, "user": rene, "name": f"t{i}", "image": IMAGE, "pool": pool,
                            "state": "succeeded", "submitted_at": base + timedelta(seconds=i)}
                           for i in ids]).execute()
-        Subtask.insert_many([{"id": i, "task": i, "role": "w", "spec": spec, "replicas": 1}
+        Subtask.insert_many([{"id": i, "task": i, "role": "w", "spec": spec, "count": 1}
                              for i in ids]).execute()
         Replica.insert_many([{"task": i, "subtask": i, "index": 0, "state": "succeeded",
                               "started_ns": T0, "finished_ns": T0 + i * NS,

@@ -312,7 +312,7 @@ def test_a_pool_with_waiting_or_running_work_is_not_deleted(ctx):
     spec = make_spec("tiny", 1, 1)
     renter = create_user("rene", "renter", "a-long-password")
     task = Task.create(user=renter, name="t", image="busybox", pool=lab)
-    subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+    subtask = Subtask.insert(task=task, role="main", spec=spec, count=1).execute()
     replica = Replica.create(task=task, subtask=subtask, index=0, state="running")
     assert "still has 1 task(s)" in errors_of(delete_pool, lab)[None]
     assert Pool.select().count() == 2
@@ -389,7 +389,7 @@ def test_resources_page_lists_nodes_totals_and_custom_resources(app, miner):
         spec = ResourceSpec.create(name="s", cpu_millis=2000, memory_mib=1024, price_per_hour=1)
         task = Task.create(user=User.get(User.role == "renter"), name="t", image="busybox",
                            pool=default_pool())
-        subtask = Subtask.insert(task=task, role="main", spec=spec, replicas=1).execute()
+        subtask = Subtask.insert(task=task, role="main", spec=spec, count=1).execute()
         replica = Replica.create(task=task, subtask=subtask, index=0, state="running",
                                  node=node_a)
         for slot, chip in enumerate(NodeChip.select().where(NodeChip.node == node_a).limit(2)):

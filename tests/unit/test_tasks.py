@@ -1,4 +1,5 @@
-"""Training tasks: the rules (``portal.tasks``) and the renter's task pages.
+"""Training tasks: the rules (``portal.tasks``, ``portal.task_input``, ``portal.task_views``)
+and the renter's task pages.
 
 Nodes and chips are rows standing for what discovery found; replica states the
 scheduler would write are set directly where a test needs a started replica.
@@ -11,8 +12,7 @@ import re
 import pytest
 from werkzeug.exceptions import NotFound
 
-from portal import specs
-from portal import tasks as rules
+from portal import specs, task_input, task_views, tasks
 from portal.models import (
     CustomResource,
     Group,
@@ -29,7 +29,7 @@ from portal.models import (
     User,
 )
 from portal.signals import tasks_changed
-from portal.tasks import TaskError
+from portal.task_input import TaskError
 from portal.users import create_user
 from tests.conftest import PASSWORD
 from tests.support import csrf_token, fund, login
@@ -88,7 +88,7 @@ def submit(user=None, **overrides):
     params = {"name": "train", "image": IMAGE, "argv": ["/bin/echo", "hi"], "env": {"A": "1"},
               "pool": "default", "subtasks": [("worker", "1 TPU", 2)]}
     params.update(overrides)
-    return rules.create_task(user or renter(), **params)
+    return tasks.create_task(user or renter(), **params)
 
 
 def errors_of(call, *args, **kwargs):
@@ -140,8 +140,8 @@ def signals(app):
     (["stopped"], "stopped"),
 ])
 def test_derive_state(states, expected):
-    assert rules.derive_state(states) == expected
-    assert rules.derive_state(reversed(states)) == expected
+    assert task_views.derive_state(states) == expected
+    assert task_views.derive_state(reversed(states)) == expected
 
 
 # --- creating a task ---------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_a_task_is_written_whole_and_wakes_the_scheduler(ctx, signals):
         "training", "pending", "default", "rene")
     assert json.loads(task.argv) == ["/bin/echo", "hi"] and json.loads(task.env) == {"A": "1"}
     subtasks = {s.role: s for s in task.subtasks}
-    assert {role: (s.spec.name, s.replicas) for role, s in subtasks.items()} == {
+    assert {role: (s.spec.name, s.count) for role, s in subtasks.items()} == {
         "worker": ("1 TPU", 2), "ps": ("1 TPU", 1)}
     replicas = list(Replica.select().where(Replica.task == task).order_by(Replica.id))
     assert [(r.subtask.role, r.index, r.state) for r in replicas] == [
@@ -323,7 +323,7 @@ def test_the_quick_check_accepts_and_refuses_as_the_whole_one(ctx, monkeypatch, 
 
     def outcome():
         try:
-            view = rules.submit_task(renter(), **{
+            view = tasks.submit_task(renter(), **{
                 "name": "train", "image": IMAGE, "argv": ["/bin/echo", "hi"], "env": {},
                 "pool": "default", "subtasks": [("worker", "1 TPU", 2)], **overrides})
         except TaskError as exc:
@@ -332,7 +332,7 @@ def test_the_quick_check_accepts_and_refuses_as_the_whole_one(ctx, monkeypatch, 
                                       for s in view.subtasks])
 
     quick = outcome()
-    monkeypatch.setattr(rules, "_accepted", lambda *args: None)
+    monkeypatch.setattr(task_input, "_accepted", lambda *args: None)
     assert outcome() == quick
 
 
@@ -343,8 +343,8 @@ def test_a_right_submission_reads_one_pool_and_the_specs_it_names(ctx, monkeypat
     def everything(*args, **kwargs):
         raise AssertionError("the whole check ran")
 
-    monkeypatch.setattr(rules, "pool_views", everything)
-    monkeypatch.setattr(rules, "spec_views", everything)
+    monkeypatch.setattr(task_input, "pool_views", everything)
+    monkeypatch.setattr(task_input, "spec_views", everything)
     assert submit(pool="lab", subtasks=[("w", "16 TPU", 1), ("p", "1 TPU", 2)]).pool.name == "lab"
     assert submit().pool.name == "default"
     with pytest.raises(AssertionError):
@@ -353,9 +353,9 @@ def test_a_right_submission_reads_one_pool_and_the_specs_it_names(ctx, monkeypat
 
 def test_the_answer_to_a_submission_is_the_task_read_back(ctx):
     """``submit_task``'s view is made from the rows it wrote; reading them gives the same."""
-    made = rules.submit_task(renter(), "train", IMAGE, ["a", "b"], {"A": "1"}, "default",
+    made = tasks.submit_task(renter(), "train", IMAGE, ["a", "b"], {"A": "1"}, "default",
                              [("worker", "1 TPU", 2), ("ps", "1 TPU", 1)])
-    read = rules.task_view(Task.get_by_id(made.task.id))
+    read = task_views.task_view(Task.get_by_id(made.task.id))
 
     def seen(view):
         task = view.task
@@ -374,7 +374,7 @@ def test_the_answer_to_a_submission_is_the_task_read_back(ctx):
 
 
 def test_form_helpers_read_lines(ctx):
-    assert rules.command_lines("python3 \r\n\n /code/train.py\r--lr=0.1; rm -rf /\n") == [
+    assert task_input.command_lines("python3 \r\n\n /code/train.py\r--lr=0.1; rm -rf /\n") == [
         "python3", "/code/train.py", "--lr=0.1; rm -rf /"]
     assert json.loads(submit(env="A = 1\n\nB=x=y \r\nC=").env) == {"A": "1", "B": "x=y",
                                                                    "C": ""}
@@ -385,7 +385,7 @@ def test_form_helpers_read_lines(ctx):
 
 def test_stopping_a_task_that_never_started_stops_it_at_once(ctx, signals):
     task = submit()
-    rules.request_stop(task)
+    tasks.request_stop(task)
     task = Task.get_by_id(task.id)
     assert task.stop_requested and task.state == "stopped"
     for replica in Replica.select().where(Replica.task == task):
@@ -393,7 +393,7 @@ def test_stopping_a_task_that_never_started_stops_it_at_once(ctx, signals):
         assert [(e.state, e.reason) for e in replica.events.order_by(ReplicaEvent.id)] == [
             ("pending", "submitted"), ("stopped", "stopped by you")]
     assert signals == [(ctx, task.id), (ctx, task.id)]
-    assert "ended already" in errors_of(rules.request_stop, task)[None]
+    assert "ended already" in errors_of(tasks.request_stop, task)[None]
 
 
 def test_stopping_a_running_task_leaves_started_replicas_to_the_scheduler(ctx):
@@ -401,10 +401,10 @@ def test_stopping_a_running_task_leaves_started_replicas_to_the_scheduler(ctx):
     worker = Replica.get(Replica.task == task, Replica.index == 0,
                          Replica.subtask == Subtask.get(Subtask.role == "worker"))
     Replica.update(state="running").where(Replica.id == worker.id).execute()
-    rules.request_stop(task)
+    tasks.request_stop(task)
     states = {r.subtask.role: r.state for r in Replica.select().where(Replica.task == task)}
     assert states == {"worker": "running", "ps": "stopped"}
-    view = rules.task_view(Task.get_by_id(task.id))
+    view = task_views.task_view(Task.get_by_id(task.id))
     assert (view.state, view.stopping, view.can_stop, view.ended) == (
         "running", True, False, False)
 
@@ -412,15 +412,15 @@ def test_stopping_a_running_task_leaves_started_replicas_to_the_scheduler(ctx):
 def test_run_again_copies_the_parameters(ctx, signals):
     old = submit(argv=METACHARACTERS, env={"A": "1", "B": "2"},
                  subtasks=[("worker", "1 TPU", 2), ("ps", "1 TPU", 1)])
-    assert "once it has ended" in errors_of(rules.rerun, old)[None]
+    assert "once it has ended" in errors_of(tasks.rerun, old)[None]
     set_state(old, "succeeded", exit_code=0)
-    new = rules.rerun(old)
+    new = tasks.rerun(old)
     assert new.id != old.id and new.rerun_of_id == old.id
     for attribute in ("name", "image", "argv", "env", "pool_id", "user_id", "kind"):
         assert getattr(new, attribute) == getattr(old, attribute)
-    assert [(s.role, s.spec_id, s.replicas)
+    assert [(s.role, s.spec_id, s.count)
             for s in new.subtasks.order_by(Subtask.id)] == [
-        (s.role, s.spec_id, s.replicas) for s in old.subtasks.order_by(Subtask.id)]
+        (s.role, s.spec_id, s.count) for s in old.subtasks.order_by(Subtask.id)]
     assert {r.state for r in new.replicas} == {"pending"} and len(list(new.replicas)) == 3
     assert signals[-1] == (ctx, new.id)
 
@@ -430,35 +430,35 @@ def test_run_again_checks_again(ctx):
     set_state(old, "failed", exit_code=1)
     specs.set_spec_enabled(ResourceSpec.get(ResourceSpec.name == "1 TPU"),
                                False)
-    assert "no spec '1 TPU'" in errors_of(rules.rerun, old)["subtasks[0].spec"]
+    assert "no spec '1 TPU'" in errors_of(tasks.rerun, old)["subtasks[0].spec"]
 
 
 @pytest.mark.parametrize("state", ["pending", "starting", "running"])
 def test_delete_is_refused_until_every_replica_has_ended(ctx, state):
     task = submit()
     set_state(task, state)
-    assert "Stop the task" in errors_of(rules.delete_task, task)[None]
+    assert "Stop the task" in errors_of(tasks.delete_task, task)[None]
     assert not Task.get_by_id(task.id).deleted
 
 
 def test_delete_hides_the_task_and_keeps_its_rows(ctx, signals):
     task = submit()
     set_state(task, "succeeded", exit_code=0)
-    rules.delete_task(task)
+    tasks.delete_task(task)
     assert Task.get_by_id(task.id).deleted and counts() == [1, 1, 2, 2]
     assert signals[-1] == (ctx, task.id)
     with pytest.raises(NotFound):
-        rules.get_task_or_404(renter(), task.id)
-    assert rules.task_views(renter()) == []
+        tasks.get_task_or_404(renter(), task.id)
+    assert task_views.task_views(renter()) == []
 
 
 def test_another_renters_task_is_not_found(ctx):
     task = submit()
-    assert rules.get_task_or_404(renter(), task.id) == task
+    assert tasks.get_task_or_404(renter(), task.id) == task
     for user, task_id in [(renter("rita"), task.id), (renter(), task.id + 1), (renter(), 0),
                           (renter(), 2**63), (renter(), -1)]:
         with pytest.raises(NotFound):
-            rules.get_task_or_404(user, task_id)
+            tasks.get_task_or_404(user, task_id)
 
 
 # --- pages -------------------------------------------------------------------------------
@@ -548,7 +548,7 @@ def test_submitting_the_form_creates_the_task(rene, app):
         task = Task.get()
         assert response.headers["Location"] == f"/renter/tasks/{task.id}"
         assert json.loads(task.argv) == ["/bin/sh", "-c", "echo $HOME; id | cat"]
-        assert [(s.role, s.replicas) for s in task.subtasks.order_by(Subtask.id)] == [
+        assert [(s.role, s.count) for s in task.subtasks.order_by(Subtask.id)] == [
             ("worker", 2), ("ps", 1)]
     page = text(rene.get(response.headers["Location"]))
     assert "Submitted &#39;train&#39;." in page and "<code>echo $HOME; id | cat</code>" in page
