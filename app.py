@@ -23,11 +23,11 @@ from portal import (
     health,
     i18n,
     ledger,
+    presenters,
     proxy,
     security_headers,
     settings,
     tokens,
-    units,
     users,
 )
 from portal.api import bp as api_bp
@@ -81,7 +81,7 @@ def create_app(test_config=None):
     tokens.init_app(app)
     settings.init_app(app)
     ledger.init_app(app)
-    units.init_app(app)
+    presenters.init_app(app)
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)

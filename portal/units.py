@@ -121,9 +121,3 @@ def format_cores(millis):
 
 def format_gb(mib, places=None):
     return format_units(mib, 1024, places)
-
-
-
-def init_app(app):
-    """Number formats every page may use: ``money``, ``cores``, ``gb``."""
-    app.jinja_env.globals.update(money=format_amount, cores=format_cores, gb=format_gb)

@@ -8,11 +8,14 @@ Errors raised in API views (``ApiError``, ``abort``, an unexpected exception's
 (which runs before the routing error is raised) answers those with JSON.
 """
 
+from contextlib import contextmanager
+
 from flask import jsonify, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from portal.api import bp
+from portal.values import FieldErrors
 
 
 class ApiError(Exception):
@@ -30,6 +33,25 @@ def refused(message, fields=None):
     yours, a state that forbids it. (A body the document refuses is 400 ``invalid_body``.)
     ``fields`` maps the body's fields to their messages."""
     return ApiError(409, "conflict", message, fields or None)
+
+
+def refusal(exc, rename=None):
+    """``refused`` (409) for a refusal of the rules (``values.FieldErrors``); ``rename`` maps
+    the rules' field names (those of the pages' forms) to the body's. Whole-body messages are
+    only in ``message``."""
+    rename = rename or {}
+    return refused(str(exc), {rename.get(key, key): message
+                              for key, message in exc.errors.items() if key})
+
+
+@contextmanager
+def refusals(rename=None):
+    """Raise ``refusal(exc, rename)`` for a ``values.FieldErrors`` raised inside: how an API
+    view calls the rules that may refuse what it asks."""
+    try:
+        yield
+    except FieldErrors as exc:
+        raise refusal(exc, rename) from None
 
 
 def error_response(status, code, message, fields=None):

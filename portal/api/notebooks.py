@@ -12,28 +12,18 @@ import time
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 
-from portal import notebooks as rules
-from portal import storage, values
-from portal import tasks as task_rules
+from portal import notebook_views, notebooks, storage, task_input, task_views, values
 from portal.api.auth import api_user
-from portal.api.errors import ApiError, refused
+from portal.api.errors import ApiError, refusals
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Name, Object, Record, String, iso
-from portal.api.tasks import IMAGE, POOL_NAME, SPEC_NAME
+from portal.api.tasks import IMAGE, POOL_NAME, REPLICA_RUN, SPEC_NAME, STATE, replica_run
 from portal.proxy import ready
-
-STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
 
 LAB = Record({
     "id": Integer(),
     "role": String(_l("Its subtask: lab-0, lab-1...")),
-    "state": String(STATE),
-    "reason": String(),
-    "node": String(_l("The node it was placed on"), nullable=True),
-    "exit_code": Integer(nullable=True),
-    "started_ns": Integer(_l("Podman's StartedAt, nanoseconds since the epoch"), nullable=True),
-    "finished_ns": Integer(_l("Podman's FinishedAt, nanoseconds since the epoch"),
-                           nullable=True),
+    **REPLICA_RUN,
     "charged": Integer(_l("Micro-units charged for it so far")),
 }, name="NotebookReplica")
 
@@ -67,14 +57,14 @@ _FOLDER = dict(max_length=64, pattern=f"(?:{storage.NAME})?",
                rule=_l("a folder name: letters, digits, '.', '_' and '-', starting with a "
                        "letter or digit"))
 NEW_NOTEBOOK = Object({
-    "name": Name(task_rules.NAME_MAX, _l("HTML and any Unicode are kept as data")),
+    "name": Name(task_input.NAME_MAX, _l("HTML and any Unicode are kept as data")),
     "image": String(_l("An image with jupyter-lab; Hourglass's JupyterLab image when left "
                        "out"), min_length=1, max_length=IMAGE.max_length,
                     pattern=IMAGE.pattern, rule=IMAGE.rule),
     "spec": SPEC_NAME,
     "pool": POOL_NAME,
     "count": Integer(_l("Subtasks, 1 to 8 (1 when left out)"), minimum=1,
-                     maximum=rules.MAX_COUNT),
+                     maximum=notebooks.MAX_COUNT),
     "algorithm": String(_l("An algorithm folder name for /code (made when missing); empty "
                            "or left out: the notebook's own folder"), **_FOLDER),
     "dataset": String(_l("One of your dataset folders, read-only at /dataset (another: "
@@ -137,17 +127,13 @@ def ready_json(view, progress, waited):
 def _run(view):
     if view is None:
         return None
-    replicas = [{
-        "id": item.replica.id, "role": sub.subtask.role, "state": item.replica.state,
-        "reason": item.replica.reason,
-        "node": item.replica.node.name if item.replica.node else None,
-        "exit_code": item.replica.exit_code, "started_ns": item.replica.started_ns,
-        "finished_ns": item.replica.finished_ns, "charged": item.replica.charged,
-    } for sub in view.subtasks for item in sub.replicas]
+    replicas = [{"id": item.replica.id, "role": sub.subtask.role,
+                 **replica_run(item.replica), "charged": item.replica.charged}
+                for sub in view.subtasks for item in sub.replicas]
     task = view.task
     return {"id": task.id, "state": view.state, "stop_requested": task.stop_requested,
-            "reason": task_rules.reason_text(task.reason), "submitted_at": iso(task.submitted_at),
-            "cost": sum(item["charged"] for item in replicas), "replicas": replicas}
+            "reason": task_views.reason_text(task.reason), "submitted_at": iso(task.submitted_at),
+            "cost": view.cost, "replicas": replicas}
 
 
 def notebook_json(view):
@@ -163,71 +149,62 @@ def notebook_json(view):
 
 
 def _one(notebook):
-    return notebook_json(rules.notebook_view(notebook))
+    return notebook_json(notebook_views.notebook_view(notebook))
 
 
-def _refused(exc):
-    return refused(str(exc), {key: message for key, message in exc.errors.items() if key})
+def _act(notebook_id, action):
+    """``action(notebook)`` on one of the caller's notebooks (Start, Stop), then the notebook
+    as it is."""
+    notebook = notebooks.get_notebook_or_404(api_user(), notebook_id)
+    with refusals():
+        action(notebook)
+    return _one(notebook)
 
 
 @route("/notebooks", summary=_l("Your notebooks, newest first, with their latest run"),
        role="renter", response=Array(NOTEBOOK))
 def list_notebooks():
-    return [notebook_json(view) for view in rules.notebook_views(api_user())]
+    return [notebook_json(view) for view in notebook_views.notebook_views(api_user())]
 
 
 @route("/notebooks", "POST", summary=_l("Create a notebook (and start it, unless start is "
                                         "false)"), role="renter", body=NEW_NOTEBOOK,
        response=NOTEBOOK, status=201)
 def create_notebook_api(body):
-    try:
-        notebook = rules.create_notebook(
+    with refusals():
+        notebook = notebooks.create_notebook(
             api_user(), body["name"], body.get("image", current_app.config["JUPYTER_IMAGE"]),
             body["spec"], body["pool"], body.get("count", 1), body.get("algorithm", ""),
             body.get("dataset", ""), start=body.get("start", True))
-    except rules.NotebookError as exc:
-        raise _refused(exc) from None
     return _one(notebook)
 
 
 @route("/notebooks/<int:notebook_id>", summary=_l("One of your notebooks with its latest "
                                                   "run"), role="renter", response=NOTEBOOK)
 def get_notebook_api(notebook_id):
-    return _one(rules.get_notebook_or_404(api_user(), notebook_id))
+    return _one(notebooks.get_notebook_or_404(api_user(), notebook_id))
 
 
 @route("/notebooks/<int:notebook_id>/start", "POST",
        summary=_l("Start a new run (409 while one runs, or when the spec, pool or balance "
                   "no longer allows it)"), role="renter", response=NOTEBOOK)
 def start_notebook_api(notebook_id):
-    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
-    try:
-        rules.start_notebook(notebook)
-    except rules.NotebookError as exc:
-        raise _refused(exc) from None
-    return _one(notebook)
+    return _act(notebook_id, notebooks.start_notebook)
 
 
 @route("/notebooks/<int:notebook_id>/stop", "POST",
        summary=_l("Stop the running notebook; its files stay (409 when it does not run)"),
        role="renter", response=NOTEBOOK)
 def stop_notebook_api(notebook_id):
-    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
-    try:
-        rules.stop_notebook(notebook)
-    except rules.NotebookError as exc:
-        raise _refused(exc) from None
-    return _one(notebook)
+    return _act(notebook_id, notebooks.stop_notebook)
 
 
 @route("/notebooks/<int:notebook_id>", "DELETE",
        summary=_l("Delete a notebook that does not run (409 while it runs); its records "
                   "stay for billing"), role="renter")
 def delete_notebook_api(notebook_id):
-    try:
-        rules.delete_notebook(rules.get_notebook_or_404(api_user(), notebook_id))
-    except rules.NotebookError as exc:
-        raise _refused(exc) from None
+    with refusals():
+        notebooks.delete_notebook(notebooks.get_notebook_or_404(api_user(), notebook_id))
 
 
 @route("/notebooks/<int:notebook_id>/ready",
@@ -236,7 +213,7 @@ def delete_notebook_api(notebook_id):
                   "out), asking every 50 ms, and answers the moment JupyterLab answers on "
                   "every subtask, or when the run ends"), role="renter", response=READY)
 def notebook_ready_api(notebook_id):
-    notebook = rules.get_notebook_or_404(api_user(), notebook_id)
+    notebook = notebooks.get_notebook_or_404(api_user(), notebook_id)
     wait = _wait_seconds()
     started = time.monotonic()
     view, progress = ready.watch(notebook, wait=wait)

@@ -13,28 +13,17 @@ from dataclasses import asdict
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import users
+from portal import pools, users
 from portal.access import open_pools
 from portal.api.auth import api_user
-from portal.api.errors import ApiError, refused
+from portal.api.errors import ApiError, refusals, refused
 from portal.api.registry import route
-from portal.api.resources import DESCRIPTION, MAX_ID, REF, conflict, get_or_404, ref, refusal
+from portal.api.resources import DESCRIPTION, MAX_ID, REF, get_or_404, ref
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import Group, Node, Pool
-from portal.pools import (
-    LIMIT_FIELDS,
-    MAX_CULL_MINUTES,
-    MAX_LIMIT,
-    create_pool,
-    delete_pool,
-    move_node,
-    pool_views,
-    set_pool_groups,
-    set_pool_limits,
-    update_pool,
-)
-from portal.units import NAME_MAX, ResourceError
+from portal.pools import LIMIT_FIELDS, MAX_CULL_MINUTES, MAX_LIMIT
+from portal.units import NAME_MAX
 
 MAX_ITEMS = 1000  # groups or nodes in one request
 
@@ -100,7 +89,7 @@ def pool_json(view, miner):
 def _visible():
     """(PoolViews the caller may see, whether the caller is the miner)."""
     user = api_user()
-    views = pool_views()
+    views = pools.pool_views()
     if user.role == "miner":
         return views, True
     return open_pools(user, views), False
@@ -151,21 +140,18 @@ def _save(pool, body):
     """Create (``pool`` None) or change a pool from ``body``; all of it or nothing."""
     group_ids = _group_ids(body["groups"]) if "groups" in body else None
     nodes = _nodes(body.get("nodes", []))
-    try:
-        with database.atomic():
-            if pool is None:
-                pool = create_pool(body["name"], body.get("description", ""))
-            elif "name" in body or "description" in body:
-                update_pool(pool, body.get("name", pool.name),
-                                  body.get("description", pool.description))
-            if group_ids is not None:
-                set_pool_groups(pool, group_ids)
-            if "limits" in body:
-                set_pool_limits(pool, **body["limits"])
-            for node in nodes:
-                move_node(node, pool)
-    except ResourceError as exc:
-        raise refusal(exc, {name: f"limits.{name}" for name in LIMIT_FIELDS}) from None
+    with refusals({name: f"limits.{name}" for name in LIMIT_FIELDS}), database.atomic():
+        if pool is None:
+            pool = pools.create_pool(body["name"], body.get("description", ""))
+        elif "name" in body or "description" in body:
+            pools.update_pool(pool, body.get("name", pool.name),
+                              body.get("description", pool.description))
+        if group_ids is not None:
+            pools.set_pool_groups(pool, group_ids)
+        if "limits" in body:
+            pools.set_pool_limits(pool, **body["limits"])
+        for node in nodes:
+            pools.move_node(node, pool)
     return _one(pool.id)
 
 
@@ -186,10 +172,8 @@ def update_pool_api(pool_id, body):
        summary=_l("Delete a pool; its nodes return to the default pool (the default pool: 409)"),
        role="miner")
 def delete_pool_api(pool_id):
-    try:
-        delete_pool(_pool_or_404(pool_id))
-    except ResourceError as exc:
-        raise conflict(exc) from None
+    with refusals():
+        pools.delete_pool(_pool_or_404(pool_id))
 
 
 def _pool_or_404(pool_id):

@@ -1,20 +1,19 @@
 """Custom resources: every signed-in user reads them (a spec names them); the miner writes.
 
-The helpers at the top serve the specs, pools and nodes endpoints too: load a
-row or answer 404, and turn a refusal of the rules (``portal.specs``, ``portal.pools``) into
-an ``ApiError``: 409 ``conflict``, with ``fields`` naming the values refused (a body the
-document refuses never gets this far: it is 400 ``invalid_body``).
+The helpers at the top serve the specs, pools and nodes endpoints too: load a row or answer
+404, and name another object (``REF``). A refusal of the rules (``portal.specs``) is 409
+``conflict`` (``portal.api.errors.refusals``).
 """
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.api.errors import ApiError, refused
+from portal.api.errors import ApiError, refusals
 from portal.api.registry import route
 from portal.api.schema import Array, Integer, Name, Object, Record, String
 from portal.models import CustomResource
 from portal.specs import create_resource, delete_resource, update_resource
-from portal.units import DESCRIPTION_MAX, NAME_MAX, ResourceError
+from portal.units import DESCRIPTION_MAX, NAME_MAX
 
 KIND_MAX = 64  # what the column holds
 MAX_ID = 2**63 - 1  # a row id the database can hold; a bigger one is no row at all
@@ -26,19 +25,6 @@ def get_or_404(model, object_id, message):
     if found is None:
         raise ApiError(404, "not_found", message)
     return found
-
-
-def refusal(exc, rename=None):
-    """``refused`` (409) for a ResourceError; ``rename`` maps the rules' field names (those
-    of the pages' forms) to the body's. Whole-body messages are only in ``message``."""
-    rename = rename or {}
-    return refused(str(exc), {rename.get(key, key): message
-                              for key, message in exc.errors.items() if key})
-
-
-def conflict(exc):
-    """ApiError(409, "conflict"): the change is refused because of what exists now."""
-    return ApiError(409, "conflict", str(exc))
 
 
 REF = Record({"id": Integer(), "name": String()}, name="Ref")
@@ -87,10 +73,8 @@ def list_resources():
 @route("/resources", "POST", summary=_l("Create a custom resource over a system resource kind"),
        role="miner", body=NEW_RESOURCE, response=RESOURCE, status=201)
 def create_resource_api(body):
-    try:
+    with refusals():
         resource = create_resource(body["name"], body["kind"], body.get("description", ""))
-    except ResourceError as exc:
-        raise refusal(exc) from None
     return resource_json(resource)
 
 
@@ -99,18 +83,14 @@ def create_resource_api(body):
        body=RESOURCE_CHANGE, response=RESOURCE)
 def update_resource_api(resource_id, body):
     resource = _resource_or_404(resource_id)
-    try:
+    with refusals():
         update_resource(resource, body.get("name", resource.name),
-                              body.get("description", resource.description))
-    except ResourceError as exc:
-        raise refusal(exc) from None
+                        body.get("description", resource.description))
     return resource_json(resource)
 
 
 @route("/resources/<int:resource_id>", "DELETE",
        summary=_l("Delete a custom resource (409 while a spec uses it)"), role="miner")
 def delete_resource_api(resource_id):
-    try:
+    with refusals():
         delete_resource(_resource_or_404(resource_id))
-    except ResourceError as exc:
-        raise conflict(exc) from None

@@ -10,27 +10,19 @@ page read them, so no float ever touches a price. A spec's chips are
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import values
+from portal import specs, values
 from portal.access import open_specs
 from portal.api.auth import api_user
-from portal.api.errors import ApiError, refused
+from portal.api.errors import ApiError, refusals, refused
 from portal.api.registry import route
-from portal.api.resources import REF, conflict, get_or_404, ref, refusal
+from portal.api.resources import REF, get_or_404, ref
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import CustomResource, ResourceSpec, SpecResource
 from portal.money import decimal_text, format_amount
 from portal.pools import pool_views
 from portal.settings import get as setting
-from portal.specs import (
-    count_field,
-    delete_spec,
-    parse_spec,
-    save_spec,
-    set_spec_enabled,
-    spec_views,
-)
-from portal.units import MAX_CHIPS, MAX_PRICE, NAME_MAX, ResourceError, format_cores, format_gb
+from portal.units import MAX_CHIPS, MAX_PRICE, NAME_MAX, format_cores, format_gb
 
 SPEC = Record({
     "id": Integer(),
@@ -91,10 +83,10 @@ def _visible():
     user = api_user()
     if user.role != "miner":
         return open_specs(user)
-    specs = spec_views()
-    pools = pool_views(specs=specs)
+    views = specs.spec_views()
+    pools = pool_views(specs=views)
     fitting = {view.pool.id: {s.spec.id for s in view.specs} for view in pools}
-    return [(spec, [p for p in pools if spec.spec.id in fitting[p.pool.id]]) for spec in specs]
+    return [(spec, [p for p in pools if spec.spec.id in fitting[p.pool.id]]) for spec in views]
 
 
 def _one(spec_id):
@@ -145,16 +137,13 @@ def _save(spec, body):
     merged = {**(_current(spec) if spec else {"name": "", "resources": {}}), **body}
     counts = _counts(merged["resources"])
     rename = {"memory": "memory_gb",
-              **{count_field(r): f"resources.{r.name}" for r in counts}}
-    try:
-        with database.atomic():
-            if spec is None or set(body) - {"enabled"}:
-                spec = save_spec(spec, parse_spec(
-                    merged["name"], merged["cpu"], merged["memory_gb"], merged["price"], counts))
-            if "enabled" in body:
-                set_spec_enabled(spec, body["enabled"])
-    except ResourceError as exc:
-        raise refusal(exc, rename) from None
+              **{specs.count_field(r): f"resources.{r.name}" for r in counts}}
+    with refusals(rename), database.atomic():
+        if spec is None or set(body) - {"enabled"}:
+            spec = specs.save_spec(spec, specs.parse_spec(
+                merged["name"], merged["cpu"], merged["memory_gb"], merged["price"], counts))
+        if "enabled" in body:
+            specs.set_spec_enabled(spec, body["enabled"])
     return _one(spec.id)
 
 
@@ -173,10 +162,8 @@ def update_spec_api(spec_id, body):
 @route("/specs/<int:spec_id>", "DELETE",
        summary=_l("Delete a spec (409 while a task or a charge uses it)"), role="miner")
 def delete_spec_api(spec_id):
-    try:
-        delete_spec(_spec_or_404(spec_id))
-    except ResourceError as exc:
-        raise conflict(exc) from None
+    with refusals():
+        specs.delete_spec(_spec_or_404(spec_id))
 
 
 def _spec_or_404(spec_id):

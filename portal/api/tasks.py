@@ -1,6 +1,7 @@
 """Training tasks for renters: submit, list, read, stop, run again, delete.
 
-The twin of the renter's task pages, through the same rules (``portal.tasks``).
+The twin of the renter's task pages, through the same rules (``portal.tasks``,
+``portal.task_input``, ``portal.task_views``).
 Another renter's task, a deleted one and a missing one are the same 404. Field
 names in a 400's ``fields`` are the body's: ``name``, ``argv``,
 ``subtasks[0].spec``... Replica times are Podman's own, in integer nanoseconds
@@ -10,10 +11,9 @@ since the epoch (``started_ns``, ``finished_ns``), exact as billing uses them; a
 
 from flask_babel import lazy_gettext as _l
 
-from portal import tasks as rules
-from portal import values
+from portal import task_input, task_views, tasks, values
 from portal.api.auth import api_user
-from portal.api.errors import refused
+from portal.api.errors import refusals
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String, iso
 from portal.units import NAME_MAX
@@ -26,10 +26,8 @@ EVENT = Record({
     "reason": String(),
 }, name="ReplicaEvent")
 
-REPLICA = Record({
-    "id": Integer(),
-    "role": String(_l("The role of its subtask")),
-    "index": Integer(_l("0 to replicas - 1 within its subtask")),
+# How a replica ran, in a task's replicas and a notebook run's alike (``replica_run``).
+REPLICA_RUN = {
     "state": String(STATE),
     "reason": String(),
     "node": String(_l("The node it was placed on"), nullable=True),
@@ -37,6 +35,13 @@ REPLICA = Record({
     "started_ns": Integer(_l("Podman's StartedAt, nanoseconds since the epoch"), nullable=True),
     "finished_ns": Integer(_l("Podman's FinishedAt, nanoseconds since the epoch"),
                            nullable=True),
+}
+
+REPLICA = Record({
+    "id": Integer(),
+    "role": String(_l("The role of its subtask")),
+    "index": Integer(_l("0 to replicas - 1 within its subtask")),
+    **REPLICA_RUN,
     "events": Array(EVENT, _l("Every transition, oldest first")),
     "price_per_hour": Integer(_l("Its spec's price when it was placed, micro-units per "
                                  "machine-hour; null before"), nullable=True),
@@ -71,38 +76,39 @@ TASK_SUMMARY = Record(_TASK_FIELDS, name="TaskSummary")
 TASK = Record({**_TASK_FIELDS, "replicas": Array(REPLICA)}, name="Task")
 
 ROLE = String(_l("1-32 of a-z, 0-9 and '-', starting with a letter; unique in the task "
-                 "(a role used twice: 409)"), min_length=1, max_length=32, pattern=rules.ROLE,
+                 "(a role used twice: 409)"), min_length=1, max_length=32, pattern=task_input.ROLE,
               rule=_l("lowercase letters, digits and '-', starting with a letter"))
 IMAGE = String(_l("An image reference, e.g. localhost/train:latest"), min_length=1,
-               max_length=rules.IMAGE_MAX, pattern=rules.IMAGE,
+               max_length=task_input.IMAGE_MAX, pattern=task_input.IMAGE,
                rule=_l("an image reference: [registry/]name[:tag]"))
 SPEC_NAME = Name(NAME_MAX["spec"], _l("The name of a spec you may use (another: 409)"))
 POOL_NAME = Name(NAME_MAX["pool"], _l("The name of a pool open to you (another: 409)"))
-_ARGUMENT = String(max_length=rules.ARG_MAX, pattern=values.NO_NUL, rule=_l("text without NUL"))
+_ARGUMENT = String(max_length=task_input.ARG_MAX, pattern=values.NO_NUL,
+                   rule=_l("text without NUL"))
 
 NEW_SUBTASK = Object({
     "role": ROLE,
     "spec": SPEC_NAME,
-    "replicas": Integer(_l("1 to 64"), minimum=1, maximum=rules.MAX_REPLICAS),
+    "replicas": Integer(_l("1 to 64"), minimum=1, maximum=task_input.MAX_REPLICAS),
 }, required=("role", "spec", "replicas"), name="NewSubtask")
 
 NEW_TASK = Object({
-    "name": Name(rules.NAME_MAX, _l("HTML and any Unicode are kept as data")),
+    "name": Name(task_input.NAME_MAX, _l("HTML and any Unicode are kept as data")),
     "image": IMAGE,
     "argv": Array(_ARGUMENT, _l("The command: arguments run as they are, never by a shell; "
                                 "the first not empty; 64 KiB in all (more: 409)"),
-                  min_items=1, max_items=rules.MAX_ARGS,
-                  first=String(min_length=1, max_length=rules.ARG_MAX, pattern=values.NO_NUL,
+                  min_items=1, max_items=task_input.MAX_ARGS,
+                  first=String(min_length=1, max_length=task_input.ARG_MAX, pattern=values.NO_NUL,
                                rule=_l("text without NUL"))),
     "env": Map(_ARGUMENT, _l("Environment variables; HOURGLASS_*, WORLD_SIZE and RANK are "
-                             "Hourglass's"), max_items=rules.MAX_ENV,
+                             "Hourglass's"), max_items=task_input.MAX_ENV,
                keys=String(min_length=1, max_length=values.ENV_NAME_MAX,
                            pattern=values.ENV_NAME,
                            rule=_l("letters, digits and _, not starting with a digit")),
-               reserved=rules.RESERVED_ENV, reserved_prefix=rules.RESERVED_ENV_PREFIX),
+               reserved=task_input.RESERVED_ENV, reserved_prefix=task_input.RESERVED_ENV_PREFIX),
     "pool": POOL_NAME,
     "subtasks": Array(NEW_SUBTASK, _l("1 to 8 subtasks"), min_items=1,
-                      max_items=rules.MAX_SUBTASKS),
+                      max_items=task_input.MAX_SUBTASKS),
 }, required=("name", "image", "argv", "pool", "subtasks"), name="NewTask")
 
 
@@ -111,22 +117,28 @@ def _summary(view):
     return {
         "id": task.id, "name": task.name, "image": task.image, "argv": view.argv,
         "env": view.env, "pool": task.pool.name, "state": view.state,
-        "stop_requested": task.stop_requested, "reason": rules.reason_text(task.reason),
+        "stop_requested": task.stop_requested, "reason": task_views.reason_text(task.reason),
         "submitted_at": iso(task.submitted_at), "rerun_of": task.rerun_of_id,
         "subtasks": [{"role": s.subtask.role, "spec": s.subtask.spec.name,
                       "spec_id": s.subtask.spec_id, "replicas": s.count,
                       "state": s.state} for s in view.subtasks],
-        "cost": sum(item.replica.charged for item in view.replicas),
+        "cost": view.cost,
     }
+
+
+def replica_run(replica):
+    """A replica's fields as ``REPLICA_RUN`` describes them."""
+    return {"state": replica.state, "reason": replica.reason,
+            "node": replica.node.name if replica.node else None,
+            "exit_code": replica.exit_code, "started_ns": replica.started_ns,
+            "finished_ns": replica.finished_ns}
 
 
 def _replica(subtask, item):
     replica = item.replica
     return {
         "id": replica.id, "role": subtask.subtask.role, "index": replica.index,
-        "state": replica.state, "reason": replica.reason,
-        "node": replica.node.name if replica.node else None, "exit_code": replica.exit_code,
-        "started_ns": replica.started_ns, "finished_ns": replica.finished_ns,
+        **replica_run(replica),
         "events": [{"at": iso(e.at), "state": e.state, "reason": e.reason} for e in item.events],
         "price_per_hour": replica.price_per_hour, "billed_seconds": replica.billed_seconds,
         "charged": replica.charged,
@@ -135,7 +147,7 @@ def _replica(subtask, item):
 
 def task_json(task):
     """The whole task as ``TASK`` describes it: subtasks, replicas and their events."""
-    return _whole(rules.task_view(task))
+    return _whole(task_views.task_view(task))
 
 
 def _whole(view):
@@ -143,42 +155,34 @@ def _whole(view):
                                            for r in s.replicas]}
 
 
-def _refused(exc):
-    return refused(str(exc), {key: message for key, message in exc.errors.items() if key})
-
-
 @route("/tasks", summary=_l("Your training tasks, newest first"), role="renter",
        response=Array(TASK_SUMMARY))
 def list_tasks():
-    return [_summary(view) for view in rules.task_views(api_user())]
+    return [_summary(view) for view in task_views.task_views(api_user())]
 
 
 @route("/tasks", "POST", summary=_l("Submit a training task"), role="renter", body=NEW_TASK,
        response=TASK, status=201)
 def create_task_api(body):
     subtasks = [(s["role"], s["spec"], s["replicas"]) for s in body["subtasks"]]
-    try:
-        view = rules.submit_task(api_user(), body["name"], body["image"], body["argv"],
+    with refusals():
+        view = tasks.submit_task(api_user(), body["name"], body["image"], body["argv"],
                                  body.get("env", {}), body["pool"], subtasks)
-    except rules.TaskError as exc:
-        raise _refused(exc) from None
     return _whole(view)  # made from the rows just written: nothing read back
 
 
 @route("/tasks/<int:task_id>", summary=_l("One of your tasks with its replicas and their "
                                           "transitions"), role="renter", response=TASK)
 def get_task_api(task_id):
-    return task_json(rules.get_task_or_404(api_user(), task_id))
+    return task_json(tasks.get_task_or_404(api_user(), task_id))
 
 
 @route("/tasks/<int:task_id>/stop", "POST", summary=_l("Stop a task (409 when it has ended)"),
        role="renter", response=TASK)
 def stop_task_api(task_id):
-    task = rules.get_task_or_404(api_user(), task_id)
-    try:
-        rules.request_stop(task)
-    except rules.TaskError as exc:
-        raise _refused(exc) from None
+    task = tasks.get_task_or_404(api_user(), task_id)
+    with refusals():
+        tasks.request_stop(task)
     return task_json(task)
 
 
@@ -187,18 +191,14 @@ def stop_task_api(task_id):
                   "spec or pool is no longer yours to use)"), role="renter", response=TASK,
        status=201)
 def rerun_task_api(task_id):
-    task = rules.get_task_or_404(api_user(), task_id)
-    try:
-        return task_json(rules.rerun(task))
-    except rules.TaskError as exc:
-        raise _refused(exc) from None
+    task = tasks.get_task_or_404(api_user(), task_id)
+    with refusals():
+        return task_json(tasks.rerun(task))
 
 
 @route("/tasks/<int:task_id>", "DELETE",
        summary=_l("Delete an ended task (409 while it runs); its record stays for billing"),
        role="renter")
 def delete_task_api(task_id):
-    try:
-        rules.delete_task(rules.get_task_or_404(api_user(), task_id))
-    except rules.TaskError as exc:
-        raise _refused(exc) from None
+    with refusals():
+        tasks.delete_task(tasks.get_task_or_404(api_user(), task_id))

@@ -1,7 +1,8 @@
 """The miner's area under ``/miner``: only miners get in (see ``auth.require_role``)."""
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 
+from portal import values
 from portal.auth import require_role
 from portal.models import Group, User
 from portal.pages import MINER_PAGES, Area
@@ -19,6 +20,13 @@ def get_or_404(model, object_id):
     if found is None:
         abort(404)
     return found
+
+
+def row_to_edit(model):
+    """The row of ``model`` that ``?edit=`` names (the page shows its form filled in), None
+    when the query names none; 404 for an id of no row."""
+    edit = values.row_id(request.args.get("edit"))
+    return get_or_404(model, edit) if edit else None
 
 
 @bp.get("/")

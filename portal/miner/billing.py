@@ -18,7 +18,6 @@ from wtforms.validators import Length
 from portal import ledger, records, settings, values
 from portal.csv_export import csv_rows
 from portal.miner import bp, get_or_404
-from portal.miner.resources import answer
 from portal.models import LedgerEntry, User, utcnow
 from portal.money import (
     AmountError,
@@ -27,6 +26,7 @@ from portal.money import (
     parse_amount,
     parse_signed_amount,
 )
+from portal.presenters import answer
 
 MAX_MINUTES = 43_200  # 30 days: the most either minutes setting may say
 MAX_CURRENCY = 16

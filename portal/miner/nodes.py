@@ -1,5 +1,7 @@
 """The miner's Nodes page: every Podman endpoint, whether it is Ready, its chips,
-and what the miner decides about it (labels, cordon, drain, enabled)."""
+and what the miner decides about it (labels, cordon, drain, enabled). The node table
+refreshes itself every 5 s: the page's URL answers the table alone when htmx asks for it
+(``portal.presenters.page_or_partial``)."""
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -20,6 +22,7 @@ from portal.nodes import (
     set_flags,
     set_labels,
 )
+from portal.presenters import page_or_partial
 from portal.signals import nodes_changed
 
 FLAG_ACTIONS = {
@@ -37,30 +40,29 @@ class NodeForm(FlaskForm):
                       render_kw={"placeholder": "ssh://root@host/run/podman/podman.sock"})
 
 
-def _list(form=None, status=200):
-    nodes = list(Node.select(Node, Pool).join(Pool, JOIN.LEFT_OUTER).order_by(Node.name))
-    context = {"nodes": nodes, "chips": chips_by_node(nodes), "labels": labels_of}
-    if request.headers.get("HX-Target") == "node-table":  # the table's own refresh
-        return render_template("miner/_node_table.html", **context)
-    return render_template("miner/nodes.html", form=form or NodeForm(formdata=None),
-                           **context), status
-
-
 @bp.get("/nodes")
 def nodes():
-    return _list()
+    return _page()
+
+
+def _page(form=None):
+    """The Nodes page, with ``form`` (adding a node) as typed; the table alone for htmx."""
+    nodes = list(Node.select(Node, Pool).join(Pool, JOIN.LEFT_OUTER).order_by(Node.name))
+    return page_or_partial("miner/nodes.html", "miner/_node_table.html", nodes=nodes,
+                           chips=chips_by_node(nodes), labels=labels_of,
+                           form=form or NodeForm(formdata=None))
 
 
 @bp.post("/nodes")
 def add_node_view():
     form = NodeForm()
     if not form.validate():
-        return _list(form, 400)
+        return _page(form), 400
     try:
         node = add_node(form.name.data, form.url.data)
     except NodeError as exc:
         form.url.errors.append(str(exc))
-        return _list(form, 400)
+        return _page(form), 400
     nodes_changed.send(current_app._get_current_object())
     flash(_("Added node '%(name)s'; it is being discovered.", name=node.name), "success")
     return redirect(url_for("miner.node_page", node_id=node.id), 303)

@@ -7,15 +7,15 @@ with no group bound, serves every renter. A limit left empty is no limit.
 
 from dataclasses import astuple
 
-from flask import flash, redirect, request, url_for
+from flask import flash, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
+from portal import values
 from portal.capacity import chip_kinds, node_capacities
-from portal.miner import bp, get_or_404
-from portal.miner.resources import answer, parse_id, show_errors
+from portal.miner import bp, get_or_404, row_to_edit
 from portal.models import Group, Node, Pool
 from portal.pools import (
     LIMIT_FIELDS,
@@ -29,7 +29,7 @@ from portal.pools import (
     set_pool_limits,
     update_pool,
 )
-from portal.units import ResourceError
+from portal.presenters import answer, button_post, done, form_post
 
 
 class PoolForm(FlaskForm):
@@ -47,9 +47,9 @@ class LimitsForm(FlaskForm):
 
 
 def _limits_form(view):
-    values = {name: "" if value is None else str(value)
-              for name, value in zip(LIMIT_FIELDS, astuple(view.limits), strict=True)}
-    return LimitsForm(formdata=None, data=values)
+    shown = {name: "" if value is None else str(value)
+             for name, value in zip(LIMIT_FIELDS, astuple(view.limits), strict=True)}
+    return LimitsForm(formdata=None, data=shown)
 
 
 def _page(form=None, editing=None, status=200, limits=None):
@@ -69,97 +69,73 @@ def _page(form=None, editing=None, status=200, limits=None):
     )
 
 
-def _refuse(message, status=400):
-    flash(message, "error")
-    return _page(status=status)
-
-
 @bp.get("/pools")
 def pools():
-    edit = parse_id(request.args.get("edit"))
-    return _page(editing=get_or_404(Pool, edit) if edit else None)
+    return _page(editing=row_to_edit(Pool))
+
+
+def _back(message):
+    return done(message, url_for("miner.pools"))
+
+
+def _refuse(message):
+    flash(message, "error")
+    return _page(status=400)
 
 
 @bp.post("/pools")
 def create_pool_view():
-    form = PoolForm()
-    if not form.validate():
-        return _page(form, status=400)
-    try:
-        pool = create_pool(form.name.data, form.description.data)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(form, status=400)
-    flash(_("Created pool '%(name)s'.", name=pool.name), "success")
-    return redirect(url_for("miner.pools"), 303)
+    return form_post(PoolForm, lambda form: create_pool(form.name.data, form.description.data),
+                     lambda pool: _back(_("Created pool '%(name)s'.", name=pool.name)), _page)
 
 
 @bp.post("/pools/<int:pool_id>")
 def update_pool_view(pool_id):
     pool = get_or_404(Pool, pool_id)
-    form = PoolForm()
-    if not form.validate():
-        return _page(form, editing=pool, status=400)
-    try:
-        update_pool(pool, form.name.data, form.description.data)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(form, editing=Pool.get_by_id(pool_id), status=400)
-    flash(_("Saved pool '%(name)s'.", name=pool.name), "success")
-    return redirect(url_for("miner.pools"), 303)
+    return form_post(
+        PoolForm, lambda form: update_pool(pool, form.name.data, form.description.data),
+        lambda _saved: _back(_("Saved pool '%(name)s'.", name=pool.name)),
+        lambda form: _page(form, editing=Pool.get_by_id(pool_id)))
 
 
 @bp.post("/pools/<int:pool_id>/delete")
 def delete_pool_view(pool_id):
     pool = get_or_404(Pool, pool_id)
-    try:
-        delete_pool(pool)
-    except ResourceError as exc:
-        return _refuse(str(exc), 409)
-    flash(_("Deleted pool '%(name)s'; its nodes are back in the default pool.", name=pool.name),
-          "success")
-    return redirect(url_for("miner.pools"), 303)
+    return button_post(lambda: delete_pool(pool),
+                       lambda _deleted: _back(_("Deleted pool '%(name)s'; its nodes are back "
+                                                "in the default pool.", name=pool.name)),
+                       lambda: _page(status=409))
 
 
 @bp.post("/pools/<int:pool_id>/groups")
 def set_pool_groups_view(pool_id):
     pool = get_or_404(Pool, pool_id)
-    ids = [parse_id(value) for value in request.form.getlist("groups")]
+    ids = [values.row_id(value) for value in request.form.getlist("groups")]
     if None in ids:
         return _refuse(_("Choose groups from the list."))
-    try:
-        set_pool_groups(pool, set(ids))
-    except ResourceError as exc:
-        return _refuse(str(exc))
-    flash(_("Groups of pool '%(name)s' saved.", name=pool.name), "success")
-    return redirect(url_for("miner.pools"), 303)
+    return button_post(lambda: set_pool_groups(pool, set(ids)),
+                       lambda _saved: _back(_("Groups of pool '%(name)s' saved.",
+                                              name=pool.name)),
+                       lambda: _page(status=400))
 
 
 @bp.post("/pools/<int:pool_id>/limits")
 def set_pool_limits_view(pool_id):
     pool = get_or_404(Pool, pool_id)
-    form = LimitsForm()
-    if not form.validate():
-        return _page(limits=(pool.id, form), status=400)
-    try:
-        set_pool_limits(pool, max_chips_per_user=form.max_chips_per_user.data,
-                              max_replicas_per_user=form.max_replicas_per_user.data,
-                              cull_idle_minutes=form.cull_idle_minutes.data)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(limits=(pool.id, form), status=400)
-    flash(_("Limits of pool '%(name)s' saved.", name=pool.name), "success")
-    return redirect(url_for("miner.pools"), 303)
+    return form_post(
+        LimitsForm, lambda form: set_pool_limits(pool, **{name: form[name].data
+                                                          for name in LIMIT_FIELDS}),
+        lambda _saved: _back(_("Limits of pool '%(name)s' saved.", name=pool.name)),
+        lambda form: _page(limits=(pool.id, form)))
 
 
 @bp.post("/pools/nodes/<int:node_id>")
 def move_node_view(node_id):
     node = get_or_404(Node, node_id)
-    pool_id = parse_id(request.form.get("pool"))
+    pool_id = values.row_id(request.form.get("pool"))
     pool = Pool.get_or_none(Pool.id == pool_id) if pool_id else None
     if pool is None:
         return _refuse(_("Choose a pool from the list."))
     move_node(node, pool)
-    flash(_("Node '%(node)s' is now in pool '%(pool)s'.", node=node.name, pool=pool.name),
-          "success")
-    return redirect(url_for("miner.pools"), 303)
+    return _back(_("Node '%(node)s' is now in pool '%(pool)s'.", node=node.name,
+                   pool=pool.name))

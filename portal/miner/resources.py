@@ -2,44 +2,21 @@
 
 System resources are discovered on the nodes, never typed in; this page shows
 their capacity. Custom resources are the miner's names over a system resource
-kind. The small helpers at the top serve the Specs and Pools pages as well.
+kind.
 """
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from peewee import fn
 from wtforms import SelectField, StringField
 
-from portal import values
 from portal.capacity import chip_kinds, node_capacities, total_capacity
-from portal.miner import bp, get_or_404
+from portal.miner import bp, get_or_404, row_to_edit
 from portal.models import CustomResource, SpecResource
+from portal.presenters import answer, button_post, done, form_post
 from portal.specs import create_resource, delete_resource, resource_kinds, update_resource
-from portal.units import ResourceError
-
-# Number formatting for the resource templates (they are passed to each render).
-
-
-def parse_id(text):
-    """A row id typed in a form (a select's or checkbox's value), or None when it is not one."""
-    return values.row_id(text)
-
-
-def show_errors(form, exc):
-    """Put a ResourceError's messages next to their fields; the rest above the form."""
-    for name, message in exc.errors.items():
-        if name and name in form:
-            form[name].errors = [*form[name].errors, message]
-        else:
-            form.form_errors.append(message)
-
-
-def answer(template, status=200, push=None, **context):
-    """Render a page; a POST answered with a page tells htmx its real address (``push``)."""
-    headers = {"HX-Push-Url": push} if request.method == "POST" and push else {}
-    return render_template(template, **context), status, headers
 
 
 class ResourceForm(FlaskForm):
@@ -65,48 +42,38 @@ def _page(form=None, editing=None, status=200):
     )
 
 
+def _back(message):
+    return done(message, url_for("miner.resources"))
+
+
 @bp.get("/resources")
 def resources():
-    edit = parse_id(request.args.get("edit"))
-    return _page(editing=get_or_404(CustomResource, edit) if edit else None)
+    return _page(editing=row_to_edit(CustomResource))
 
 
 @bp.post("/resources")
 def create_resource_view():
-    form = ResourceForm()
-    if not form.validate():
-        return _page(form, status=400)
-    try:
-        resource = create_resource(form.name.data, form.kind.data, form.description.data)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(form, status=400)
-    flash(_("Created custom resource '%(name)s'.", name=resource.name), "success")
-    return redirect(url_for("miner.resources"), 303)
+    return form_post(
+        ResourceForm,
+        lambda form: create_resource(form.name.data, form.kind.data, form.description.data),
+        lambda resource: _back(_("Created custom resource '%(name)s'.", name=resource.name)),
+        _page)
 
 
 @bp.post("/resources/<int:resource_id>")
 def update_resource_view(resource_id):
     resource = get_or_404(CustomResource, resource_id)
-    form = ResourceForm()
-    if not form.validate():
-        return _page(form, editing=resource, status=400)
-    try:
-        update_resource(resource, form.name.data, form.description.data)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(form, editing=CustomResource.get_by_id(resource_id), status=400)
-    flash(_("Saved custom resource '%(name)s'.", name=resource.name), "success")
-    return redirect(url_for("miner.resources"), 303)
+    return form_post(
+        ResourceForm,
+        lambda form: update_resource(resource, form.name.data, form.description.data),
+        lambda _saved: _back(_("Saved custom resource '%(name)s'.", name=resource.name)),
+        lambda form: _page(form, editing=CustomResource.get_by_id(resource_id)))
 
 
 @bp.post("/resources/<int:resource_id>/delete")
 def delete_resource_view(resource_id):
     resource = get_or_404(CustomResource, resource_id)
-    try:
-        delete_resource(resource)
-    except ResourceError as exc:
-        flash(str(exc), "error")
-        return _page(status=409)
-    flash(_("Deleted custom resource '%(name)s'.", name=resource.name), "success")
-    return redirect(url_for("miner.resources"), 303)
+    return button_post(
+        lambda: delete_resource(resource),
+        lambda _deleted: _back(_("Deleted custom resource '%(name)s'.", name=resource.name)),
+        lambda: _page(status=409))

@@ -5,17 +5,17 @@ request. An empty name takes the suggested one ("4 CPU-2 GB-2 TPU 1684X"),
 which the page shows live through htmx and, without JavaScript, on "Suggest name".
 """
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
 from portal.capacity import fits, node_capacities
-from portal.miner import bp, get_or_404
-from portal.miner.resources import answer, parse_id, show_errors
+from portal.miner import bp, get_or_404, row_to_edit
 from portal.models import CustomResource, ResourceSpec, SpecResource
 from portal.money import decimal_text
+from portal.presenters import answer, button_post, done, form_post
 from portal.settings import get as setting
 from portal.specs import (
     count_field,
@@ -72,13 +72,13 @@ def spec_form(custom, spec=None):
     return form
 
 
-def _suggestion(values, custom):
+def _suggestion(typed, custom):
     """The suggested name for the values typed so far; None while CPU or memory is not valid."""
     try:
-        items = [(r, parse_count(values.get(count_field(r)), count_field(r)))
+        items = [(r, parse_count(typed.get(count_field(r)), count_field(r)))
                  for r in custom]
-        return suggest_name(parse_cores(values.get("cpu")),
-                                  parse_memory_gb(values.get("memory")), items)
+        return suggest_name(parse_cores(typed.get("cpu")),
+                            parse_memory_gb(typed.get("memory")), items)
     except ResourceError:
         return None
 
@@ -98,9 +98,8 @@ def _page(custom, form, editing=None, status=200):
 @bp.get("/specs")
 def specs():
     custom = _custom()
-    edit = parse_id(request.args.get("edit"))
-    editing = get_or_404(ResourceSpec, edit) if edit else None
-    return _page(custom, spec_form(custom, editing), editing)
+    spec = row_to_edit(ResourceSpec)
+    return _page(custom, spec_form(custom, spec), spec)
 
 
 @bp.get("/specs/suggestion")
@@ -122,27 +121,36 @@ def update_spec_view(spec_id):
 
 def _save(spec):
     custom = _custom()
+    if request.form.get("action") == "suggest":
+        return _suggest(custom, spec)
+
+    def save(form):
+        counts = {r: form[count_field(r)].data for r in custom}
+        return save_spec(spec, parse_spec(form.name.data, form.cpu.data, form.memory.data,
+                                          form.price.data, counts))
+
+    return form_post(
+        lambda: spec_form(custom), save,
+        lambda saved: _back(_("Saved spec '%(name)s'.", name=saved.name)),
+        lambda form: _page(custom, form, spec and ResourceSpec.get_by_id(spec.id)))
+
+
+def _suggest(custom, spec):
+    """"Suggest name" without JavaScript: the form again, its name the suggested one."""
     form = spec_form(custom)
     if not form.validate():
         return _page(custom, form, spec, status=400)
-    if request.form.get("action") == "suggest":
-        suggestion = _suggestion(form.data, custom)
-        if suggestion is None:
-            form.form_errors.append(_("Enter CPU cores and memory first: the name is built "
-                                      "from them."))
-            return _page(custom, form, spec, status=400)
-        form.name.data = suggestion
-        return _page(custom, form, spec)
-    try:
-        values = parse_spec(form.name.data, form.cpu.data, form.memory.data,
-                                  form.price.data,
-                                  {r: form[count_field(r)].data for r in custom})
-        saved = save_spec(spec, values)
-    except ResourceError as exc:
-        show_errors(form, exc)
-        return _page(custom, form, spec and ResourceSpec.get_by_id(spec.id), status=400)
-    flash(_("Saved spec '%(name)s'.", name=saved.name), "success")
-    return redirect(url_for("miner.specs"), 303)
+    suggestion = _suggestion(form.data, custom)
+    if suggestion is None:
+        form.form_errors.append(_("Enter CPU cores and memory first: the name is built "
+                                  "from them."))
+        return _page(custom, form, spec, status=400)
+    form.name.data = suggestion
+    return _page(custom, form, spec)
+
+
+def _back(message):
+    return done(message, url_for("miner.specs"))
 
 
 @bp.post("/specs/<int:spec_id>/enabled")
@@ -151,19 +159,14 @@ def set_spec_enabled_view(spec_id):
     if request.form.get("enabled") not in ("0", "1"):
         abort(400)
     set_spec_enabled(spec, request.form["enabled"] == "1")
-    flash(_("'%(name)s' is now %(state)s.", name=spec.name,
-            state=_("enabled") if spec.enabled else _("disabled")), "success")
-    return redirect(url_for("miner.specs"), 303)
+    return _back(_("'%(name)s' is now %(state)s.", name=spec.name,
+                   state=_("enabled") if spec.enabled else _("disabled")))
 
 
 @bp.post("/specs/<int:spec_id>/delete")
 def delete_spec_view(spec_id):
     spec = get_or_404(ResourceSpec, spec_id)
-    try:
-        delete_spec(spec)
-    except ResourceError as exc:
-        flash(str(exc), "error")
-        custom = _custom()
-        return _page(custom, spec_form(custom), status=409)
-    flash(_("Deleted spec '%(name)s'.", name=spec.name), "success")
-    return redirect(url_for("miner.specs"), 303)
+    custom = _custom()
+    return button_post(lambda: delete_spec(spec),
+                       lambda _deleted: _back(_("Deleted spec '%(name)s'.", name=spec.name)),
+                       lambda: _page(custom, spec_form(custom), status=409))

@@ -4,7 +4,7 @@ A generated password is shown once, in the response to the action that
 made it; it is never flashed (flashes live in the session cookie) or logged.
 """
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -16,6 +16,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from portal import values
 from portal.miner import bp, get_or_404
 from portal.models import Group, User
+from portal.presenters import answer, button_post, done
 from portal.users import (
     ROLE_NAMES,
     UserError,
@@ -58,26 +59,21 @@ def _page(user_form=None, group_form=None, shown_password=None, status=200):
     """Render the Users page; ``shown_password`` is (user name, password) to show once."""
     user_form = user_form or UserForm(formdata=None)
     user_form.groups.choices = _group_choices()
-    return render_template(
-        "miner/users.html",
-        users=User.select().order_by(User.role, User.name),
-        groups=list(Group.select().order_by(Group.name)),
-        member_of=group_names_by_user(),
-        user_form=user_form,
-        group_form=group_form or GroupForm(formdata=None, prefix="group"),
-        shown_password=shown_password,
-    ), status, _stay_on_users_page()
-
-
-def _stay_on_users_page():
-    """A POST answered with the page itself: htmx shows /miner/users in the address bar,
-    not the action's URL (which answers only POST)."""
-    return {"HX-Push-Url": url_for("miner.users")} if request.method == "POST" else {}
+    return answer("miner/users.html", status, push=url_for("miner.users"),
+                  users=User.select().order_by(User.role, User.name),
+                  groups=list(Group.select().order_by(Group.name)),
+                  member_of=group_names_by_user(), user_form=user_form,
+                  group_form=group_form or GroupForm(formdata=None, prefix="group"),
+                  shown_password=shown_password)
 
 
 @bp.get("/users")
 def users():
     return _page()
+
+
+def _back(message):
+    return done(message, url_for("miner.users"))
 
 
 @bp.post("/users")
@@ -132,8 +128,7 @@ def set_groups_view(user_id):
     ids = [number for v in request.form.getlist("groups")
            if (number := values.row_id(v)) is not None]
     set_groups(user, ids)
-    flash(_("Groups of '%(name)s' saved.", name=user.name), "success")
-    return redirect(url_for("miner.users"), 303)
+    return _back(_("Groups of '%(name)s' saved.", name=user.name))
 
 
 @bp.post("/groups")
@@ -146,17 +141,12 @@ def create_group_view():
     except UserError as exc:
         form.name.errors.append(str(exc))
         return _page(group_form=form, status=400)
-    flash(_("Created group '%(name)s'.", name=group.name), "success")
-    return redirect(url_for("miner.users"), 303)
+    return _back(_("Created group '%(name)s'.", name=group.name))
 
 
 @bp.post("/groups/<int:group_id>/delete")
 def delete_group_view(group_id):
     group = get_or_404(Group, group_id)
-    try:
-        delete_group(group)
-    except UserError as exc:
-        flash(str(exc), "error")
-        return _page(status=409)
-    flash(_("Deleted group '%(name)s'.", name=group.name), "success")
-    return redirect(url_for("miner.users"), 303)
+    return button_post(lambda: delete_group(group),
+                       lambda _deleted: _back(_("Deleted group '%(name)s'.", name=group.name)),
+                       lambda: _page(status=409), errors=UserError)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from portal import notebooks as rules
+from portal import notebook_progress, notebook_views
 from portal.proxy import access, forward
 
 TIMEOUT = 0.5  # seconds, to connect and to read /api/status
@@ -73,7 +73,7 @@ def targets(view):
         return []
     rows = {item.replica.id: item.replica for item in run.replicas}
     return [access.Target(replica_id=rid, address=rows[rid].address, secret=run.task.secret)
-            for _role, rid in rules.running_replicas(view)]
+            for _role, rid in notebook_progress.running_replicas(view)]
 
 
 def mark(views):
@@ -93,8 +93,8 @@ def mark(views):
 
 
 def _read(notebook, events):
-    view = mark([rules.notebook_view(notebook, events=events)])[0]
-    return view, rules.progress(view, view.answering)
+    view = mark([notebook_views.notebook_view(notebook, events=events)])[0]
+    return view, notebook_progress.progress(view, view.answering)
 
 
 def _settled(progress, since):
@@ -103,7 +103,7 @@ def _settled(progress, since):
 
 
 def watch(notebook, wait=0.0, since=None, events=False):
-    """``(view, progress)`` of ``notebook`` (``portal.notebooks``), its ``answering`` set.
+    """``(view, progress)`` of ``notebook`` (``portal.notebook_views``), its ``answering`` set.
     With ``wait`` (seconds), it looks again every ``POLL_SECONDS`` (see the module) until
     JupyterLab answers on every subtask, the run is no longer starting or running, ``wait``
     is over, or, with ``since`` (the ``(step, answering)`` the caller shows), they differ
@@ -115,10 +115,10 @@ def watch(notebook, wait=0.0, since=None, events=False):
     read_at = time.monotonic()
     while not _settled(progress, since) and time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        if progress is not None and progress.step == rules.JUPYTER \
+        if progress is not None and progress.step == notebook_progress.JUPYTER \
                 and time.monotonic() - read_at < REREAD_SECONDS:
             # Only JupyterLab's answer changes this step: ask it, not the database.
-            progress = rules.progress(view, mark([view])[0].answering)
+            progress = notebook_progress.progress(view, mark([view])[0].answering)
         else:
             view, progress = _read(notebook, False)
             read_at = time.monotonic()

@@ -7,7 +7,6 @@ from portal import usage
 from portal.access import open_pools, open_specs
 from portal.auth import require_role
 from portal.pages import RENTER_PAGES, Area
-from portal.tasks import reason_text
 
 bp = Blueprint("renter", __name__, url_prefix="/renter")
 bp.before_request(require_role("renter"))
@@ -22,8 +21,7 @@ def overview():
     pools = open_pools(current_user)
     return render_template(
         "renter/overview.html", pools=pools, specs=open_specs(current_user, pools),
-        standing=usage.standing(current_user), stops=usage.balance_stops(current_user),
-        runway_text=usage.runway_text, reason_text=reason_text)
+        standing=usage.standing(current_user), stops=usage.balance_stops(current_user))
 
 
 # These modules register their routes on bp.

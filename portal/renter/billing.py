@@ -15,19 +15,12 @@ from portal import usage, values
 from portal.csv_export import csv_rows
 from portal.money import decimal_number
 from portal.renter import bp
-from portal.renter.tasks import LIVE_HELPERS
 from portal.settings import get as setting
 
 CSV_BATCH = 500  # ledger rows read per query while the CSV streams
 CSV_HEADER = ["id", "at_utc", "kind", "amount", "balance_after", "currency", "task_id", "task",
               "replica_id", "spec", "node", "price_per_hour", "seconds_from", "seconds_to",
               "note", "by"]
-
-
-def duration_text(seconds):
-    """``3725`` -> ``1:02:05`` (hours:minutes:seconds)."""
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 @bp.get("/billing")
@@ -39,8 +32,7 @@ def billing():
     credits = usage.credits(current_user, usage.page_number(request.args.get("credits")))
     return render_template(
         "renter/billing.html", standing=usage.standing(current_user), records=records,
-        credits=credits, task=task, total_charged=usage.total_charged(current_user),
-        runway_text=usage.runway_text, duration_text=duration_text, **LIVE_HELPERS)
+        credits=credits, task=task, total_charged=usage.total_charged(current_user))
 
 
 def _csv_cells(row, currency):

@@ -1,21 +1,20 @@
 """The renter's notebooks: the list, the "New notebook" form, a notebook's page, and Start /
-Stop / Delete. The rules are in ``portal.notebooks``.
+Stop / Delete. The rules are in ``portal.notebooks``, what a page shows in
+``portal.notebook_views``.
 
 The list and a notebook's live part refresh themselves through htmx polling (every 2 s,
-while a run has not ended): htmx asks for the same page and keeps only the live part
-(``hx-select``). While a run starts, both show its step (``portal.notebooks.progress``:
-a place, the container, JupyterLab answering, ready), and Open is offered only for the
-subtasks whose JupyterLab answers (``portal.proxy.ready``). A notebook's page then asks
-again at once and often (``load, every 500ms``), naming the step it shows (``step``,
-``answering``); the server holds that request up to ``PAGE_WAIT`` seconds, checking every
-50 ms, and answers as soon as the step changes, so Open turns on the moment JupyterLab
-answers. **Open** (a POST, in a new tab) makes a one-time grant for the chosen
+while a run has not ended): the same URL answers its partial when htmx asks for a part
+(``portal.presenters.page_or_partial``). While a run starts, both show its step
+(``portal.notebook_progress.progress``: a place, the container, JupyterLab answering, ready), and
+Open is offered only for the subtasks whose JupyterLab answers (``portal.proxy.ready``).
+A notebook's page then asks again at once and often (``load, every 500ms``), naming the
+step it shows (``step``, ``answering``); the server holds that request up to ``PAGE_WAIT``
+seconds, checking every 50 ms, and answers as soon as the step changes, so Open turns on
+the moment JupyterLab answers. **Open** (a POST, in a new tab) makes a one-time grant for the chosen
 subtask's replica and answers a page that posts it at once to the notebook origin, where
 the proxy turns it into that origin's own access cookie (``portal.proxy``): no secret
 ever travels in a URL. The Jupyter token appears on no page.
 """
-
-from datetime import UTC, datetime
 
 from flask import (
     current_app,
@@ -33,35 +32,38 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
 
-from portal import notebooks as rules
-from portal import security_headers, values
-from portal import tasks as task_rules
-from portal.access import open_pools
+from portal import notebook_folders, notebook_progress, notebook_views, security_headers, values
 from portal.auth import LOGIN_ID
-from portal.money import format_amount
-from portal.pools import pool_views
+from portal.notebooks import (
+    NotebookError,
+    create_notebook,
+    delete_notebook,
+    get_notebook_or_404,
+    start_notebook,
+    stop_notebook,
+)
+from portal.presenters import (
+    answer,
+    button_post,
+    done,
+    launch_choices,
+    page_or_partial,
+    partial_requested,
+    show_errors,
+)
 from portal.proxy import access, ready, urls
 from portal.renter import bp
-from portal.settings import get as setting
-from portal.specs import spec_views
-
-
-def _ns_text(ns):
-    """Podman's nanosecond time as ``YYYY-MM-DD HH:MM:SS`` UTC, or a dash."""
-    if ns is None:
-        return "—"
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
 
 PAGE_WAIT = 3.0  # seconds a notebook page's refresh may wait for its step to change
-STARTING = (rules.CONTAINER, rules.JUPYTER)  # steps whose page asks again at once
+# steps whose page asks again at once
+STARTING = (notebook_progress.CONTAINER, notebook_progress.JUPYTER)
 
 
 def openable(view):
     """``[(role, replica id)]`` of the latest run's replicas that run and have an address,
     by subtask: what Open may choose from; only those whose JupyterLab answered when the
     view was asked (``view.answering``)."""
-    found = rules.running_replicas(view)
+    found = notebook_progress.running_replicas(view)
     if view.answering is None:
         return found
     return [(role, rid) for role, rid in found if rid in view.answering]
@@ -69,16 +71,15 @@ def openable(view):
 
 def progress_of(view):
     """The run's ``Progress`` (None when nothing starts or runs) of a marked view."""
-    return rules.progress(view, view.answering or ())
+    return notebook_progress.progress(view, view.answering or ())
 
 
-HELPERS = {"reason_text": task_rules.reason_text, "ns_text": _ns_text, "openable": openable,
-           "progress_of": progress_of, "STARTING": STARTING}
+HELPERS = {"openable": openable, "progress_of": progress_of, "STARTING": STARTING}
 
 
 def _shown():
     """The ``(step, answering)`` a notebook page's refresh says it shows, or None."""
-    if request.headers.get("HX-Request") != "true":
+    if not partial_requested():
         return None
     try:
         step = values.whole_number(request.args.get("step"), min(STARTING), max(STARTING))
@@ -102,32 +103,22 @@ class NotebookForm(FlaskForm):
 
 
 def _form_page(form, status=200):
-    specs = spec_views()
-    pools = open_pools(current_user, pool_views(specs=specs))
-    currency = setting("currency")
-    form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
-    form.spec.choices = [("", _("— choose a spec —"))] + [
-        (view.spec.name, _("%(spec)s · %(price)s %(currency)s per machine-hour",
-                           spec=view.spec.name, price=format_amount(view.spec.price_per_hour),
-                           currency=currency))
-        for view in task_rules.usable_specs(pools, specs)]
-    root = rules.data_root()
+    pools, images = launch_choices(form, form.spec)
+    root = notebook_folders.data_root()
     form.dataset.choices = [("", _("— none —"))] + [
-        (name, name) for name in rules.folder_names(root, current_user, "datasets")]
-    chosen = next((v for v in pools if v.pool.name == form.pool.data), pools[0] if pools else None)
-    headers = {"HX-Push-Url": url_for("renter.new_notebook")} if request.method == "POST" else {}
-    return render_template(
-        "renter/notebook_new.html", form=form, pools=pools,
-        images=task_rules.pool_images(chosen) if chosen else [],
-        algorithms=rules.folder_names(root, current_user, "algorithms")), status, headers
+        (name, name) for name in notebook_folders.folder_names(root, current_user, "datasets")]
+    return answer("renter/notebook_new.html", status, push=url_for("renter.new_notebook"),
+                  form=form, pools=pools, images=images,
+                  algorithms=notebook_folders.folder_names(root, current_user, "algorithms"))
 
 
 @bp.get("/notebooks")
 def notebooks():
-    views = ready.mark(rules.notebook_views(current_user))
+    views = ready.mark(notebook_views.notebook_views(current_user))
     starting = any(p.step in STARTING for p in map(progress_of, views) if p)
-    return render_template("renter/notebooks.html", views=views, starting=starting,
-                           live=any(view.running for view in views), **HELPERS)
+    return page_or_partial("renter/notebooks.html", "renter/_notebook_table.html", views=views,
+                           starting=starting, live=any(view.running for view in views),
+                           **HELPERS)
 
 
 @bp.get("/notebooks/new")
@@ -141,31 +132,24 @@ def new_notebook():
 def create_notebook_view():
     form = NotebookForm()
     try:
-        notebook = rules.create_notebook(
+        notebook = create_notebook(
             current_user, form.name.data, form.image.data, form.spec.data, form.pool.data,
             form.count.data, form.algorithm.data, form.dataset.data, start=form.start.data)
-    except rules.NotebookError as exc:
-        fields = {"name": form.name, "image": form.image, "spec": form.spec,
-                  "pool": form.pool, "count": form.count, "algorithm": form.algorithm,
-                  "dataset": form.dataset}
-        for key, message in exc.errors.items():
-            if key in fields:
-                fields[key].errors = [*fields[key].errors, message]
-            else:
-                form.form_errors.append(message)
+    except NotebookError as exc:
+        show_errors(form, exc)
         return _form_page(form, 400)
-    flash(_("Created notebook '%(name)s'.", name=notebook.name), "success")
-    return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+    return done(_("Created notebook '%(name)s'.", name=notebook.name),
+                url_for("renter.notebook_page", notebook_id=notebook.id))
 
 
 @bp.get("/notebooks/<int:notebook_id>")
 def notebook_page(notebook_id):
-    notebook = rules.get_notebook_or_404(current_user, notebook_id)
+    notebook = get_notebook_or_404(current_user, notebook_id)
     since = _shown()
     view, progress = ready.watch(notebook, wait=PAGE_WAIT if since else 0, since=since,
                                  events=True)
-    return render_template("renter/notebook.html", view=view, progress=progress,
-                           code=_code_text(notebook), **HELPERS)
+    return page_or_partial("renter/notebook.html", "renter/_notebook_live.html", view=view,
+                           progress=progress, code=_code_text(notebook), **HELPERS)
 
 
 def _code_text(notebook):
@@ -175,44 +159,41 @@ def _code_text(notebook):
     return _("this notebook's own folder")
 
 
-def _act(notebook_id, action, done):
-    notebook = rules.get_notebook_or_404(current_user, notebook_id)
-    try:
-        action(notebook)
-        flash(done, "success")
-    except rules.NotebookError as exc:
-        flash(str(exc), "error")
-    return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
+def _act(notebook_id, action, message):
+    """Start or Stop: ``message`` flashed when the rules take it, their refusal when not;
+    back to the notebook's page either way."""
+    notebook = get_notebook_or_404(current_user, notebook_id)
+    url = url_for("renter.notebook_page", notebook_id=notebook.id)
+    return button_post(lambda: action(notebook), lambda _done: done(message, url),
+                       lambda: redirect(url, 303))
 
 
 @bp.post("/notebooks/<int:notebook_id>/start")
 def start_notebook_view(notebook_id):
-    return _act(notebook_id, rules.start_notebook, _("Starting…"))
+    return _act(notebook_id, start_notebook, _("Starting…"))
 
 
 @bp.post("/notebooks/<int:notebook_id>/stop")
 def stop_notebook_view(notebook_id):
-    return _act(notebook_id, rules.stop_notebook, _("Stopping… Your files stay."))
+    return _act(notebook_id, stop_notebook, _("Stopping… Your files stay."))
 
 
 @bp.post("/notebooks/<int:notebook_id>/delete")
 def delete_notebook_view(notebook_id):
-    notebook = rules.get_notebook_or_404(current_user, notebook_id)
-    try:
-        rules.delete_notebook(notebook)
-    except rules.NotebookError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303)
-    flash(_("Deleted notebook '%(name)s'.", name=notebook.name), "success")
-    return redirect(url_for("renter.notebooks"), 303)
+    notebook = get_notebook_or_404(current_user, notebook_id)
+    return button_post(
+        lambda: delete_notebook(notebook),
+        lambda _deleted: done(_("Deleted notebook '%(name)s'.", name=notebook.name),
+                              url_for("renter.notebooks")),
+        lambda: redirect(url_for("renter.notebook_page", notebook_id=notebook.id), 303))
 
 
 @bp.post("/notebooks/<int:notebook_id>/open")
 def open_notebook_view(notebook_id):
     """Open JupyterLab of the chosen subtask (``replica``; may be left out when only one
     runs): a one-time grant, handed to the notebook origin by a form that posts itself."""
-    notebook = rules.get_notebook_or_404(current_user, notebook_id)
-    choices = {rid: role for role, rid in openable(rules.notebook_view(notebook))}
+    notebook = get_notebook_or_404(current_user, notebook_id)
+    choices = {rid: role for role, rid in openable(notebook_views.notebook_view(notebook))}
     wanted = request.form.get("replica", "").strip()
     if wanted:
         chosen = values.row_id(wanted)
