@@ -30,13 +30,13 @@ from portal import (
     tokens,
     users,
 )
-from portal.api import bp as api_bp
+from portal.api.blueprint import bp as api_bp
 from portal.config import from_environment, load_secret_key
 from portal.extensions import csrf, limiter
-from portal.miner import area as miner_area
-from portal.miner import bp as miner_bp
-from portal.renter import area as renter_area
-from portal.renter import bp as renter_bp
+from portal.miner.blueprint import area as miner_area
+from portal.miner.blueprint import bp as miner_bp
+from portal.renter.blueprint import area as renter_area
+from portal.renter.blueprint import bp as renter_bp
 from portal.signals import nodes_changed, tasks_changed
 from scheduler.console import Containers
 from scheduler.discovery import Discovery

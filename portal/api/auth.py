@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
-from portal.api import bp
+from portal.api.blueprint import bp
 from portal.api.errors import ApiError
 from portal.extensions import limiter
 from portal.tokens import verify_token

@@ -14,7 +14,7 @@ from flask import jsonify, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from portal.api import bp
+from portal.api.blueprint import bp
 from portal.values import FieldErrors
 
 

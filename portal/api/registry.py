@@ -20,8 +20,8 @@ from flask import jsonify, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
-from portal.api import bp
 from portal.api.auth import require_role
+from portal.api.blueprint import bp
 from portal.api.errors import ApiError
 from portal.api.schema import SchemaError, Type
 

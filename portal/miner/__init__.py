@@ -1,53 +1,7 @@
-"""The miner's area under ``/miner``: only miners get in (see ``auth.require_role``)."""
+"""The miner's area under ``/miner``: the blueprint (``blueprint``) and the modules that put
+their pages on it, loaded here; the menu's placeholders go on last."""
 
-from flask import Blueprint, abort, render_template, request
-
-from portal import values
-from portal.auth import require_role
-from portal.models import Group, User
-from portal.pages import MINER_PAGES, Area
-
-bp = Blueprint("miner", __name__, url_prefix="/miner")
-bp.before_request(require_role("miner"))
-area = Area(bp, MINER_PAGES)
-
-MAX_ID = 2**63 - 1
-
-
-def get_or_404(model, object_id):
-    """The row of ``model`` with this id, or 404 (also for ids no row can have)."""
-    found = model.get_or_none(model.id == object_id) if 0 < object_id <= MAX_ID else None
-    if found is None:
-        abort(404)
-    return found
-
-
-def row_to_edit(model):
-    """The row of ``model`` that ``?edit=`` names (the page shows its form filled in), None
-    when the query names none; 404 for an id of no row."""
-    edit = values.row_id(request.args.get("edit"))
-    return get_or_404(model, edit) if edit else None
-
-
-@bp.get("/")
-def overview():
-    counts = {
-        "renters": User.select().where(User.role == "renter").count(),
-        "miners": User.select().where(User.role == "miner").count(),
-        "groups": Group.select().count(),
-    }
-    return render_template("miner/overview.html", counts=counts)
-
-
-# These modules register their routes on bp.
-from portal.miner import (  # noqa: E402,F401
-    billing,
-    images,
-    nodes,
-    pools,
-    resources,
-    specs,
-    users,
-)
+from portal.miner import billing, images, nodes, overview, pools, resources, specs, users  # noqa: F401
+from portal.miner.blueprint import area
 
 area.register_placeholder()

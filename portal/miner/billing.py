@@ -17,7 +17,7 @@ from wtforms.validators import Length
 
 from portal import ledger, records, settings, values
 from portal.csv_export import csv_rows
-from portal.miner import bp, get_or_404
+from portal.miner.blueprint import bp, get_or_404
 from portal.models import LedgerEntry, User, utcnow
 from portal.money import (
     AmountError,

@@ -10,7 +10,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from portal.image_builds import AfterError, builds, node_images, parse_after
-from portal.miner import bp
+from portal.miner.blueprint import bp
 
 
 def _image():

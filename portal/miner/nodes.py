@@ -11,7 +11,7 @@ from peewee import JOIN
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from portal.miner import bp, get_or_404
+from portal.miner.blueprint import bp, get_or_404
 from portal.models import Node, NodeChip, Pool
 from portal.nodes import (
     NodeError,

@@ -15,7 +15,7 @@ from wtforms import StringField
 
 from portal import values
 from portal.capacity import chip_kinds, node_capacities
-from portal.miner import bp, get_or_404, row_to_edit
+from portal.miner.blueprint import bp, get_or_404, row_to_edit
 from portal.models import Group, Node, Pool
 from portal.pools import (
     LIMIT_FIELDS,

@@ -13,7 +13,7 @@ from peewee import fn
 from wtforms import SelectField, StringField
 
 from portal.capacity import chip_kinds, node_capacities, total_capacity
-from portal.miner import bp, get_or_404, row_to_edit
+from portal.miner.blueprint import bp, get_or_404, row_to_edit
 from portal.models import CustomResource, SpecResource
 from portal.presenters import answer, button_post, done, form_post
 from portal.specs import create_resource, delete_resource, resource_kinds, update_resource

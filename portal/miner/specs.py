@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 
 from portal.capacity import fits, node_capacities
-from portal.miner import bp, get_or_404, row_to_edit
+from portal.miner.blueprint import bp, get_or_404, row_to_edit
 from portal.models import CustomResource, ResourceSpec, SpecResource
 from portal.money import decimal_text
 from portal.presenters import answer, button_post, done, form_post

@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal import values
-from portal.miner import bp, get_or_404
+from portal.miner.blueprint import bp, get_or_404
 from portal.models import Group, User
 from portal.presenters import answer, button_post, done
 from portal.users import (

@@ -14,7 +14,7 @@ from flask_login import current_user
 from portal import usage, values
 from portal.csv_export import csv_rows
 from portal.money import decimal_number
-from portal.renter import bp
+from portal.renter.blueprint import bp
 from portal.settings import get as setting
 
 CSV_BATCH = 500  # ledger rows read per query while the CSV streams

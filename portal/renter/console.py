@@ -36,7 +36,7 @@ from simple_websocket import ConnectionClosed
 from portal import values
 from portal.db import database
 from portal.models import Replica, Task, User
-from portal.renter import bp
+from portal.renter.blueprint import bp
 from portal.renter.replicas import node_containers, replica_or_404
 
 CHECK_SECONDS = 2.0

@@ -52,7 +52,7 @@ from portal.presenters import (
     show_errors,
 )
 from portal.proxy import access, ready, urls
-from portal.renter import bp
+from portal.renter.blueprint import bp
 
 PAGE_WAIT = 3.0  # seconds a notebook page's refresh may wait for its step to change
 # steps whose page asks again at once

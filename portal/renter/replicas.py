@@ -23,7 +23,7 @@ from peewee import JOIN
 
 from portal import security_headers, values
 from portal.models import Node, Replica, Subtask
-from portal.renter import bp
+from portal.renter.blueprint import bp
 from portal.tasks import get_task_or_404
 
 LINES = 1000

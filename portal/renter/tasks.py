@@ -27,7 +27,7 @@ from portal.presenters import (
     page_or_partial,
     show_errors,
 )
-from portal.renter import bp
+from portal.renter.blueprint import bp
 from portal.tasks import create_task, delete_task, get_task_or_404, request_stop, rerun
 
 ROWS = 3  # subtask rows offered before "Add subtask"

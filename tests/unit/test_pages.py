@@ -2,8 +2,8 @@
 
 import pytest
 
-from portal.miner import area as miner_area
-from portal.renter import area as renter_area
+from portal.miner.blueprint import area as miner_area
+from portal.renter.blueprint import area as renter_area
 from tests.conftest import PASSWORD
 from tests.support import login
 
