@@ -4,6 +4,7 @@ Units: CPU in millicores (``cpu_millis``), memory in MiB (``memory_mib``),
 money in integer micro-units (1 UNC = 1,000,000). Names follow DESIGN.md.
 """
 
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -35,9 +36,16 @@ def new_session_nonce():
     return secrets.token_urlsafe(16)
 
 
+def table_name(model):
+    """A model's table: its name in snake case, plural (``PoolGroup`` -> ``pool_groups``);
+    a model whose table is named otherwise says so in its Meta."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", model.__name__).lower() + "s"
+
+
 class BaseModel(Model):
     class Meta:
         database = database
+        table_function = table_name
 
 
 class User(UserMixin, BaseModel):
@@ -54,9 +62,6 @@ class User(UserMixin, BaseModel):
     created_at = DateTimeField(default=utcnow)
     # micro-units; changed only by ``portal.ledger``, in the transaction of its ledger row
     balance = BigIntegerField(default=0)
-
-    class Meta:
-        table_name = "users"
 
     def get_id(self):
         return f"{self.id}:{self.session_nonce}"
@@ -77,16 +82,14 @@ class Group(BaseModel):
     description = CharField(max_length=256, default="")
     created_at = DateTimeField(default=utcnow)
 
-    class Meta:
-        table_name = "groups"
-
 
 class Membership(BaseModel):
+    """A user in a group (a renter's groups decide which pools they may use)."""
+
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
     group = ForeignKeyField(Group, backref="memberships", on_delete="CASCADE")
 
     class Meta:
-        table_name = "memberships"
         primary_key = CompositeKey("user", "group")
 
 
@@ -108,9 +111,6 @@ class Setting(BaseModel):
     key = CharField(max_length=64, primary_key=True)
     value = TextField()
 
-    class Meta:
-        table_name = "settings"
-
 
 class Pool(BaseModel):
     """A resource pool: a set of whole nodes, bound to user groups.
@@ -124,16 +124,15 @@ class Pool(BaseModel):
     is_default = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
 
-    class Meta:
-        table_name = "pools"
-
 
 class PoolGroup(BaseModel):
+    """A pool bound to a group: the group's renters may use the pool. The default pool
+    bound to no group serves every renter."""
+
     pool = ForeignKeyField(Pool, backref="bindings", on_delete="CASCADE")
     group = ForeignKeyField(Group, backref="pool_bindings", on_delete="CASCADE")
 
     class Meta:
-        table_name = "pool_groups"
         primary_key = CompositeKey("pool", "group")
 
 
@@ -167,9 +166,6 @@ class Node(BaseModel):
     pool = ForeignKeyField(Pool, backref="nodes", null=True, on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
 
-    class Meta:
-        table_name = "nodes"
-
 
 class NodeChip(BaseModel):
     """One accelerator chip of a node, as discovery found it (index = host chip number).
@@ -187,7 +183,6 @@ class NodeChip(BaseModel):
     present = BooleanField(default=True)
 
     class Meta:
-        table_name = "node_chips"
         indexes = ((("node", "kind", "index"), True),)
 
 
@@ -200,9 +195,6 @@ class CustomResource(BaseModel):
     description = CharField(max_length=256, default="")
     created_at = DateTimeField(default=utcnow)
 
-    class Meta:
-        table_name = "custom_resources"
-
 
 class ResourceSpec(BaseModel):
     """A bundle a renter picks: CPU, memory, chips, and a price per machine-hour."""
@@ -214,9 +206,6 @@ class ResourceSpec(BaseModel):
     enabled = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
 
-    class Meta:
-        table_name = "resource_specs"
-
 
 class SpecResource(BaseModel):
     """How many of one custom resource a spec asks for."""
@@ -226,7 +215,6 @@ class SpecResource(BaseModel):
     count = IntegerField()
 
     class Meta:
-        table_name = "spec_resources"
         primary_key = CompositeKey("spec", "resource")
 
 
@@ -240,9 +228,6 @@ class ApiToken(BaseModel):
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
 
-    class Meta:
-        table_name = "api_tokens"
-
 
 class PoolLimit(BaseModel):
     """The miner's per-user limits in a pool (None: no limit), and its notebooks' idle
@@ -252,9 +237,6 @@ class PoolLimit(BaseModel):
     max_chips_per_user = IntegerField(null=True)
     max_replicas_per_user = IntegerField(null=True)
     cull_idle_minutes = IntegerField(null=True)
-
-    class Meta:
-        table_name = "pool_limits"
 
 
 class Notebook(BaseModel):
@@ -275,9 +257,6 @@ class Notebook(BaseModel):
     dataset = CharField(max_length=64, default="")
     created_at = DateTimeField(default=utcnow)
     deleted = BooleanField(default=False)
-
-    class Meta:
-        table_name = "notebooks"
 
 
 TASK_KINDS = ("training", "notebook")
@@ -310,9 +289,6 @@ class Task(BaseModel):
     notebook = ForeignKeyField(Notebook, null=True, backref="runs", on_delete="SET NULL")
     secret = CharField(max_length=64, default="")
 
-    class Meta:
-        table_name = "tasks"
-
 
 class Subtask(BaseModel):
     """One role of a task: a spec and how many replicas it runs (``count``; the column is
@@ -324,7 +300,6 @@ class Subtask(BaseModel):
     count = IntegerField(column_name="replicas")
 
     class Meta:
-        table_name = "subtasks"
         indexes = ((("task", "role"), True),)
 
 
@@ -367,7 +342,6 @@ class Replica(BaseModel):
     start_attempts = IntegerField(default=0)
 
     class Meta:
-        table_name = "replicas"
         indexes = ((("subtask", "index"), True), (("state", "settled"), False))
 
 
@@ -379,9 +353,6 @@ class ReplicaEvent(BaseModel):
     state = CharField(max_length=16)
     reason = CharField(max_length=512, default="")
 
-    class Meta:
-        table_name = "replica_events"
-
 
 class ReplicaChip(BaseModel):
     """A chip held by a replica while it is placed or running. The unique chip
@@ -390,9 +361,6 @@ class ReplicaChip(BaseModel):
     replica = ForeignKeyField(Replica, backref="chips", on_delete="CASCADE")
     chip = ForeignKeyField(NodeChip, backref="holder", unique=True, on_delete="CASCADE")
     slot = IntegerField()  # the number inside the container: /dev/bm-sophon<slot>
-
-    class Meta:
-        table_name = "replica_chips"
 
 
 LEDGER_KINDS = ("recharge", "charge", "adjust", "refund")
@@ -445,7 +413,6 @@ class UsageMonth(BaseModel):
     charged = BigIntegerField(default=0)
 
     class Meta:
-        table_name = "usage_months"
         indexes = ((("user", "month"), True),)
 
 
@@ -463,9 +430,6 @@ class NotebookGrant(BaseModel):
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField()
     used = BooleanField(default=False)
-
-    class Meta:
-        table_name = "notebook_grants"
 
 
 class NotebookAccess(BaseModel):
