@@ -4,8 +4,13 @@ Podman API service with a locally built image, a live server, and Chromium.
 Nothing here is mocked: the database is a real SQLite file (or PostgreSQL,
 see ``postgres_url``), Podman is a real ``podman system service``, the live
 server is the real ``flask --app app serve``, the browser is Debian's Chromium.
+
+What every test would make again the same way is made once per session and copied:
+the migrated database of ``app``, the hash of ``PASSWORD``, the database of a live
+server with its accounts. Each test still gets a database of its own.
 """
 
+import functools
 import os
 import signal
 import socket
@@ -18,8 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from scheduler.images import image_exists, import_busybox
+from scheduler.images import import_busybox
 from scheduler.jupyter_image import build_jupyter_image
+from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.support import fund, fund_on, wait_for
 
@@ -35,23 +41,55 @@ CHROMIUM = "/usr/bin/chromium"
 # --- the app on a fresh database ---------------------------------------------------------
 
 
+def copy_database(template, target):
+    """Copy the SQLite database file ``template`` to ``target`` (SQLite's backup API, which
+    also copies what the template's write-ahead log still holds)."""
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+
+
+def use_instance(folder, monkeypatch):
+    """Point the app at instance ``folder``, with no settings leaking in from the caller's
+    shell."""
+    for name in list(os.environ):
+        if name.startswith("HOURGLASS_") or name in {"DATABASE_URL", "SECRET_KEY"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOURGLASS_INSTANCE", str(folder))
+
+
 @pytest.fixture
 def instance(tmp_path, monkeypatch):
     """An empty instance folder, and no settings leaking in from the caller's shell."""
     folder = tmp_path / "instance"
     folder.mkdir()
-    for name in list(os.environ):
-        if name.startswith("HOURGLASS_") or name in {"DATABASE_URL", "SECRET_KEY"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOURGLASS_INSTANCE", str(folder))
+    use_instance(folder, monkeypatch)
     return folder
 
 
-@pytest.fixture
-def app(instance):
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory):
+    """A SQLite database with every migration applied, made once; ``app`` copies it."""
     from app import create_app
     from portal import db
 
+    folder = tmp_path_factory.mktemp("migrated")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_instance(folder, monkeypatch)
+        template = create_app({"TESTING": True})
+        with template.app_context():
+            db.upgrade()
+        db.database.close()
+    return folder / "hourglass.db"
+
+
+@pytest.fixture
+def app(instance, migrated_database):
+    """The app on a database of its own: a copy of ``migrated_database`` in ``instance``
+    (``DATABASE_URL``, where a test sets it, still wins), brought up to date as ever."""
+    from app import create_app
+    from portal import db
+
+    copy_database(migrated_database, instance / "hourglass.db")
     app = create_app({"TESTING": True})
     with app.app_context():
         db.upgrade()
@@ -69,14 +107,28 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@functools.cache
+def password_hash():
+    """The hash of ``PASSWORD``, made once: hashing a password takes scrypt a tenth of a
+    second, on purpose."""
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(PASSWORD)
+
+
 def create_accounts(app):
-    """A miner ``mina`` and a renter ``rene``, both with password ``PASSWORD``."""
-    from portal.users import create_user
+    """A miner ``mina`` and a renter ``rene``, both with password ``PASSWORD``: the rows
+    ``create_user`` writes, with the hash of ``password_hash``."""
+    from portal.models import User
+
+    def create(name, role, display_name):
+        return User.create(name=name, role=role, display_name=display_name,
+                           password_hash=password_hash())
 
     with app.app_context():
         return {
-            "miner": create_user("mina", "miner", PASSWORD, "Mina Miner"),
-            "renter": fund(create_user("rene", "renter", PASSWORD, "Rene Renter")),
+            "miner": create("mina", "miner", "Mina Miner"),
+            "renter": fund(create("rene", "renter", "Rene Renter")),
         }
 
 
@@ -128,10 +180,10 @@ def own_podman_service(tmp_path):
 
 @pytest.fixture(scope="session")
 def test_image(podman_service):
-    """A busybox image built without any registry (``podman import``), kept between runs."""
-    env = podman_env(podman_service.conf)
-    if not image_exists(TEST_IMAGE, env):
-        import_busybox(TEST_IMAGE, env)
+    """A busybox image built without any registry (an import), kept between runs."""
+    backend = PodmanBackend(podman_service.url)
+    if not backend.image_exists(TEST_IMAGE):
+        import_busybox(backend, TEST_IMAGE)
     return TEST_IMAGE
 
 
@@ -211,35 +263,97 @@ class LiveServer:
     def stop(self):
         self.kill(signal.SIGINT)
 
-
-@pytest.fixture
-def live_server_factory(tmp_path, podman_service, monkeypatch):
-    """Make live servers sharing one instance folder and database; all stopped at the end."""
-    shared_instance = tmp_path / "live-instance"
-    shared_instance.mkdir()
-    servers = []
-
-    def make(instance=shared_instance, **env):
-        """A server on ``instance``; an env value of None unsets that variable."""
-        env = {"HOURGLASS_PODMAN_URL": podman_service.url, **env}
-        server = LiveServer(instance, env, tmp_path / f"server-{len(servers)}.log")
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+    def close(self):
+        """Stop it at the end of a test: SIGINT to gunicorn's master alone, which stops its
+        workers. (``stop`` is Ctrl-C, to the whole group: a worker that gets the master's
+        SIGQUIT while it still handles its own SIGINT may hang until the master kills it,
+        after the graceful timeout of 10 s.)"""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(15)
 
 
-@pytest.fixture
-def live_server(live_server_factory):
-    """One started live server with the accounts of ``accounts`` (mina, rene)."""
-    server = live_server_factory()
+def add_accounts(server):
+    """Migrate ``server``'s database and add mina (miner) and rene (renter, funded) with
+    ``PASSWORD``, through its ``flask`` commands."""
     server.flask("db", "upgrade")
     server.flask("user", "add", "mina", "--role", "miner", "--password-stdin", stdin=PASSWORD)
     server.flask("user", "add", "rene", "--role", "renter", "--password-stdin", stdin=PASSWORD)
     fund_on(server, "rene")
-    return server.start()
+
+
+@pytest.fixture(scope="session")
+def live_database(tmp_path_factory, podman_service):
+    """The database of a new live server with its accounts (``add_accounts``), made once by
+    the same commands; ``make(accounts=True)`` starts a server on a copy of it."""
+    folder = tmp_path_factory.mktemp("live-database")
+    add_accounts(LiveServer(folder, {"HOURGLASS_PODMAN_URL": podman_service.url},
+                            folder / "commands.log"))
+    return folder / "hourglass.db"
+
+
+@contextmanager
+def live_servers(folder, podman_service, request):
+    """``make``, for the ``with`` block: live servers sharing one instance folder and
+    database (under ``folder``, with their logs); all stopped at the end."""
+    shared_instance = folder / "live-instance"
+    shared_instance.mkdir()
+    servers = []
+
+    def make(instance=shared_instance, accounts=False, **env):
+        """A server on ``instance``; an env value of None unsets that variable. With
+        ``accounts``, its database starts as a copy of ``live_database``."""
+        env = {"HOURGLASS_PODMAN_URL": podman_service.url, **env}
+        server = LiveServer(instance, env, folder / f"server-{len(servers)}.log")
+        servers.append(server)
+        if accounts:
+            copy_database(request.getfixturevalue("live_database"),
+                          Path(instance) / "hourglass.db")
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def live_server_factory(tmp_path, podman_service, request):
+    """Make live servers sharing one instance folder and database; all stopped at the end."""
+    with live_servers(tmp_path, podman_service, request) as make:
+        yield make
+
+
+# What a module's shared server allows: its tests together sign in more often than the
+# default LOGIN_RATE_LIMIT lets one address, which each of them alone stays under.
+SHARED_LOGIN_RATE_LIMIT = "1000000 per minute"
+
+
+@pytest.fixture(scope="module")
+def module_live_server_factory(tmp_path_factory, podman_service, request):
+    """``live_server_factory`` for what a module's tests share: its servers stop when the
+    module's tests are done."""
+    with live_servers(tmp_path_factory.mktemp("module-servers"), podman_service,
+                      request) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_live_server(module_live_server_factory):
+    """The live server of a module's tests marked ``shared_server``: started once, on a copy
+    of ``live_database``; what one test changes, the next one sees."""
+    return module_live_server_factory(
+        accounts=True, HOURGLASS_LOGIN_RATE_LIMIT=SHARED_LOGIN_RATE_LIMIT).start()
+
+
+@pytest.fixture
+def live_server(request):
+    """One started live server with the accounts of ``add_accounts`` (mina, rene); the
+    module's ``module_live_server`` for a test marked ``shared_server``."""
+    if request.node.get_closest_marker("shared_server"):
+        return request.getfixturevalue("module_live_server")
+    return request.getfixturevalue("live_server_factory")(accounts=True).start()
 
 
 # --- Chromium ----------------------------------------------------------------------------
@@ -267,8 +381,12 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, request):
-    """A fresh browser context and page; a screenshot lands in tests/artifacts on failure."""
+def page(browser, request, live_server_factory):
+    """A fresh browser context and page; a screenshot lands in tests/artifacts on failure.
+
+    Made after ``live_server_factory``, so it is closed before the test's servers stop: a
+    connection the browser still holds open keeps a stopping server's worker until gunicorn
+    kills it, after its graceful timeout (10 s)."""
     context = browser.new_context(locale="en-US")
     page = context.new_page()
     page.set_default_timeout(10_000)

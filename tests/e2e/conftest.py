@@ -51,8 +51,9 @@ def page(page, csp_violations):
 
 
 @pytest.fixture
-def new_page(browser, request, csp_violations):
-    """``new_page(locale="en-US")``: a page in a new browser context of its own."""
+def new_page(browser, request, csp_violations, live_server_factory):
+    """``new_page(locale="en-US")``: a page in a new browser context of its own, closed
+    before the test's servers stop (as ``page``)."""
     contexts = []
 
     def make(locale="en-US"):

@@ -12,11 +12,14 @@ from tests.integration.test_replica_io import serve_a_running_task
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
 
-@pytest.fixture
-def served(live_server_factory, podman_service, test_image, tmp_path):
+@pytest.fixture(scope="module")
+def served(module_live_server_factory, podman_service, test_image, tmp_path_factory):
     """The live server running rene's task "shell", which prints "first <b>line</b>", then
-    "second-line" once /dev/shm/go exists."""
-    served = serve_a_running_task(live_server_factory, test_image, tmp_path)
+    "second-line" once /dev/shm/go exists. One for both tests that use it: typing in the
+    console does not write to the task's log, and the log's test is the one that makes
+    /dev/shm/go."""
+    served = serve_a_running_task(module_live_server_factory, test_image,
+                                  tmp_path_factory.mktemp("served"))
     yield served
     PodmanBackend(podman_service.url).remove(served.container)
 

@@ -17,10 +17,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def server(live_server_factory):
-    server = live_server_factory(HOURGLASS_IMAGE_BUILDER="tests.image_builders:quick_build")
-    server.flask("db", "upgrade")
-    server.flask("user", "add", "mina", "--role", "miner", "--password-stdin", stdin=PASSWORD)
-    return server.start()
+    return live_server_factory(
+        accounts=True, HOURGLASS_IMAGE_BUILDER="tests.image_builders:quick_build").start()
 
 
 def test_build_shows_progress_and_the_log_as_it_runs(page, server):

@@ -11,7 +11,9 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 from tests.e2e.helpers import RENTER_MENU, heading, menu_links, sign_in, sign_out
 
-pytestmark = pytest.mark.e2e
+# One live server serves them all: rene's saved language is the one thing a test
+# changes, and no other test signs him in.
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_server]
 
 ZH_LOGIN = {"user_label": "用户名", "password_label": "密码", "button": "登录"}
 ZH_RENTER_MENU = ["概览", "Notebook", "训练任务", "机时", "算法", "数据集", "镜像", "模板"]

@@ -23,7 +23,8 @@ from tests.e2e.helpers import (
     sign_out,
 )
 
-pytestmark = pytest.mark.e2e
+# They only sign in and out: one live server serves them all.
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_server]
 
 ROLES = {
     # role: (user, login path, home path, menu, heading on the home page)

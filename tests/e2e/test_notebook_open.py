@@ -71,12 +71,10 @@ def cloud(live_server_factory, podman_service, jupyter_image, tmp_path):
     rene and carol; the notebooks' containers are removed at the end."""
     host = tmp_path / "host"
     host.mkdir()
-    server = live_server_factory(HOURGLASS_TICK_SECONDS="0.2", HOURGLASS_DISCOVERY_SECONDS="1",
-                                 HOURGLASS_HOST_ROOT=str(host))
-    server.flask("db", "upgrade")
-    for name, role in (("mina", "miner"), ("rene", "renter"), ("carol", "renter")):
-        server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
-    fund_on(server, "rene", "carol")
+    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
+                                 HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_HOST_ROOT=str(host))
+    server.flask("user", "add", "carol", "--role", "renter", "--password-stdin", stdin=PASSWORD)
+    fund_on(server, "carol")
     miner = server.flask("token", "create", "mina").stdout.strip()
     server.start()
     wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import expect
 
-from portal.notebooks import code_folder
+from portal.notebook_folders import code_folder
 from scheduler.podman import PodmanBackend
 from tests.conftest import ARTIFACTS, PASSWORD
 from tests.e2e.helpers import (
@@ -29,7 +29,7 @@ from tests.e2e.helpers import (
 )
 from tests.fake_hosts import make_sophgo_host
 from tests.integration.test_replica_io import api
-from tests.support import fund_on, wait_for
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
@@ -44,12 +44,8 @@ def cloud(live_server_factory, podman_service, jupyter_image, tmp_path):
     host's chip nodes). The notebooks' containers are removed at the end."""
     host = tmp_path / "host"
     chips = make_sophgo_host(host, cards=[("0x1686", 3)])
-    server = live_server_factory(HOURGLASS_TICK_SECONDS="0.2", HOURGLASS_DISCOVERY_SECONDS="1",
-                                 HOURGLASS_HOST_ROOT=str(host))
-    server.flask("db", "upgrade")
-    for name, role in (("mina", "miner"), ("rene", "renter")):
-        server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
-    fund_on(server, "rene")
+    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
+                                 HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_HOST_ROOT=str(host))
     miner = server.flask("token", "create", "mina").stdout.strip()
     server.start()
     wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,

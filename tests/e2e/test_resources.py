@@ -28,12 +28,9 @@ def server(live_server_factory, tmp_path):
     (renters in no group yet)."""
     host = tmp_path / "host"
     make_sophgo_host(host, cards=[("0x1686", 3)] * 2)
-    server = live_server_factory(HOURGLASS_HOST_ROOT=str(host), HOURGLASS_DISCOVERY_SECONDS="1")
-    server.flask("db", "upgrade")
-    server.flask("user", "add", "mina", "--role", "miner", "--password-stdin", stdin=PASSWORD)
-    for renter in ("rene", "carol"):
-        server.flask("user", "add", renter, "--role", "renter", "--password-stdin",
-                     stdin=PASSWORD)
+    server = live_server_factory(accounts=True, HOURGLASS_HOST_ROOT=str(host),
+                                 HOURGLASS_DISCOVERY_SECONDS="1")
+    server.flask("user", "add", "carol", "--role", "renter", "--password-stdin", stdin=PASSWORD)
     return server.start()
 
 

@@ -13,6 +13,8 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD
 from tests.e2e.helpers import WRONG_PASSWORD, heading, menu_links, sign_in
 
+# The tests marked shared_server share one live server: none of them adds a user or a
+# group, or signs in as anyone but mina.
 pytestmark = pytest.mark.e2e
 
 CAROL_PASSWORD = "carols-first-password"
@@ -124,6 +126,7 @@ def test_disable_ends_the_session_and_enable_lets_her_back(page, live_server, ne
     expect_signed_in_as(carols, "Carol C")
 
 
+@pytest.mark.shared_server
 def test_miner_cannot_disable_themselves(page, live_server):
     as_miner(page, live_server)
     mina = row(page, "mina")
@@ -217,6 +220,7 @@ def test_save_groups_and_delete_a_group(page, live_server):
     expect(row(page, "carol").get_by_label("lab-a")).to_have_count(0)
 
 
+@pytest.mark.shared_server
 @pytest.mark.parametrize("name, password, message", [
     ("Bad Name!", "", "A user name must be 2-32 characters: lowercase letters, digits, "
                       "'.', '_' or '-', starting with a letter."),
@@ -241,6 +245,7 @@ def test_invalid_new_user_shows_the_error(page, live_server, name, password, mes
     expect(page.locator("#users tbody tr")).to_have_count(2)  # mina and rene only
 
 
+@pytest.mark.shared_server
 def test_invalid_group_name_shows_the_error(page, live_server):
     as_miner(page, live_server)
     new_group = page.locator("#new-group")
@@ -265,6 +270,7 @@ def test_users_page_ids_are_unique(page, live_server):
     expect(page.locator("#new-group").get_by_label("Group name")).to_have_count(1, timeout=1000)
 
 
+@pytest.mark.shared_server
 def test_reload_after_a_password_reset_shows_the_users_page(page, live_server):
     as_miner(page, live_server)
     row(page, "rene").get_by_role("button", name="Reset").click()

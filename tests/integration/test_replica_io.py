@@ -216,12 +216,10 @@ def serve_a_running_task(make_server, image, tmp_path, argv=GATED):
     tests."""
     host = tmp_path / "host"
     host.mkdir()
-    server = make_server(HOURGLASS_TICK_SECONDS="0.2", HOURGLASS_DISCOVERY_SECONDS="1",
-                         HOURGLASS_HOST_ROOT=str(host))
-    server.flask("db", "upgrade")
-    for name, role in (("mina", "miner"), ("rene", "renter"), ("carol", "renter")):
-        server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
-    fund_on(server, "rene", "carol")
+    server = make_server(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
+                         HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_HOST_ROOT=str(host))
+    server.flask("user", "add", "carol", "--role", "renter", "--password-stdin", stdin=PASSWORD)
+    fund_on(server, "carol")
     miner = server.flask("token", "create", "mina").stdout.strip()
     renter = server.flask("token", "create", "rene").stdout.strip()
     server.start()

@@ -34,7 +34,7 @@ from scheduler.podman_service import podman_env
 from scheduler.reconcile import Reconciler
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
-from tests.support import fund, fund_on, wait_for
+from tests.support import fund, wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -95,11 +95,7 @@ def test_kill_9_then_restart_adopts_the_survivor_and_loses_the_removed(
     make_sophgo_host(host, cards=[("0x1686", 3)] * 2)
     env = {"HOURGLASS_HOST_ROOT": str(host), "HOURGLASS_TICK_SECONDS": "0.5",
            "HOURGLASS_DISCOVERY_SECONDS": "1", "HOURGLASS_LEASE_SECONDS": "3"}
-    first = live_server_factory(**env)
-    first.flask("db", "upgrade")
-    for name, role in (("mina", "miner"), ("rene", "renter")):
-        first.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
-    fund_on(first, "rene")
+    first = live_server_factory(accounts=True, **env)
     miner = Api(first, first.flask("token", "create", "mina").stdout.strip())
     renter = Api(first, first.flask("token", "create", "rene").stdout.strip())
     first.start()

@@ -13,9 +13,9 @@ import pytest
 
 from scheduler.podman import PodmanBackend
 from scheduler.watch import EventWatcher
-from tests.conftest import PASSWORD, TEST_LABEL
+from tests.conftest import TEST_LABEL
 from tests.integration.test_scheduler_restart import Api
-from tests.support import fund_on, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.podman
 
@@ -61,11 +61,8 @@ def test_the_watcher_reports_our_instances_ends_only_and_stops(podman_service, t
 
 def test_a_replica_that_exits_is_seen_ended_long_before_the_next_tick(
         live_server_factory, podman_service, test_image):
-    server = live_server_factory(HOURGLASS_TICK_SECONDS="60", HOURGLASS_DISCOVERY_SECONDS="1")
-    server.flask("db", "upgrade")
-    for name, role in (("mina", "miner"), ("rene", "renter")):
-        server.flask("user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD)
-    fund_on(server, "rene")
+    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="60",
+                                 HOURGLASS_DISCOVERY_SECONDS="1")
     miner = Api(server, server.flask("token", "create", "mina").stdout.strip())
     renter = Api(server, server.flask("token", "create", "rene").stdout.strip())
     server.start()
