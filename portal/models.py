@@ -237,6 +237,139 @@ class PoolLimit(BaseModel):
     max_chips_per_user = IntegerField(null=True)
     max_replicas_per_user = IntegerField(null=True)
     cull_idle_minutes = IntegerField(null=True)
+    max_run_minutes = IntegerField(null=True)  # the most a task or notebook may run here
+
+
+# --- the renter's workspace: code, data, images and templates ------------------------------
+
+
+class Algorithm(BaseModel):
+    """A renter's code, in numbered versions (``AlgorithmVersion``). A version's files live
+    under the data folder (``portal.storage``) and never change once saved; a task gets one
+    at /code, a notebook a working copy of one."""
+
+    user = ForeignKeyField(User, backref="algorithms", on_delete="RESTRICT")
+    name = CharField(max_length=64)
+    description = CharField(max_length=256, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class AlgorithmVersion(BaseModel):
+    """One saved state of an algorithm's files: ``number`` counts from 1; ``size_bytes``
+    and ``file_count`` are what was unpacked."""
+
+    algorithm = ForeignKeyField(Algorithm, backref="versions", on_delete="CASCADE")
+    number = IntegerField()
+    note = CharField(max_length=256, default="")
+    size_bytes = BigIntegerField(default=0)
+    file_count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("algorithm", "number"), True),)
+
+
+class Dataset(BaseModel):
+    """A renter's data, in numbered versions (``DatasetVersion``), mounted read-only at
+    /dataset; shared read-only with groups through ``DatasetShare``."""
+
+    user = ForeignKeyField(User, backref="datasets", on_delete="RESTRICT")
+    name = CharField(max_length=64)
+    description = CharField(max_length=256, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class DatasetVersion(BaseModel):
+    """One saved state of a dataset's files (as ``AlgorithmVersion``)."""
+
+    dataset = ForeignKeyField(Dataset, backref="versions", on_delete="CASCADE")
+    number = IntegerField()
+    note = CharField(max_length=256, default="")
+    size_bytes = BigIntegerField(default=0)
+    file_count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("dataset", "number"), True),)
+
+
+class DatasetShare(BaseModel):
+    """A dataset the members of ``group`` may read (mount, browse, download)."""
+
+    dataset = ForeignKeyField(Dataset, backref="shares", on_delete="CASCADE")
+    group = ForeignKeyField(Group, backref="dataset_shares", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("dataset", "group"), True),)
+
+
+class Upload(BaseModel):
+    """A file a renter is sending in pieces (restartable after a dropped connection):
+    ``received`` bytes of ``size`` are on disk under the data folder; ``key`` names it
+    (random, not a secret: every request checks ``user``)."""
+
+    key = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="uploads", on_delete="CASCADE")
+    filename = CharField(max_length=255)
+    size = BigIntegerField()
+    received = BigIntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+
+IMAGE_SOURCES = ("preset", "upload", "build", "commit")
+IMAGE_STATES = ("pending", "building", "ready", "failed")
+
+
+class Image(BaseModel):
+    """A container image a renter may run. ``user`` None: a preset the miner offers to
+    everyone; else the renter's own (an uploaded ``podman save`` archive, a build from a
+    Containerfile, or a saved notebook). ``reference`` is the engine's name for it;
+    ``jupyter`` says whether it contains JupyterLab (checked when it is added); ``log``
+    keeps the end of a build's output."""
+
+    user = ForeignKeyField(User, backref="images", null=True, on_delete="RESTRICT")
+    name = CharField(max_length=96)
+    reference = CharField(max_length=255, unique=True)
+    source = CharField(max_length=16, choices=[(s, s) for s in IMAGE_SOURCES])
+    state = CharField(max_length=16, default="ready", choices=[(s, s) for s in IMAGE_STATES])
+    reason = CharField(max_length=512, default="")
+    jupyter = BooleanField(default=False)
+    size_bytes = BigIntegerField(default=0)
+    containerfile = TextField(default="")
+    log = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+
+class TaskTemplate(BaseModel):
+    """A training task's whole definition saved to start again in one click: ``definition``
+    is JSON (image, argv, env, pool, subtasks with their specs, algorithm and dataset
+    versions, maximum run time), checked again like any submission when used."""
+
+    user = ForeignKeyField(User, backref="task_templates", on_delete="CASCADE")
+    name = CharField(max_length=96)
+    description = CharField(max_length=256, default="")
+    definition = TextField(default="{}")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class TemplateShare(BaseModel):
+    """A template the members of ``group`` may start tasks from (a copy runs as theirs)."""
+
+    template = ForeignKeyField(TaskTemplate, backref="shares", on_delete="CASCADE")
+    group = ForeignKeyField(Group, backref="template_shares", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("template", "group"), True),)
 
 
 class Notebook(BaseModel):
@@ -253,8 +386,11 @@ class Notebook(BaseModel):
     spec = ForeignKeyField(ResourceSpec, backref="notebooks", null=True, on_delete="SET NULL")
     pool = ForeignKeyField(Pool, backref="notebooks", null=True, on_delete="SET NULL")
     count = IntegerField(default=1)
-    algorithm = CharField(max_length=64, default="")
-    dataset = CharField(max_length=64, default="")
+    algorithm_version = ForeignKeyField(AlgorithmVersion, backref="notebooks", null=True,
+                                        on_delete="SET NULL")
+    dataset_version = ForeignKeyField(DatasetVersion, backref="notebooks", null=True,
+                                      on_delete="SET NULL")
+    max_run_minutes = IntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     deleted = BooleanField(default=False)
 
@@ -267,7 +403,9 @@ REPLICA_ENDED = ("succeeded", "failed", "stopped", "lost")
 class Task(BaseModel):
     """What a renter runs: a training task or a notebook. ``argv`` and ``env`` are JSON
     (a list of strings, never run through a shell; a dict of strings). ``state`` is
-    derived from the replicas and cached here for lists."""
+    derived from the replicas and cached here for lists. A training task gets
+    ``algorithm_version`` at /code and ``dataset_version`` read-only at /dataset; it stops
+    after ``max_run_minutes`` of running (None: no limit but its pool's)."""
 
     user = ForeignKeyField(User, backref="tasks", on_delete="RESTRICT")
     kind = CharField(max_length=16, default="training")
@@ -288,6 +426,12 @@ class Task(BaseModel):
     # in a URL or logged; not in ``env``)
     notebook = ForeignKeyField(Notebook, null=True, backref="runs", on_delete="SET NULL")
     secret = CharField(max_length=64, default="")
+    algorithm_version = ForeignKeyField(AlgorithmVersion, backref="tasks", null=True,
+                                        on_delete="SET NULL")
+    dataset_version = ForeignKeyField(DatasetVersion, backref="tasks", null=True,
+                                      on_delete="SET NULL")
+    max_run_minutes = IntegerField(null=True)
+    template = ForeignKeyField(TaskTemplate, backref="tasks", null=True, on_delete="SET NULL")
 
 
 class Subtask(BaseModel):
@@ -452,4 +596,5 @@ class NotebookAccess(BaseModel):
 MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
           Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth,
-          NotebookGrant, NotebookAccess]
+          NotebookGrant, NotebookAccess, Algorithm, AlgorithmVersion, Dataset, DatasetVersion,
+          DatasetShare, Upload, Image, TaskTemplate, TemplateShare]
