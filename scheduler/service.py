@@ -1,9 +1,10 @@
 """The scheduler service: an APScheduler BackgroundScheduler in this process.
 
-Three jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
+Four jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
 leader's work on replicas (``scheduler.reconcile``) and records that it ran,
 ``discovery`` looks at every node (``scheduler.discovery``) every
-``discovery_seconds``, and once as soon as this process becomes leader. While
+``discovery_seconds``, and once as soon as this process becomes leader, and
+``housekeeping`` (the leader's slow chores, e.g. stale uploads) every hour. While
 leader, an ``EventWatcher`` (``scheduler.watch``) follows the enabled nodes'
 container events and wakes the tick when one of our containers ends.
 
@@ -29,14 +30,16 @@ log = logging.getLogger(__name__)
 # this far apart: the first wake runs at once, the others share the next pass, and the
 # portal's request threads keep the CPU between passes.
 WAKE_GAP_SECONDS = 0.2
+HOUSEKEEPING_SECONDS = 3600
 
 
 class SchedulerService:
     """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job;
-    ``watcher`` a ``scheduler.watch.EventWatcher`` (it needs the ``reconciler``), or None."""
+    ``watcher`` a ``scheduler.watch.EventWatcher`` (it needs the ``reconciler``), or None;
+    ``housekeeping`` a callable the leader runs every ``HOUSEKEEPING_SECONDS``, or None."""
 
     def __init__(self, enabled, tick_seconds, lease_seconds, discovery=None,
-                 discovery_seconds=30.0, reconciler=None, watcher=None):
+                 discovery_seconds=30.0, reconciler=None, watcher=None, housekeeping=None):
         self.enabled = enabled
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
@@ -44,6 +47,7 @@ class SchedulerService:
         self.discovery_seconds = discovery_seconds
         self.reconciler = reconciler
         self.watcher = watcher
+        self.housekeeping = housekeeping
         self._woken = threading.Event()
         # Whether ``tick`` is in its loop of passes, which runs once more when woken; both
         # change under the lock, so a wake is never left to a loop that has decided to end.
@@ -73,6 +77,9 @@ class SchedulerService:
             # more (Discovery.run is one at a time), so requests coalesce and none is lost.
             self._scheduler.add_job(self.discovery_job, "interval", id="discovery",
                                     seconds=self.discovery_seconds, max_instances=2)
+        if self.housekeeping is not None:
+            self._scheduler.add_job(self.housekeeping_job, "interval", id="housekeeping",
+                                    seconds=HOUSEKEEPING_SECONDS)
         self._scheduler.start()
         log.info("scheduler started as %s (%s)", self.state, self.lease.holder)
         self.request_discovery()
@@ -162,6 +169,16 @@ class SchedulerService:
         """The leader's node discovery; a follower does nothing."""
         if self.is_leader:
             self.discovery.run()
+
+    def housekeeping_job(self):
+        """The leader's slow chores; a follower does nothing. A failure is logged and the
+        next hour tries again."""
+        if not self.is_leader:
+            return
+        try:
+            self.housekeeping()
+        except Exception:
+            log.exception("housekeeping failed")
 
     def discover_now(self):
         """Run one discovery here and now, leader or not; {node id: Finding}. For tests and

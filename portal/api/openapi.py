@@ -55,7 +55,7 @@ def _operation(op, components):
         out["parameters"] = parameters
     if op.body is not None:
         out["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": op.body.schema(components)}}}
+            op.body.media_type: {"schema": op.body.schema(components)}}}
     success = {"description": str(_l("Success") if op.response else _l("Done; no content"))}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": op.response.schema(components)}}

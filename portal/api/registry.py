@@ -48,7 +48,13 @@ OPERATIONS = []
 
 
 def read_body(schema):
-    """The request's JSON object, checked against ``schema``; ApiError(400) otherwise."""
+    """The request's JSON object, checked against ``schema``; ApiError(400) otherwise. For a
+    ``Binary`` schema, the request's stream itself (any size; the view reads it)."""
+    if schema.media_type != "application/json":
+        if request.mimetype != schema.media_type:
+            raise ApiError(415, "unsupported_media_type", _(
+                "The body must be sent with Content-Type: %(type)s.", type=schema.media_type))
+        return request.stream
     request.max_content_length = MAX_BODY
     if not request.is_json:
         raise ApiError(400, "invalid_body",

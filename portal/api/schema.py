@@ -33,6 +33,7 @@ class Type:
     """One JSON value. ``nullable`` allows ``null``; ``description`` goes into the document."""
 
     json_type = ""
+    media_type = "application/json"  # as a request body
 
     def __init__(self, description="", nullable=False):
         self.description = description
@@ -176,6 +177,17 @@ class Boolean(Type):
 
     def noun(self):
         return _("true or false")
+
+
+class Binary(Type):
+    """A request body of raw bytes (``application/octet-stream``): the view gets the
+    request's stream, to read in pieces, instead of a parsed value."""
+
+    media_type = "application/octet-stream"
+
+    def schema(self, components):
+        out = {"type": "string", "format": "binary"}
+        return {**out, "description": str(self.description)} if self.description else out
 
 
 class Array(Type):

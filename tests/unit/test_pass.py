@@ -61,3 +61,23 @@ def test_a_pass_logs_its_duration_and_warns_when_longer_than_the_tick(app, caplo
             service.tick()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and "longer than the 0 s tick" in warnings[0].getMessage()
+
+
+def test_housekeeping_runs_on_the_leader_only_and_a_failure_is_logged(app, caplog):
+    ran = []
+
+    def chores():
+        ran.append(True)
+        if len(ran) == 2:
+            raise OSError("disk gone")
+
+    with app.app_context():
+        service = SchedulerService(enabled=True, tick_seconds=60, lease_seconds=15,
+                                   housekeeping=chores)
+        service.housekeeping_job()  # not leader yet: nothing
+        assert ran == []
+        service.heartbeat()
+        service.housekeeping_job()
+        with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+            service.housekeeping_job()
+        assert ran == [True, True] and "housekeeping failed" in caplog.text
