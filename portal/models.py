@@ -243,57 +243,61 @@ class PoolLimit(BaseModel):
 # --- the renter's workspace: code, data, images and templates ------------------------------
 
 
-class Algorithm(BaseModel):
+class SavedVersion(BaseModel):
+    """What every saved state of a folder of files has (``AlgorithmVersion``,
+    ``DatasetVersion``; no table of its own): ``number`` counts from 1; ``size_bytes`` and
+    ``file_count`` are what was saved."""
+
+    number = IntegerField()
+    note = CharField(max_length=256, default="")
+    size_bytes = BigIntegerField(default=0)
+    file_count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+
+class VersionedFolder(BaseModel):
+    """What an algorithm and a dataset have (no table of its own): a name unique among the
+    owner's, a description; their files are in numbered versions."""
+
+    name = CharField(max_length=64)
+    description = CharField(max_length=256, default="")
+    created_at = DateTimeField(default=utcnow)
+
+
+class Algorithm(VersionedFolder):
     """A renter's code, in numbered versions (``AlgorithmVersion``). A version's files live
     under the data folder (``portal.storage``) and never change once saved; a task gets one
     at /code, a notebook a working copy of one."""
 
     user = ForeignKeyField(User, backref="algorithms", on_delete="RESTRICT")
-    name = CharField(max_length=64)
-    description = CharField(max_length=256, default="")
-    created_at = DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("user", "name"), True),)
 
 
-class AlgorithmVersion(BaseModel):
-    """One saved state of an algorithm's files: ``number`` counts from 1; ``size_bytes``
-    and ``file_count`` are what was unpacked."""
+class AlgorithmVersion(SavedVersion):
+    """One saved state of an algorithm's files."""
 
     algorithm = ForeignKeyField(Algorithm, backref="versions", on_delete="CASCADE")
-    number = IntegerField()
-    note = CharField(max_length=256, default="")
-    size_bytes = BigIntegerField(default=0)
-    file_count = IntegerField(default=0)
-    created_at = DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("algorithm", "number"), True),)
 
 
-class Dataset(BaseModel):
+class Dataset(VersionedFolder):
     """A renter's data, in numbered versions (``DatasetVersion``), mounted read-only at
     /dataset; shared read-only with groups through ``DatasetShare``."""
 
     user = ForeignKeyField(User, backref="datasets", on_delete="RESTRICT")
-    name = CharField(max_length=64)
-    description = CharField(max_length=256, default="")
-    created_at = DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("user", "name"), True),)
 
 
-class DatasetVersion(BaseModel):
-    """One saved state of a dataset's files (as ``AlgorithmVersion``)."""
+class DatasetVersion(SavedVersion):
+    """One saved state of a dataset's files."""
 
     dataset = ForeignKeyField(Dataset, backref="versions", on_delete="CASCADE")
-    number = IntegerField()
-    note = CharField(max_length=256, default="")
-    size_bytes = BigIntegerField(default=0)
-    file_count = IntegerField(default=0)
-    created_at = DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("dataset", "number"), True),)
@@ -375,8 +379,9 @@ class TemplateShare(BaseModel):
 class Notebook(BaseModel):
     """A renter's JupyterLab notebook: what each of its runs (a ``Task`` of kind "notebook",
     ``runs``) starts with. ``count`` subtasks (``lab-0``...) of one replica each with
-    ``spec``; /code is the folder of ``algorithm`` (a folder name) or, with none, the
-    notebook's own folder; ``dataset`` (a folder name, or "") is read-only at /dataset.
+    ``spec``; /code is the notebook's own folder (its working copy, first filled from
+    ``algorithm_version`` when it has one); ``dataset_version`` is read-only at /dataset.
+    ``max_run_minutes``: each run stops after that long (None: no limit but the pool's).
     ``spec`` and ``pool`` are None once the miner deleted them (a start is then refused,
     or the default pool used). A deleted notebook keeps its row (its runs are billed)."""
 

@@ -1,11 +1,12 @@
-"""Notebooks' host folders: where a notebook's /code and /dataset live under the data folder
-(``HOURGLASS_DATA``), what its containers mount, and the folders a renter may choose.
-Making and checking a folder is ``portal.storage``'s.
+"""Notebooks' host folders: where a notebook's /code lives under the data folder
+(``HOURGLASS_DATA``) and what its containers mount. /code is always the notebook's own
+folder, its working copy (filled from its algorithm version when it is made); its dataset
+version is read-only at /dataset. Making and checking a folder is ``portal.storage``'s.
 """
 
 from flask import current_app
 
-from portal import storage
+from portal import storage, versions
 
 
 def data_root():
@@ -14,32 +15,15 @@ def data_root():
 
 
 def code_folder(root, notebook):
-    """The host folder that is /code in ``notebook``: its algorithm's, else its own."""
-    if notebook.algorithm:
-        return storage.user_folder(root, notebook.user_id, "algorithms", notebook.algorithm)
+    """The host folder that is /code in ``notebook``: its own working copy."""
     return storage.user_folder(root, notebook.user_id, "notebooks", str(notebook.id))
 
 
-def dataset_folder(root, user_id, name):
-    """The host folder of ``user_id``'s dataset ``name`` (/dataset, read-only)."""
-    return storage.user_folder(root, user_id, "datasets", name)
-
-
-def mounts(root, notebook):
+def mounts(root, notebook, dataset_version=None):
     """``[(host path, container path, read only)]`` of ``notebook``'s containers: /code,
-    and /dataset read-only when it has one."""
-    found = [(str(code_folder(root, notebook)), "/code", False)]
-    if notebook.dataset:
-        found.append((str(dataset_folder(root, notebook.user_id, notebook.dataset)),
-                      "/dataset", True))
-    return found
-
-
-def folder_names(root, user, kind):
-    """The names of ``user``'s folders of ``kind`` that exist, sorted (for the form)."""
-    parent = storage.user_folder(root, user.id, kind, "x").parent
-    try:
-        return sorted(p.name for p in parent.iterdir()
-                      if storage.valid_name(p.name) and storage.is_folder(p))
-    except OSError:
-        return []
+    and /dataset read-only when it has a dataset version (``dataset_version``, its row,
+    read when not given)."""
+    if dataset_version is None and notebook.dataset_version_id:
+        dataset_version = notebook.dataset_version
+    return [(str(code_folder(root, notebook)), "/code", False),
+            *versions.mounts(root, dataset_version=dataset_version)]

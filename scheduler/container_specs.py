@@ -2,7 +2,9 @@
 
 A replica's container has its task's image, argv and environment, its spec's limits,
 its chips (renumbered from 0 inside), a name on its task's network and its peers'
-addresses; a notebook's replica runs JupyterLab with its notebook's folders bound.
+addresses; a training task's algorithm version is bound read-only at /code (its working
+directory) and its dataset version read-only at /dataset; a notebook's replica runs
+JupyterLab with its notebook's folders bound.
 """
 
 import json
@@ -11,8 +13,18 @@ from pathlib import Path
 
 from peewee import JOIN
 
-from portal import notebook_folders
-from portal.models import Node, NodeChip, Notebook, Replica, ReplicaChip, ResourceSpec, Subtask
+from portal import notebook_folders, versions
+from portal.models import (
+    AlgorithmVersion,
+    DatasetVersion,
+    Node,
+    NodeChip,
+    Notebook,
+    Replica,
+    ReplicaChip,
+    ResourceSpec,
+    Subtask,
+)
 from scheduler.accelerators import Chip
 from scheduler.backend import ContainerSpec, StartFailed, attach_chips, network_name
 
@@ -49,12 +61,12 @@ def jupyter_address(replica, state, instance):
 
 def container_specs(replicas, instance, local_url, host_root, data_root):
     """The containers of ``replicas`` (with their task, subtask and node), in order; for
-    a notebook's replica that cannot start, the StartFailed saying why instead. Four
-    queries for all of them, however many replicas and tasks.
+    a replica that cannot start, the StartFailed saying why instead. Six queries for all
+    of them, however many replicas and tasks.
 
     ``instance`` is the database's instance id (in every name); a replica on the node at
     ``local_url`` gets its chips' host paths under ``host_root``; ``data_root`` holds the
-    notebooks' folders (None: notebooks do not start)."""
+    notebooks' folders and the versions (None: what needs them does not start)."""
     specs = {spec.id: spec for spec in ResourceSpec.select().where(
         ResourceSpec.id.in_({r.subtask.spec_id for r in replicas}))}
     peers = {}
@@ -71,18 +83,46 @@ def container_specs(replicas, instance, local_url, host_root, data_root):
             Chip(row.kind, row.index, row.device, row.card, row.driver))
     labs = {nb.id: nb for nb in Notebook.select().where(Notebook.id.in_(
         {r.task.notebook_id for r in replicas if r.task.kind == "notebook"}))}
+    owners = [r.task for r in replicas if r.task.kind != "notebook"] + list(labs.values())
+    codes = _rows(AlgorithmVersion, {o.algorithm_version_id for o in owners})
+    data = _rows(DatasetVersion, {o.dataset_version_id for o in owners})
     out = []
     for r in replicas:
         root = host_root if r.node.url == local_url else Path("/")
         spec = _container(r, specs[r.subtask.spec_id], peers[r.task_id], chips.get(r.id, []),
                           instance, root)
-        if r.task.kind == "notebook":
-            try:
-                spec = _notebook(spec, r, labs.get(r.task.notebook_id), data_root)
-            except StartFailed as why:
-                spec = why
+        try:
+            if r.task.kind == "notebook":
+                spec = _notebook(spec, r, labs.get(r.task.notebook_id), data_root, data)
+            else:
+                spec = _versions(spec, codes.get(r.task.algorithm_version_id),
+                                 data.get(r.task.dataset_version_id), data_root)
+        except StartFailed as why:
+            spec = why
         out.append(spec)
     return out
+
+
+def _rows(model, ids):
+    """``{id: row}`` of ``model`` for ``ids`` (None left out)."""
+    ids = {i for i in ids if i is not None}
+    return {row.id: row for row in model.select().where(model.id.in_(ids))} if ids else {}
+
+
+def _versions(container, code, dataset, data_root):
+    """``container`` with a training task's versions bound read-only: ``code`` (an
+    AlgorithmVersion, or None) at /code, its working directory, ``dataset`` at /dataset.
+    Raises StartFailed when their files are not there."""
+    if code is None and dataset is None:
+        return container
+    if data_root is None:
+        raise StartFailed("Hourglass has no data folder for versions (HOURGLASS_DATA)")
+    binds = versions.mounts(data_root, code, dataset)
+    for host, inside, _read_only in binds:
+        if not Path(host).is_dir():
+            raise StartFailed(f"the files of {inside} are missing")
+    return replace(container, mounts=(*container.mounts, *binds),
+                   working_dir="/code" if code is not None else container.working_dir)
 
 
 def _container(replica, spec, everyone, chips, instance, chip_root):
@@ -113,7 +153,7 @@ def _container(replica, spec, everyone, chips, instance, chip_root):
     return attach_chips(container, chips, chip_root) if chips else container
 
 
-def _notebook(container, replica, notebook, data_root):
+def _notebook(container, replica, notebook, data_root, data):
     """``container`` made a notebook's: JupyterLab with the run's token in its
     environment, working in /code, the notebook's folders (under ``data_root``) bound.
     Raises StartFailed."""
@@ -122,7 +162,8 @@ def _notebook(container, replica, notebook, data_root):
     if data_root is None:
         raise StartFailed("Hourglass has no data folder for notebooks (HOURGLASS_DATA)")
     try:
-        binds = notebook_folders.mounts(data_root, notebook)
+        binds = notebook_folders.mounts(data_root, notebook,
+                                        data.get(notebook.dataset_version_id))
     except ValueError as error:
         raise StartFailed(str(error)) from None
     return replace(container, argv=jupyter_argv(replica.id, replica.peer_port or JUPYTER_PORT),
