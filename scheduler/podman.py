@@ -3,11 +3,13 @@
 ``PodmanBackend`` implements the container backend seam (``scheduler.backend``) with
 podman-py: replicas' containers, their events, logs and execs, and per-task networks.
 It also answers what node discovery asks of a node (``host_info``, ``run_probe``, the
-``canary``) and what image imports need (``image_exists``, ``import_image``); the
+``canary``) and what image imports need (``image_exists``, ``import_image``; the renter's
+images' calls are ``scheduler.podman_images``'s, which it inherits); the
 transport under every call (clients, tunnels, gates, retries) is ``PodmanEndpoint``'s.
 Two things reach Podman otherwise, each saying why where it does: a console's
 terminal and a followed log, on connections of their own (``scheduler.podman_streams``),
-and the JupyterLab image build, with the ``podman`` command (``scheduler.jupyter_image``).
+and image builds, with the ``podman`` command (``scheduler.jupyter_image``,
+``scheduler.renter_images``).
 ``scheduler.podman_service`` starts the local service, and ``scheduler.connections``
 reads the ``podman`` command's connection list: neither is an API call.
 
@@ -49,8 +51,8 @@ from scheduler.backend import (
     StartFailed,
 )
 from scheduler.libpod import create_args, event_of, listed, state_of
-from scheduler.podman_endpoint import PodmanEndpoint
 from scheduler.podman_errors import api_message, engine_errors, read_timed_out
+from scheduler.podman_images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class ProbeFailed(Exception):
     """The probe container ran but its script failed; the message holds its exit status."""
 
 
-class PodmanBackend(PodmanEndpoint, ContainerBackend):
+class PodmanBackend(ImageStore, ContainerBackend):
     """One node's Podman (see ``PodmanEndpoint`` for ``url``, ``timeout``, ``identity`` and
     ``tunnels``). A stop adds its grace to the timeout; a followed log has none."""
 

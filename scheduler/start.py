@@ -11,6 +11,7 @@ import logging
 from peewee import JOIN
 
 from portal.models import Node, Replica, Subtask, Task, utcnow
+from portal.reasons import stored
 from portal.tasks import refresh_state
 from scheduler.backend import (
     INSTANCE_LABEL,
@@ -23,6 +24,7 @@ from scheduler.backend import (
 )
 from scheduler.container_specs import container_specs
 from scheduler.follow import follow
+from scheduler.renter_images import ensure_image
 from scheduler.transitions import transition
 
 log = logging.getLogger(__name__)
@@ -55,22 +57,24 @@ def start_placed(backend_for, threads, instance, local_url, host_root, data_root
         return more
     stopped = [r for r in replicas if r.task.stop_requested or r.task.deleted]
     for replica in stopped:
-        transition(replica, "stopped", "stopped before it started")
+        transition(replica, "stopped", stored("stopped_before_start", {}))
         refresh_state(replica.task)
     orphans = [r for r in replicas if r not in stopped and r.node_id is None]
     for replica in orphans:
-        transition(replica, "lost", "its node was removed before it started")
+        transition(replica, "lost", stored("node_removed_before_start", {}))
         refresh_state(replica.task)
     starting = [r for r in replicas if r not in stopped and r not in orphans]
     jobs = {}
     specs = container_specs(starting, instance, local_url, host_root, data_root)
     for r, spec in zip(starting, specs, strict=True):
         if isinstance(spec, StartFailed):  # a notebook that cannot be built
-            transition(r, "failed", f"could not start: {spec}")
+            transition(r, "failed", stored("could_not_start", {"detail": str(spec)}))
             refresh_state(r.task)
         else:
             jobs[r.id] = (r, spec)
-    futures = {rid: threads.submit(_start, backend_for(r.node), r.node, spec)
+    nodes = list(Node.select().order_by(Node.ready.desc(), Node.id))  # disabled ones too
+    futures = {rid: threads.submit(_start, backend_for(r.node), r.node, spec,
+                                   [backend_for(n) for n in nodes if n.id != r.node_id])
                for rid, (r, spec) in jobs.items()}
     for rid, future in futures.items():
         replica = jobs[rid][0]
@@ -82,10 +86,10 @@ def start_placed(backend_for, threads, instance, local_url, host_root, data_root
             if attempts < START_ATTEMPTS:
                 Replica.update(start_attempts=attempts).where(Replica.id == rid).execute()
                 continue
-            transition(replica, "failed", f"could not start: node {replica.node.name} did "
-                       f"not answer {attempts} tries ({detail})")
+            transition(replica, "failed", stored("start_no_answer", {
+                "node": replica.node.name, "tries": attempts, "detail": str(detail)}))
         elif outcome == "failed":
-            transition(replica, "failed", f"could not start: {detail}")
+            transition(replica, "failed", stored("could_not_start", {"detail": str(detail)}))
         else:
             state, seen = detail
             Replica.update(container=container_name(instance, replica.id),
@@ -96,11 +100,15 @@ def start_placed(backend_for, threads, instance, local_url, host_root, data_root
     return more
 
 
-def _start(backend, node, spec):
-    """Start one replica's container on ``node``: ("started", (its state, when it was asked
-    for)), ("failed", Podman's message), ("retry", why) when the node did not answer, or
-    ("queued", None) when the calls to the node waiting before it took too long."""
+def _start(backend, node, spec, sources=()):
+    """Start one replica's container on ``node``, its image first copied there from one of
+    ``sources`` (the other nodes' backends) when the node lacks it: ("started", (its state,
+    when it was asked for)), ("failed", Podman's message), ("retry", why) when the node did
+    not answer, or ("queued", None) when the calls to the node waiting before it took too
+    long."""
     try:
+        if ensure_image(backend, spec.image, sources):
+            log.info("copied %s to %s", spec.image, node.name)
         backend.ensure_network(spec.network, {INSTANCE_LABEL: spec.instance,
                                               TASK_LABEL: str(spec.task)})
         try:
