@@ -1,5 +1,5 @@
 """Pools: the miner's groups of nodes, who may use each (bound groups) and the per-user
-limits in each (chips, running replicas, idle culling).
+limits in each (chips, running replicas, idle culling, maximum run time).
 
 A pool's view (``PoolView``) carries its nodes' capacity and the specs that fit one of
 its schedulable nodes; the scheduler's placement reads the same limits. Bad input raises
@@ -20,6 +20,7 @@ from portal.units import DESCRIPTION_MAX, NAME_MAX, ResourceError, clean_text, f
 
 MAX_LIMIT = 10_000  # a per-user limit in a pool: chips, or running replicas
 MAX_CULL_MINUTES = 7 * 24 * 60  # a pool's idle culling: at most a week
+MAX_RUN_MINUTES = 365 * 24 * 60  # a task's or notebook's maximum run time: at most a year
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,17 @@ class PoolLimits:
     """The miner's per-user limits in one pool, None where there is none: chips one renter
     may hold at once (all kinds together), and replicas one renter may have starting or
     running at once. The scheduler's placement reads the same row. ``cull_idle_minutes``:
-    a notebook in the pool idle that long is stopped (None: never)."""
+    a notebook in the pool idle that long is stopped (None: never). ``max_run_minutes``: the
+    most a task or notebook may run in the pool (None: no cap)."""
 
     max_chips_per_user: int | None = None
     max_replicas_per_user: int | None = None
     cull_idle_minutes: int | None = None
+    max_run_minutes: int | None = None
 
 
-LIMIT_FIELDS = ("max_chips_per_user", "max_replicas_per_user", "cull_idle_minutes")
+LIMIT_FIELDS = ("max_chips_per_user", "max_replicas_per_user", "cull_idle_minutes",
+                "max_run_minutes")
 
 
 @dataclass
@@ -160,8 +164,18 @@ def parse_cull_minutes(value, field_name="cull_idle_minutes"):
                                                       "notebooks.", n=MAX_CULL_MINUTES))
 
 
+def parse_run_minutes(value, field_name="max_run_minutes"):
+    """A maximum run time as typed: empty (or None) is none, else whole minutes from 1 to
+    MAX_RUN_MINUTES."""
+    return values.checked(ResourceError, field_name, values.optional_whole_number, value, 1,
+                          MAX_RUN_MINUTES, message=_("Enter whole minutes from 1 to %(n)d, or "
+                                                     "leave it empty for no maximum run time.",
+                                                     n=MAX_RUN_MINUTES))
+
+
 def _limits_of(row):
-    return PoolLimits(row.max_chips_per_user, row.max_replicas_per_user, row.cull_idle_minutes)
+    return PoolLimits(row.max_chips_per_user, row.max_replicas_per_user, row.cull_idle_minutes,
+                      row.max_run_minutes)
 
 
 def all_pool_limits():
@@ -177,7 +191,8 @@ def pool_limits(pool):
 
 def set_pool_limits(pool, **changes):
     """Set the limits named in ``changes`` (``max_chips_per_user``, ``max_replicas_per_user``,
-    ``cull_idle_minutes``: text as typed or an int; empty or None is no limit, or no culling);
+    ``cull_idle_minutes``, ``max_run_minutes``: text as typed or an int; empty or None is no
+    limit, or no culling);
     the others stay. All checked
     first, all errors raised together. Returns the pool's ``PoolLimits``. A pool without
     any limit keeps no row. Tasks already running are not stopped: a lower limit only
@@ -188,7 +203,8 @@ def set_pool_limits(pool, **changes):
     errors, parsed = {}, {}
     for name, value in changes.items():
         try:
-            parse = parse_cull_minutes if name == "cull_idle_minutes" else parse_limit
+            parse = {"cull_idle_minutes": parse_cull_minutes,
+                     "max_run_minutes": parse_run_minutes}.get(name, parse_limit)
             parsed[name] = parse(value, name)
         except ResourceError as exc:
             errors.update(exc.errors)
@@ -203,7 +219,8 @@ def set_pool_limits(pool, **changes):
             PoolLimit.delete().where((PoolLimit.pool == pool)
                                      & PoolLimit.max_chips_per_user.is_null()
                                      & PoolLimit.max_replicas_per_user.is_null()
-                                     & PoolLimit.cull_idle_minutes.is_null()).execute()
+                                     & PoolLimit.cull_idle_minutes.is_null()
+                                     & PoolLimit.max_run_minutes.is_null()).execute()
     return pool_limits(pool)
 
 

@@ -28,7 +28,7 @@ from portal.models import Node, Replica, ReplicaChip, Task, User, utcnow
 from portal.reasons import BALANCE_EXHAUSTED
 from portal.task_input import TaskError
 from portal.tasks import move, request_stop
-from scheduler import assign, culling, follow, start, sweep
+from scheduler import assign, culling, follow, run_limits, start, sweep
 from scheduler.podman import PodmanBackend
 from scheduler.transitions import release_chips
 
@@ -42,17 +42,20 @@ class Reconciler:
     ``local_url`` says which node is local. ``grace`` is the SIGTERM-to-SIGKILL wait
     of a stop, in seconds; a replica on a node unreachable for ``lost_after`` is lost.
     ``data_root`` is the portal's data folder (HOURGLASS_DATA), where notebooks' /code and
-    /dataset folders are; without one, notebooks fail to start. ``peer_ports`` are the node
+    the algorithm and dataset versions are; without one, notebooks and tasks with versions
+    fail to start. ``peer_ports`` are the node
     ports given to replicas of tasks that span nodes (HOURGLASS_PEER_PORTS). Every
     ``sweep_seconds`` a pass removes what no live replica claims (``sweep``). Each engine
     call has ``engine_timeout`` seconds; ``threads`` runs them, ``workers`` at once.
-    ``culling_minute`` is how long a minute of a pool's idle culling time lasts."""
+    ``culling_minute`` is how long a minute of a pool's idle culling time lasts,
+    ``run_limit_minute`` one of a maximum run time."""
 
     def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16,
                  data_root=None, peer_ports=PEER_PORTS, sweep_seconds=60, engine_timeout=5,
-                 culling_minute=culling.MINUTE):
+                 culling_minute=culling.MINUTE, run_limit_minute=run_limits.MINUTE):
         self.local_url = local_url
         self.culling_minute = culling_minute
+        self.run_limit_minute = run_limit_minute
         self.engine_timeout = engine_timeout
         self.sweep_seconds = sweep_seconds
         self._swept_at = -math.inf
@@ -90,7 +93,8 @@ class Reconciler:
         ``failed_steps`` names the steps of this pass that failed."""
         self.failed_steps = []
         for step in (self.drain, self.stop_requested, self.place, self.start_placed,
-                     self.refresh, self.release_lost, self.cull_idle, ledger.meter,
+                     self.refresh, self.release_lost, self.cull_idle, self.stop_overdue,
+                     ledger.meter,
                      self.stop_exhausted, self.clean_up, self.sweep):
             try:
                 step()
@@ -148,6 +152,11 @@ class Reconciler:
     def cull_idle(self):
         """Stop notebook runs idle longer than their pool's culling time (``culling``)."""
         if culling.cull(utcnow(), culling.fetch_with(self.threads), self.culling_minute):
+            self.stop_requested()
+
+    def stop_overdue(self):
+        """Stop tasks past their maximum run time ("max run time reached", ``run_limits``)."""
+        if run_limits.stop_overdue(minute=self.run_limit_minute):
             self.stop_requested()
 
     def stop_exhausted(self):

@@ -22,7 +22,7 @@ from portal.api.resources import DESCRIPTION, MAX_ID, REF, get_or_404, ref
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
 from portal.models import Group, Node, Pool
-from portal.pools import LIMIT_FIELDS, MAX_CULL_MINUTES, MAX_LIMIT
+from portal.pools import LIMIT_FIELDS, MAX_CULL_MINUTES, MAX_LIMIT, MAX_RUN_MINUTES
 from portal.units import NAME_MAX
 
 MAX_ITEMS = 1000  # groups or nodes in one request
@@ -37,6 +37,9 @@ _LIMITS = {
     "cull_idle_minutes": Integer(_l("A notebook in the pool idle (no busy kernel, no activity) "
                                     "this many minutes is stopped; null: never"),
                                  nullable=True, minimum=1, maximum=MAX_CULL_MINUTES),
+    "max_run_minutes": Integer(_l("A task or notebook in the pool running this many minutes is "
+                                  "stopped; renters may choose less; null: no maximum"),
+                               nullable=True, minimum=1, maximum=MAX_RUN_MINUTES),
 }
 LIMITS = Record(_LIMITS, name="PoolLimits")
 LIMITS_CHANGE = Object(_LIMITS, name="PoolLimitsChange",

@@ -1,5 +1,5 @@
 """The miner's Pools page: pools of whole nodes, the groups bound to them, the specs that fit,
-and each pool's per-user limits and idle culling of notebooks.
+and each pool's per-user limits, idle culling of notebooks and maximum run time.
 
 The default pool always exists: it holds every node in no other pool and,
 with no group bound, serves every renter. A limit left empty is no limit.
@@ -21,6 +21,7 @@ from portal.pools import (
     LIMIT_FIELDS,
     MAX_CULL_MINUTES,
     MAX_LIMIT,
+    MAX_RUN_MINUTES,
     create_pool,
     delete_pool,
     move_node,
@@ -44,6 +45,7 @@ class LimitsForm(FlaskForm):
     max_chips_per_user = StringField(_l("Chips per renter"))
     max_replicas_per_user = StringField(_l("Running replicas per renter"))
     cull_idle_minutes = StringField(_l("Stop idle notebooks after (minutes)"))
+    max_run_minutes = StringField(_l("Maximum run time of a task or notebook (minutes)"))
 
 
 def _limits_form(view):
@@ -64,7 +66,7 @@ def _page(form=None, editing=None, status=200, limits=None):
         push=url_for("miner.pools", edit=editing.id if editing else None),
         pools=views, kinds=chip_kinds(n.capacity for n in nodes),
         groups=list(Group.select().order_by(Group.name)), limit_forms=limit_forms,
-        max_limit=MAX_LIMIT, max_cull=MAX_CULL_MINUTES,
+        max_limit=MAX_LIMIT, max_cull=MAX_CULL_MINUTES, max_run=MAX_RUN_MINUTES,
         form=form or PoolForm(formdata=None, obj=editing), editing=editing,
     )
 

@@ -131,7 +131,7 @@ def test_miner_makes_resource_spec_and_pool_and_renters_see_theirs(app, api, wor
         "specs": [{"id": spec_id, "name": "4 CPU-2 GB-2 TPU 1684X"}], "groups": ["lab"],
         "nodes": [{"id": world["tpu"], "name": "tpu-1"}],
         "limits": {"max_chips_per_user": None, "max_replicas_per_user": None,
-                   "cull_idle_minutes": None}}
+                   "cull_idle_minutes": None, "max_run_minutes": None}}
     listed = api("miner", "GET", "/specs").json
     assert listed[0]["pools"] == [{"id": pool_id, "name": "lab pool"}]
     default = api("miner", "GET", "/pools/1").json

@@ -224,14 +224,14 @@ def error_of(response, status):
 def test_the_api_reads_and_patches_limits(app, api):
     default = api("miner", "GET", "/pools/1").json
     assert default["limits"] == {"max_chips_per_user": None, "max_replicas_per_user": None,
-                                 "cull_idle_minutes": None}
+                                 "cull_idle_minutes": None, "max_run_minutes": None}
     changed = api("miner", "PATCH", "/pools/1", json={"limits": {"max_chips_per_user": 2}})
     assert changed.status_code == 200, changed.json
     assert changed.json["limits"] == {"max_chips_per_user": 2, "max_replicas_per_user": None,
-                                      "cull_idle_minutes": None}
+                                      "cull_idle_minutes": None, "max_run_minutes": None}
     changed = api("miner", "PATCH", "/pools/1", json={"limits": {"max_replicas_per_user": 0}})
     assert changed.json["limits"] == {"max_chips_per_user": 2, "max_replicas_per_user": 0,
-                                      "cull_idle_minutes": None}
+                                      "cull_idle_minutes": None, "max_run_minutes": None}
     assert api("miner", "PATCH", "/pools/1", json={"description": "d"}).json["limits"] == (
         changed.json["limits"])
     POOL.validate(changed.json, "")
@@ -241,7 +241,7 @@ def test_the_api_reads_and_patches_limits(app, api):
     cleared = api("miner", "PATCH", "/pools/1", json={
         "limits": {"max_chips_per_user": None, "max_replicas_per_user": None}})
     assert cleared.json["limits"] == {"max_chips_per_user": None, "max_replicas_per_user": None,
-                                      "cull_idle_minutes": None}
+                                      "cull_idle_minutes": None, "max_run_minutes": None}
     with app.app_context():
         assert PoolLimit.select().count() == 0
 
@@ -249,7 +249,7 @@ def test_the_api_reads_and_patches_limits(app, api):
                                                 "limits": {"max_replicas_per_user": 4}})
     assert made.status_code == 201
     assert made.json["limits"] == {"max_chips_per_user": None, "max_replicas_per_user": 4,
-                                   "cull_idle_minutes": None}
+                                   "cull_idle_minutes": None, "max_run_minutes": None}
 
 
 @pytest.mark.parametrize("limits", [
