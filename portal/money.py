@@ -65,6 +65,17 @@ def format_amount(micro):
     return f"{sign}{whole:,}.{frac_text}"
 
 
+def rounded_amount(micro):
+    """Two decimals, rounded half away from zero: 373_333 -> ``"0.37"``, 12_500_000 ->
+    ``"12.50"``; a non-zero amount that would read 0.00 reads ``"< 0.01"`` (``"> -0.01"``)."""
+    sign = "-" if micro < 0 else ""
+    cents = (abs(micro) + 5_000) // 10_000
+    if cents == 0 and micro:
+        return "> -0.01" if micro < 0 else "< 0.01"
+    whole, frac = divmod(cents, 100)
+    return f"{sign}{whole:,}.{frac:02d}"
+
+
 def decimal_text(micro):
     """Exact plain decimal text for programs (the API, CSV): ``-1_234_500_000`` ->
     ``"-1234.50"``, ``1`` -> ``"0.000001"`` (``format_amount`` without separators)."""

@@ -48,13 +48,15 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class Filters:
-    """Which rows: a renter's id, a task's id, a kind, and days (UTC, both included)."""
+    """Which rows: a renter's id, a task's id, a kind, days (UTC, both included), and a
+    replica's id (its charges)."""
 
     user: int | None = None
     task: int | None = None
     kind: str | None = None
     first_day: date | None = None
     last_day: date | None = None
+    replica: int | None = None
 
     @property
     def by_time(self):
@@ -73,7 +75,7 @@ class Filters:
         """The filters as query-string values (for links to other pages and the CSV)."""
         chosen = {"user": self.user, "task": self.task, "kind": self.kind,
                   "from": self.first_day and self.first_day.isoformat(),
-                  "to": self.last_day and self.last_day.isoformat()}
+                  "to": self.last_day and self.last_day.isoformat(), "replica": self.replica}
         return {key: value for key, value in chosen.items() if value is not None}
 
     def conditions(self):
@@ -82,6 +84,8 @@ class Filters:
             out.append(LedgerEntry.user == self.user)
         if self.task is not None:
             out.append(LedgerEntry.task == self.task)
+        if self.replica is not None:
+            out.append(LedgerEntry.replica == self.replica)
         if self.kind is not None:
             out.append(LedgerEntry.kind == self.kind)
         if self.first_day is not None:
@@ -107,12 +111,14 @@ def _day(text):
 
 
 def parse_filters(args):
-    """``Filters`` from query-string ``args`` (``user``, ``task``, ``kind``, ``from``, ``to``;
-    empty means any); raises FilterError naming each parameter it cannot read."""
+    """``Filters`` from query-string ``args`` (``user``, ``task``, ``kind``, ``from``, ``to``,
+    ``replica``; empty means any); raises FilterError naming each parameter it cannot read."""
     errors, found = {}, {}
-    text = {key: (args.get(key) or "").strip() for key in ("user", "task", "kind", "from", "to")}
+    text = {key: (args.get(key) or "").strip()
+            for key in ("user", "task", "kind", "from", "to", "replica")}
     for key, message in (("user", _("Choose a renter by their id, a whole number.")),
-                         ("task", _("A task is given by its id, a whole number such as 42."))):
+                         ("task", _("A task is given by its id, a whole number such as 42.")),
+                         ("replica", _("A replica is given by its id, a whole number."))):
         if text[key]:
             found[key] = parse_id(text[key])
             if found[key] is None:
@@ -132,7 +138,7 @@ def parse_filters(args):
     if errors:
         raise FilterError(errors)
     return Filters(found.get("user"), found.get("task"), found.get("kind"),
-                   found.get("from"), found.get("to"))
+                   found.get("from"), found.get("to"), found.get("replica"))
 
 
 # --- pages of rows -------------------------------------------------------------------------

@@ -34,11 +34,13 @@ CREDITS = ("recharge", "adjust", "refund")  # the "recharge records"
 @dataclass(frozen=True)
 class Standing:
     """Where a renter stands: ``balance`` and ``spend_per_hour`` (the price snapshots of their
-    running replicas, summed) in micro-units; ``low_minutes`` is the miner's warning level."""
+    running replicas, summed) in micro-units; ``low_minutes`` is the miner's warning level;
+    ``was_stopped``: whether running out of balance ever stopped their work."""
 
     balance: int
     spend_per_hour: int
     low_minutes: int
+    was_stopped: bool = False
 
     @property
     def exhausted(self):
@@ -75,7 +77,9 @@ def spend_per_hour(user):
 def standing(user):
     """``user``'s ``Standing``, read fresh (the scheduler meters every tick)."""
     balance = User.select(User.balance).where(User.id == user.id).scalar()
-    return Standing(int(balance or 0), spend_per_hour(user), _low_minutes())
+    stopped = Task.select().where(Task.user == user,
+                                  Task.stop_reason == BALANCE_EXHAUSTED).exists()
+    return Standing(int(balance or 0), spend_per_hour(user), _low_minutes(), stopped)
 
 
 def runway_text(minutes):

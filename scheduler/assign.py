@@ -117,7 +117,8 @@ def _store_assignments(by_task, local_url, peer_ports):
                     port = (_free_port(ports, addresses.get(a.node_id, ""), peer_ports)
                             if published else None)
                     if not transition(Replica(id=a.replica_key), "starting",
-                                      f"placed on {names.get(a.node_id, a.node_id)}",
+                                      stored("placed_on",
+                                             {"node": names.get(a.node_id, a.node_id)}),
                                       from_state="pending", node=a.node_id,
                                       price_per_hour=prices[a.replica_key],
                                       peer_port=port):

@@ -11,7 +11,7 @@ import logging
 from peewee import JOIN
 
 from portal.models import Node, Replica, Task, utcnow
-from portal.reasons import STOPPED_BY_YOU
+from portal.reasons import STOPPED_BY_YOU, stored
 from portal.tasks import refresh_state
 from scheduler.backend import BackendError, NodeUnreachable
 from scheduler.container_specs import jupyter_address
@@ -42,7 +42,7 @@ def refresh(backend_for, threads, instance, lost_after):
     for replica in replicas:
         if replica.node_id is None:  # the miner removed its node: nothing to ask
             if transition(replica, "lost",
-                          f"its node was removed (last seen alive {last_seen(replica)})"):
+                          stored("node_removed", {"seen": last_seen(replica)})):
                 moved.append(replica)
         else:
             by_node.setdefault(replica.node_id, []).append(replica)
@@ -76,9 +76,10 @@ def refresh(backend_for, threads, instance, lost_after):
     for replica in replicas:
         if replica.id in silent and replica.last_seen_at \
                 and now - replica.last_seen_at > lost_after \
-                and transition(replica, "lost", f"node {replica.node.name} not answering "
-                               f"since {replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC "
-                               f"({silent[replica.id]})", keep_chips=True):
+                and transition(replica, "lost", stored("node_silent", {
+                    "node": replica.node.name,
+                    "since": f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC",
+                    "detail": str(silent[replica.id])}), keep_chips=True):
             moved.append(replica)
     for task in {r.task_id: r.task for r in moved}.values():
         refresh_state(task)
@@ -91,23 +92,21 @@ def follow(replica, state, seen, instance):
     Returns whether the replica changed state."""
     if state is None:  # confirmed gone: its chips are free
         return transition(replica, "lost",
-                          f"its container vanished (last seen alive {last_seen(replica)})")
+                          stored("container_vanished", {"seen": last_seen(replica)}))
     started = state.started.ns if state.started else None
     address = jupyter_address(replica, state, instance)
     if state.status == "running" and replica.state == "starting":
-        return transition(replica, "running", "container started", started_ns=started,
-                          last_seen_at=seen, **address)
+        return transition(replica, "running", stored("container_started", {}),
+                          started_ns=started, last_seen_at=seen, **address)
     if state.status == "exited":
         # JupyterLab ends a stop by exiting 0: a notebook asked to stop is stopped.
         if state.exit_code == 0 and not (replica.task.kind == "notebook"
                                          and replica.task.stop_requested):
-            end, why = "succeeded", "exited with code 0"
-        elif replica.task.stop_requested:
-            end, why = "stopped", replica.task.stop_reason or STOPPED_BY_YOU
+            end = "succeeded"
         else:
-            end, why = "failed", f"exited with code {state.exit_code}"
-        if state.oom_killed:
-            why += " (out of memory)"
+            end = "stopped" if replica.task.stop_requested else "failed"
+        why = (replica.task.stop_reason or STOPPED_BY_YOU if end == "stopped" else
+               stored("exited_oom" if state.oom_killed else "exited", {"code": state.exit_code}))
         finished = state.finished.ns if state.finished else None
         if started is not None and finished is not None:
             # Podman 4.3 can stamp a container that exits at once as finished a few

@@ -166,7 +166,7 @@ def adjust_renter_api(user_id, body):
 
 @route("/billing/records", summary=_l(
     "Ledger records, newest first, 100 a page; query: user (renter id), task (id), kind, "
-    "from and to (YYYY-MM-DD, UTC, both included), before_id"), role="miner",
+    "from and to (YYYY-MM-DD, UTC, both included), replica (id), before_id"), role="miner",
     response=RECORDS)
 def list_billing_records():
     try:

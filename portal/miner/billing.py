@@ -15,10 +15,10 @@ from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import Length
 
-from portal import ledger, records, settings, values
+from portal import ledger, record_groups, records, settings, values
 from portal.csv_export import csv_rows
 from portal.miner.blueprint import bp, get_or_404
-from portal.models import LedgerEntry, User, utcnow
+from portal.models import User, utcnow
 from portal.money import (
     AmountError,
     decimal_number,
@@ -89,9 +89,7 @@ def _page(selected=None, recharge=None, adjust=None, settings_form=None, status=
     recharge, adjust = _money_forms(recharge, adjust)
     recent = []
     if selected is not None:
-        recent = records.describe(list(
-            LedgerEntry.select().where(LedgerEntry.user == selected.id)
-            .order_by(LedgerEntry.at.desc(), LedgerEntry.id.desc()).limit(RECENT)))
+        recent = record_groups.page(records.Filters(user=selected.id), size=RECENT).rows
     return answer("miner/machine_time.html", status,
                   push=url_for("miner.machine_time", renter=selected.id if selected else None),
                   renters=records.renter_summaries(), selected=selected, recent=recent,
@@ -208,11 +206,13 @@ def ledger_records():
         filters = records.parse_filters(request.args)
     except records.FilterError as exc:
         filters, errors = records.Filters(), exc.errors
-    found = records.Page([]) if errors else records.page(
+    # A replica's charges are one row, unless they are what is asked for ("Each charge").
+    pages = records.page if filters.replica else record_groups.page
+    found = records.Page([]) if errors else pages(
         filters, records.parse_id(request.args.get("before")),
         records.parse_id(request.args.get("after")))
     return answer("miner/machine_time_records.html", 400 if errors else 200,
-                  page=found, filters=filters, errors=errors, typed=request.args,
+                  page=found, rows=found.rows, filters=filters, errors=errors, typed=request.args,
                   renters=User.select(User.id, User.name).where(User.role == "renter")
                   .order_by(User.name),
                   kind_names=records.KIND_NAMES)

@@ -30,6 +30,8 @@ from portal.users import (
     set_password,
 )
 
+ONLY_RENTERS = _l("Only renters join groups.")
+
 
 class CheckboxesField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
@@ -80,7 +82,11 @@ def _back(message):
 def create_user_view():
     form = UserForm()
     form.groups.choices = _group_choices()
-    if not form.validate():
+    valid = form.validate()
+    if form.role.data == "miner" and form.groups.data:
+        form.groups.errors = [*form.groups.errors, ONLY_RENTERS]
+        valid = False
+    if not valid:
         return _page(user_form=form, status=400)
     password = form.password.data or generate_password()
     names = [g.name for g in Group.select().where(Group.id.in_(form.groups.data or []))]
@@ -127,6 +133,9 @@ def set_groups_view(user_id):
     user = get_or_404(User, user_id)
     ids = [number for v in request.form.getlist("groups")
            if (number := values.row_id(v)) is not None]
+    if user.role != "renter" and ids:
+        flash(str(ONLY_RENTERS), "error")
+        return redirect(url_for("miner.users"), 303)
     set_groups(user, ids)
     return _back(_("Groups of '%(name)s' saved.", name=user.name))
 

@@ -22,17 +22,21 @@ from flask_login import current_user
 from peewee import JOIN
 
 from portal import security_headers, values
-from portal.models import Node, Replica, Subtask
+from portal.models import Node, Replica, Subtask, Task
 from portal.renter.blueprint import bp
-from portal.tasks import get_task_or_404
 
 LINES = 1000
 STREAM_SECONDS = 60
 
 
 def replica_or_404(task_id, replica_id):
-    """The caller's replica ``replica_id`` of their task ``task_id``, with its subtask and node."""
-    task = get_task_or_404(current_user, task_id)
+    """The caller's replica ``replica_id`` of their task ``task_id`` (a training task or a
+    notebook's run, not deleted), with its subtask and node."""
+    task = (Task.get_or_none(Task.id == task_id, Task.user == current_user,
+                             Task.deleted == False)  # noqa: E712
+            if 0 < task_id < 2**63 else None)
+    if task is None:
+        abort(404)
     replica = (Replica.select(Replica, Subtask, Node).join(Subtask)
                .switch(Replica).join(Node, JOIN.LEFT_OUTER)
                .where(Replica.id == replica_id, Replica.task == task).first()
