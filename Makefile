@@ -77,4 +77,4 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 # For developers: collect new strings from code and templates into the .po files.
 translations-update: $(VENV)/.run
 	$(VENV)/bin/pybabel extract -F $(TRANSLATIONS)/babel.cfg -k _l -k N_ -o $(TRANSLATIONS)/messages.pot .
-	$(VENV)/bin/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
+	$(VENV)/bin/pybabel update --ignore-obsolete -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
