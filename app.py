@@ -28,7 +28,9 @@ from portal import (
     security_headers,
     settings,
     tokens,
+    uploads,
     users,
+    version_sweep,
 )
 from portal.api.blueprint import bp as api_bp
 from portal.config import from_environment, load_secret_key
@@ -46,6 +48,7 @@ from scheduler.images import images_cli
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
 from scheduler.reconcile import Reconciler
+from scheduler.renter_images import for_app as renter_images_for_app
 from scheduler.service import SchedulerService
 from scheduler.watch import EventWatcher
 
@@ -109,6 +112,16 @@ def _init_pages(app):
         app.register_error_handler(code, error_page)
 
 
+def _housekeeping(app):
+    """The leader's hourly chores: uploads left unfinished for a day go, and so do what
+    interrupted changes of algorithms and datasets left; images whose addition ended with
+    its process are marked failed."""
+    with app.app_context(), db.database.connection_context():
+        uploads.sweep()
+        version_sweep.sweep()
+        app.extensions["hourglass.renter_images"].fail_stale()
+
+
 def _init_scheduler(app):
     backend = PodmanBackend(app.config["PODMAN_URL"])
     discovery = Discovery(
@@ -131,6 +144,7 @@ def _init_scheduler(app):
         discovery_seconds=app.config["DISCOVERY_SECONDS"],
         reconciler=reconciler,
         watcher=watcher,
+        housekeeping=lambda: _housekeeping(app),
     )
     # What /healthz says of Podman: the last look, taken again at most every HEALTH_SECONDS.
     app.extensions["hourglass.engine"] = EngineStatus(backend, app.config["HEALTH_SECONDS"])
@@ -139,6 +153,8 @@ def _init_scheduler(app):
     app.extensions["hourglass.containers"] = Containers()
     # Builds of the JupyterLab image, started from the miner's Images page.
     app.extensions["hourglass.image_builds"] = image_builds_for_app(app)
+    # The renter's images: uploads loaded, builds, saved notebooks, copies, removals.
+    app.extensions["hourglass.renter_images"] = renter_images_for_app(app)
 
     def rediscover(sender, **extra):
         service.request_discovery()

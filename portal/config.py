@@ -55,6 +55,16 @@ def _port(name, default):
             from None
 
 
+def _size(name, default):
+    """``name``'s whole number (bytes, a count) of at least 1."""
+    value = os.environ.get(name, str(default)).strip()
+    try:
+        return values.whole_number(value, 1, 2**62)
+    except values.ValueProblem:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.") \
+            from None
+
+
 def _port_range(name, default):
     """``name``'s ``FIRST-LAST`` TCP ports (both included) as a range."""
     value = os.environ.get(name, default).strip()
@@ -105,6 +115,13 @@ def from_environment(instance_path):
         "HOST_ROOT": os.environ.get("HOURGLASS_HOST_ROOT", "/"),
         "PEER_PORTS": _port_range("HOURGLASS_PEER_PORTS", "30000-32767"),
         "DATA_ROOT": os.path.abspath(os.environ.get("HOURGLASS_DATA", instance / "data")),
+        # Archives unpacked (algorithms, datasets): at most this many bytes and members.
+        "UNPACK_MAX_BYTES": _size("HOURGLASS_UNPACK_MAX_BYTES", 20 * 2**30),
+        "UNPACK_MAX_FILES": _size("HOURGLASS_UNPACK_MAX_FILES", 100_000),
+        # The largest file one restartable upload may send.
+        "UPLOAD_MAX_BYTES": _size("HOURGLASS_UPLOAD_MAX_BYTES", 50 * 2**30),
+        # A renter's image build from a Containerfile is stopped after this long.
+        "IMAGE_BUILD_SECONDS": _size("HOURGLASS_IMAGE_BUILD_SECONDS", 1800),
         "PROBE_IMAGE": os.environ.get("HOURGLASS_PROBE_IMAGE", "localhost/hourglass-probe:latest"),
         "JUPYTER_IMAGE": os.environ.get("HOURGLASS_JUPYTER_IMAGE",
                                         "localhost/hourglass-jupyter:latest"),

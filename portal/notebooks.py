@@ -2,9 +2,11 @@
 pages and the JSON API share.
 
 A ``Notebook`` is what a renter keeps: a name, an image with ``jupyter-lab``, a spec, a
-pool, a number of subtasks (1-8), an algorithm folder (mounted at /code, the notebook's
-working directory; none: the notebook's own folder) and a dataset folder (read-only at
-/dataset; both in ``portal.notebook_folders``). Each start is a new run: a ``Task`` of kind
+pool, a number of subtasks (1-8), an algorithm version and a dataset version (either may be
+none). /code, its working directory, is always the notebook's own folder: a working copy
+filled from its algorithm version when it is made, which ``portal.algorithms`` can save as
+a new version; the dataset version is read-only at /dataset (``portal.notebook_folders``).
+Each start is a new run: a ``Task`` of kind
 "notebook" with subtasks ``lab-0`` ... of one replica each, written by
 ``tasks.write_task`` and placed, started, followed and billed like any task. The
 scheduler starts JupyterLab with its own arguments and the run's ``Task.secret`` as the
@@ -26,11 +28,21 @@ from flask import abort, current_app, has_app_context
 from flask_babel import gettext as _
 from peewee import IntegrityError
 
-from portal import ledger, storage, values
+from portal import (
+    algorithms,
+    datasets,
+    files,
+    images,
+    ledger,
+    run_limits,
+    storage,
+    values,
+    versions,
+)
 from portal.access import open_pools
 from portal.db import database
 from portal.models import REPLICA_ENDED, Notebook, Replica, Task
-from portal.notebook_folders import code_folder, data_root, dataset_folder
+from portal.notebook_folders import code_folder, data_root
 from portal.pools import default_pool, pool_views
 from portal.signals import tasks_changed
 from portal.specs import spec_views
@@ -47,18 +59,23 @@ from portal.tasks import request_stop, wake, write_task
 MAX_COUNT = 8
 ROLE = "lab"  # subtask i is lab-i
 PLACEHOLDER_ARGV = ["jupyter-lab"]  # the scheduler decides the real arguments
-NO_FOLDER = ""
 
 
 class NotebookError(TaskError):
     """Bad input or a refused action; ``errors`` maps a field (``name``, ``spec``,
-    ``count``, ``algorithm``, ``dataset``...; ``None``: the notebook) to its message."""
+    ``count``, ``algorithm_version``, ``dataset_version``...; ``None``: the notebook) to
+    its message."""
 
 
-def _make_code_folder(notebook):
+def _make_code_folder(notebook, algorithm_version=None):
+    """Make the notebook's /code folder, filled with the files of ``algorithm_version``."""
     try:
-        storage.ensure_folder(code_folder(data_root(), notebook))
-    except OSError:
+        folder = code_folder(data_root(), notebook)
+        if algorithm_version is not None:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            files.copy_tree(versions.folder(algorithm_version), folder)
+        storage.ensure_folder(folder)
+    except (OSError, ValueError):  # ValueError: past the copy's limits (ArchiveError)
         current_app.logger.exception("cannot make the /code folder of notebook %s",
                                      notebook.id)
         raise NotebookError({None: _("The notebook's folder could not be made on the server; "
@@ -73,26 +90,16 @@ def _count(value):
                           message=_("Subtasks: a whole number from 1 to %(n)d.", n=MAX_COUNT))
 
 
-def _algorithm(value):
-    name = value.strip() if isinstance(value, str) else value
-    if name in (None, ""):
-        return NO_FOLDER
-    if not storage.valid_name(name):
-        raise NotebookError({"algorithm": _(
-            "An algorithm is a folder name: 1-64 letters, digits, '.', '_' and '-', starting "
-            "with a letter or digit.")})
-    return name
+def _algorithm_version(user, value):
+    return versions.pick(value, lambda vid: algorithms.usable_version(user, vid),
+                         NotebookError, "algorithm_version",
+                         _("Choose a version of one of your algorithms."))
 
 
-def _dataset(user, value):
-    name = value.strip() if isinstance(value, str) else value
-    if name in (None, ""):
-        return NO_FOLDER
-    if not storage.valid_name(name) or not storage.is_folder(
-            dataset_folder(data_root(), user.id, name)):
-        raise NotebookError({"dataset": _("You have no dataset '%(name)s'.",
-                                          name=str(name)[:64])})
-    return name
+def _dataset_version(user, value):
+    return versions.pick(value, lambda vid: datasets.usable_version(user, vid),
+                         NotebookError, "dataset_version",
+                         _("Choose a version of a dataset you may use."))
 
 
 def _spec(spec_name, pool, pools, specs):
@@ -110,20 +117,24 @@ def _refusal(user, spec, count):
 # --- what a renter does ------------------------------------------------------------------
 
 
-def create_notebook(user, name, image, spec, pool, count=1, algorithm="", dataset="",
-                    start=True):
+def create_notebook(user, name, image, spec, pool, count=1, algorithm_version=None,
+                    dataset_version=None, start=True, max_run_minutes=None):
     """Check everything, then save the notebook, make its /code folder (owned by the
     container's user) and, with ``start``, start its first run; one transaction. ``spec``
-    and ``pool`` are names, ``algorithm`` and ``dataset`` folder names or "". Raises
-    NotebookError with the message of every bad field; nothing is saved then."""
+    and ``pool`` are names, ``algorithm_version`` and ``dataset_version`` version ids (or
+    None / ""), ``max_run_minutes`` each run's maximum run time (``portal.run_limits``).
+    Raises NotebookError with the message of every bad field; nothing is saved then."""
     specs = spec_views()
     pools = open_pools(user, pool_views(specs=specs))
     errors, checked = {}, {}
-    check_fields({"name": lambda: check_name(name), "image": lambda: check_image(image),
+    check_fields({"name": lambda: check_name(name),
+                  "image": lambda: images.check_usable(user, check_image(image), jupyter=True),
                   "pool": lambda: check_pool(pools, pool), "count": lambda: _count(count),
-                  "algorithm": lambda: _algorithm(algorithm),
-                  "dataset": lambda: _dataset(user, dataset),
-                  "spec": lambda: _spec(spec, checked.get("pool"), pools, specs)},
+                  "algorithm_version": lambda: _algorithm_version(user, algorithm_version),
+                  "dataset_version": lambda: _dataset_version(user, dataset_version),
+                  "spec": lambda: _spec(spec, checked.get("pool"), pools, specs),
+                  "max_run_minutes": lambda: run_limits.check_minutes(
+                      max_run_minutes, checked["pool"].pool if "pool" in checked else None)},
                  checked, errors)
     if errors:
         raise NotebookError(errors)
@@ -134,8 +145,10 @@ def create_notebook(user, name, image, spec, pool, count=1, algorithm="", datase
             notebook = Notebook.create(
                 user=user, name=checked["name"], image=checked["image"],
                 spec=checked["spec"].spec, pool=checked["pool"].pool, count=checked["count"],
-                algorithm=checked["algorithm"], dataset=checked["dataset"])
-            _make_code_folder(notebook)
+                algorithm_version=checked["algorithm_version"],
+                dataset_version=checked["dataset_version"],
+                max_run_minutes=checked["max_run_minutes"])
+            _make_code_folder(notebook, checked["algorithm_version"])
             run = _write_run(notebook, checked["spec"].spec, checked["pool"].pool) if start \
                 else None
     except IntegrityError:  # the spec or pool was deleted since it was checked
@@ -149,7 +162,9 @@ def create_notebook(user, name, image, spec, pool, count=1, algorithm="", datase
 def start_notebook(notebook):
     """Start a new run of ``notebook`` with its settings, checked again (a spec disabled or
     a pool closed since is refused, so is a balance short of the minimum period); returns
-    the run (``Task``). Refused while a run has not ended."""
+    the run (``Task``). Refused while a run has not ended. The earlier runs count as
+    deleted from then on, so the sweep removes their containers: a notebook keeps only its
+    latest run's."""
     if notebook.deleted:
         raise NotebookError({None: _("This notebook was deleted.")})
     user = notebook.user
@@ -165,11 +180,10 @@ def start_notebook(notebook):
     if spec_row is None:
         raise NotebookError({None: _("The spec of this notebook was deleted.")})
     spec = _spec(spec_row.name, pool, pools, specs)
-    try:
-        _dataset(user, notebook.dataset)
-    except NotebookError:
-        raise NotebookError({None: _("The dataset '%(name)s' no longer exists.",
-                                     name=notebook.dataset)}) from None
+    if notebook.dataset_version_id and datasets.usable_version(
+            user, notebook.dataset_version_id) is None:
+        raise NotebookError({None: _("The dataset of this notebook is no longer shared with "
+                                     "you.")})
     if refusal := _refusal(user, spec, notebook.count):
         raise NotebookError({None: refusal})
     with database.atomic():
@@ -190,7 +204,8 @@ def _write_run(notebook, spec, pool):
     one replica, their "submitted" events. Call inside a transaction."""
     run = Task(user=notebook.user_id, kind="notebook", notebook=notebook,
                secret=secrets.token_urlsafe(32), name=notebook.name, image=notebook.image,
-               argv=json.dumps(PLACEHOLDER_ARGV), env="{}", pool=pool, state="pending")
+               argv=json.dumps(PLACEHOLDER_ARGV), env="{}", pool=pool, state="pending",
+               max_run_minutes=notebook.max_run_minutes)
     return write_task(run, [(f"{ROLE}-{index}", spec, 1)
                             for index in range(notebook.count)]).task
 

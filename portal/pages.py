@@ -56,8 +56,8 @@ RENTER_PAGES = [
     ("notebooks", _l("Notebooks")),
     ("tasks", _l("Training tasks")),
     ("billing", _l("Machine-time")),
-    ("algorithms", _l("Algorithms"), _l("Your code, mounted at /code in notebooks and tasks.")),
-    ("datasets", _l("Datasets"), _l("Your data, mounted read-only at /dataset.")),
-    ("images", _l("Images"), _l("Container images you can run.")),
-    ("templates", _l("Templates"), _l("Saved task settings to start a new run in one click.")),
+    ("algorithms", _l("Algorithms")),
+    ("datasets", _l("Datasets")),
+    ("images", _l("Images")),
+    ("templates", _l("Templates")),
 ]

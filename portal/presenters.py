@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from flask import flash, make_response, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 
+from portal import files
 from portal.access import open_pools
-from portal.money import format_amount
+from portal.money import format_amount, rounded_amount
 from portal.pools import pool_views
 from portal.settings import get as setting
 from portal.specs import spec_views
@@ -42,13 +44,25 @@ def duration_text(seconds):
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def money_html(micro):
+    """An amount as pages show it: two decimals (``money.rounded_amount``), with the exact
+    amount on hover where the two decimals are not exact:
+    ``<span class="money" title="0.373333">0.37</span>``. The API and CSV stay exact."""
+    shown, exact = rounded_amount(micro), format_amount(micro)
+    if shown == exact:
+        return Markup.escape(shown)
+    return Markup('<span class="money" title="{}">{}</span>').format(exact, shown)
+
+
 def init_app(app):
-    """What every template may call: ``money`` (micro-units), ``cores`` (millicores), ``gb``
-    (MiB), ``ns_text``, ``duration_text``, ``runway_text`` (minutes) and ``reason_text``
-    (a stored reason in the reader's language)."""
+    """What every template may call: ``money`` (micro-units, ``money_html``), ``cores``
+    (millicores), ``gb`` (MiB), ``size_text`` (bytes), ``ns_text``, ``duration_text``,
+    ``runway_text`` (minutes) and ``reason_text`` (a stored reason in the reader's
+    language)."""
     app.jinja_env.globals.update(
-        money=format_amount, cores=format_cores, gb=format_gb, ns_text=ns_text,
-        duration_text=duration_text, runway_text=runway_text, reason_text=reason_text)
+        money=money_html, cores=format_cores, gb=format_gb, size_text=files.size_text,
+        ns_text=ns_text, duration_text=duration_text, runway_text=runway_text,
+        reason_text=reason_text)
 
 
 def partial_requested():
@@ -130,13 +144,35 @@ def launch_choices(form, *spec_fields):
     specs = spec_views()
     pools = open_pools(current_user, pool_views(specs=specs))
     currency = setting("currency")
-    form.pool.choices = [(view.pool.name, view.pool.name) for view in pools]
+    usable = usable_specs(pools, specs)
+    form.pool.choices = [_pool_choice(view, usable) for view in pools]
     choices = [("", _("— choose a spec —"))] + [
         (view.spec.name, _("%(spec)s · %(price)s %(currency)s per machine-hour",
                            spec=view.spec.name, price=format_amount(view.spec.price_per_hour),
                            currency=currency))
-        for view in usable_specs(pools, specs)]
+        for view in usable]
     for field in spec_fields:
         field.choices = choices
+    runnable = [view for view in pools if _runs(view, usable)]
+    if form.pool.data not in {view.pool.name for view in runnable} and not form.is_submitted():
+        form.pool.data = runnable[0].pool.name if runnable else None
     chosen = next((v for v in pools if v.pool.name == form.pool.data), pools[0] if pools else None)
     return pools, pool_images(chosen) if chosen else []
+
+
+def _runs(pool_view, usable):
+    """The names of the ``usable`` specs a Ready node of the pool can hold now."""
+    names = {view.spec.name for view in usable}
+    return [view.spec.name for view in pool_view.specs if view.spec.name in names]
+
+
+def _pool_choice(pool_view, usable):
+    """A pool's option: the specs it can run, or disabled with why it runs none."""
+    name, runs = pool_view.pool.name, _runs(pool_view, usable)
+    if runs:
+        return (name, _("%(pool)s · runs %(specs)s", pool=name, specs=", ".join(runs)))
+    if not any(item.schedulable for item in pool_view.nodes):
+        why = _("%(pool)s · cannot run now: no Ready node", pool=name)
+    else:
+        why = _("%(pool)s · cannot run now: no Ready node fits a spec you may use", pool=name)
+    return (name, why, {"disabled": True})

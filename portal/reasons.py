@@ -20,10 +20,12 @@ SUBMITTED, STOPPED_BY_YOU = "submitted", "stopped by you"
 BALANCE_EXHAUSTED = "balance exhausted"
 CULLED = "stopped after being idle"  # a notebook's idle culling (scheduler.culling)
 DRAINED = "its node is draining"  # the miner drains a node: its work moves (``tasks.move``)
+RUN_TIME_REACHED = "max run time reached"  # its maximum run time (``portal.run_limits``)
 # The reasons the portal stores (in English), shown in the reader's language.
 PORTAL = {SUBMITTED: N_("submitted"), STOPPED_BY_YOU: N_("stopped by you"),
           BALANCE_EXHAUSTED: N_("balance exhausted"), CULLED: N_("stopped after being idle"),
-          DRAINED: N_("its node is draining")}
+          DRAINED: N_("its node is draining"),
+          RUN_TIME_REACHED: N_("stopped: its maximum run time was reached")}
 
 # The sentences of the scheduler's pending reasons (``scheduler.placement``), by code.
 TEXTS = {
@@ -52,7 +54,25 @@ TEXTS = {
     "waiting_for_room": N_("waiting for room in pool %(pool)s: enough is free in all, but not "
                            "on nodes that can hold these replicas"),
 }
+# The sentences of a replica's moves (``scheduler.transitions``), by code; the values carry
+# names, times and Podman's own (English) words.
+REPLICA_TEXTS = {
+    "placed_on": N_("placed on %(node)s"),
+    "container_started": N_("container started"),
+    "exited": N_("exited with code %(code)s"),
+    "exited_oom": N_("exited with code %(code)s (out of memory)"),
+    "stopped_before_start": N_("stopped before it started"),
+    "node_removed_before_start": N_("its node was removed before it started"),
+    "could_not_start": N_("could not start: %(detail)s"),
+    "start_no_answer": N_("could not start: node %(node)s did not answer %(tries)s tries "
+                          "(%(detail)s)"),
+    "node_removed": N_("its node was removed (last seen alive %(seen)s)"),
+    "node_silent": N_("node %(node)s not answering since %(since)s (%(detail)s)"),
+    "container_vanished": N_("its container vanished (last seen alive %(seen)s)"),
+}
+TEXTS.update(REPLICA_TEXTS)
 UNITS = {"cpu": N_("CPU"), "memory": N_("MiB of memory")}
+MAX_STORED = 512  # the reason columns' length
 
 
 def _number(resource, amount):
@@ -76,13 +96,38 @@ def render(code, params, kind_names=None, translate=str):
 
 
 def stored(code, params):
-    """What the scheduler writes into ``Task.reason`` for a pending task."""
-    return json.dumps({"code": code, "params": dict(params)}, sort_keys=True)
+    """What the scheduler writes into ``Task.reason`` for a pending task, and into a
+    replica's reason and events: at most ``MAX_STORED`` characters, the longest text value
+    shortened (with "…") where it would not fit."""
+    params = dict(params)
+    text = json.dumps({"code": code, "params": params}, sort_keys=True)
+    while len(text) > MAX_STORED:
+        longest = max((k for k, v in params.items() if isinstance(v, str) and v), default=None,
+                      key=lambda k: len(params[k]))
+        if longest is None:
+            break
+        value = params[longest]
+        params[longest] = value[:max(0, len(value) - (len(text) - MAX_STORED) - 1)] + "…"
+        if params[longest] == value:
+            break
+        text = json.dumps({"code": code, "params": params}, sort_keys=True)
+    return text
 
 
 def loads(text):
-    """(code, params) from ``Task.reason``, or None for a plain sentence."""
+    """(code, params) from a stored reason, or None for a plain sentence (the portal's own,
+    Podman's, or a row from before reasons were stored as codes)."""
     if not text.startswith("{"):
         return None
-    data = json.loads(text)
-    return data["code"], data["params"]
+    try:
+        data = json.loads(text)
+        code, params = data["code"], data["params"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (code, params) if code in TEXTS and isinstance(params, dict) else None
+
+
+def english(text):
+    """A stored reason as an English sentence (logs, tests); a plain one as it is."""
+    parsed = loads(text or "")
+    return render(*parsed) if parsed else text

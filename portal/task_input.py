@@ -16,6 +16,8 @@ What is accepted:
 - env: ``{KEY: value}`` (or the form's ``KEY=value`` lines), at most 64; keys
   ``[A-Za-z_][A-Za-z0-9_]*``; ``HOURGLASS_*``, ``WORLD_SIZE`` and ``RANK`` are set by
   Hourglass; values 4096 characters, no NUL.
+- algorithm_version, dataset_version: ids of versions the user may use (their own
+  algorithms; their own datasets and those shared with their groups), or None.
 - pool: the name of a pool open to the user (``open_pools``); another pool reads as unknown.
 - subtasks: 1-8 of ``(role, spec name, replicas)``; roles ``[a-z][a-z0-9-]{0,31}``, unique;
   replicas 1-64; the spec enabled, and some enabled node of the pool large enough for it
@@ -27,7 +29,7 @@ import re
 
 from flask_babel import gettext as _
 
-from portal import values
+from portal import algorithms, datasets, values, versions
 from portal.access import open_pool, open_pools
 from portal.capacity import fits, pool_capacities
 from portal.pools import pool_views
@@ -141,6 +143,23 @@ def _env(value):
     return dict(value)
 
 
+def check_versions(user, algorithm_version, dataset_version):
+    """``{"algorithm_version", "dataset_version"}``: the versions (rows, or None) ``user``
+    picked, by id; TaskError naming each one that is not theirs to use."""
+    errors, checked = {}, {}
+    check_fields({
+        "algorithm_version": lambda: versions.pick(
+            algorithm_version, lambda vid: algorithms.usable_version(user, vid), TaskError,
+            "algorithm_version", _("Choose a version of one of your algorithms.")),
+        "dataset_version": lambda: versions.pick(
+            dataset_version, lambda vid: datasets.usable_version(user, vid), TaskError,
+            "dataset_version", _("Choose a version of a dataset you may use."))},
+        checked, errors)
+    if errors:
+        raise TaskError(errors)
+    return checked
+
+
 def check_pool(pools, value):
     """The ``PoolView`` named ``value`` among ``pools`` (those open to the user,
     ``open_pools``); any other name reads as unknown."""
@@ -223,17 +242,21 @@ def check_subtasks(value, pool, pools, specs):
 # --- a whole submission ------------------------------------------------------------------
 
 
-def checked_task(user, name, image, argv, env, pool, subtasks):
+def checked_task(user, name, image, argv, env, pool, subtasks, algorithm_version=None,
+                 dataset_version=None):
     """Every field of ``user``'s submission checked: ``{"name", "image", "argv", "env",
-    "pool" (a Pool), "subtasks" ([(role, SpecView, replicas)])}``, or TaskError with every
-    message.
+    "algorithm_version", "dataset_version" (rows or None), "pool" (a Pool), "subtasks"
+    ([(role, SpecView, replicas)])}``, or TaskError with every message.
 
     Most submissions are right, and ``_accepted`` proves that with the few rows it needs.
     Anything else goes the long way, over every pool and spec (``check_pool``,
     ``check_subtasks``), so a refusal and its words are what they always were."""
     errors, checked = {}, {}
     check_fields({"name": lambda: check_name(name), "image": lambda: check_image(image),
-                  "argv": lambda: _argv(argv), "env": lambda: _env(env)}, checked, errors)
+                  "argv": lambda: _argv(argv), "env": lambda: _env(env),
+                  "versions": lambda: check_versions(user, algorithm_version, dataset_version)},
+                 checked, errors)
+    checked.update(checked.pop("versions", {}))
     accepted = None if errors else _accepted(user, pool, subtasks)
     if accepted is not None:
         checked["pool"], checked["subtasks"] = accepted

@@ -20,7 +20,7 @@ from flask import abort, current_app, has_app_context
 from flask_babel import gettext as _
 from peewee import IntegrityError
 
-from portal import ledger
+from portal import images, ledger, run_limits
 from portal.db import Prepared, database, insert_row, insert_rows
 from portal.models import Replica, ReplicaEvent, ResourceSpec, Subtask, Task, utcnow
 from portal.reasons import DRAINED, STOPPED_BY_YOU, SUBMITTED
@@ -29,26 +29,36 @@ from portal.task_input import TaskError, checked_task
 from portal.task_views import ReplicaView, SubtaskView, TaskView, all_ended, derive_state
 
 
-def create_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
+def create_task(user, name, image, argv, env, pool, subtasks, rerun_of=None, **more):
     """Check everything, then write the task, its subtasks and its pending replicas (each
     with a "submitted" event) in one transaction, and wake the scheduler. ``pool`` and
     each subtask's spec are names; ``subtasks`` is ``[(role, spec name, replicas)]``.
+    ``more``: ``max_run_minutes`` (``portal.run_limits``), ``template`` (a TaskTemplate),
+    ``algorithm_version`` and ``dataset_version`` (version ids: ``task_input``).
     Raises TaskError with the message of every bad field; nothing is saved then."""
-    return submit_task(user, name, image, argv, env, pool, subtasks, rerun_of).task
+    return submit_task(user, name, image, argv, env, pool, subtasks, rerun_of, **more).task
 
 
-def submit_task(user, name, image, argv, env, pool, subtasks, rerun_of=None):
+def submit_task(user, name, image, argv, env, pool, subtasks, rerun_of=None,
+                max_run_minutes=None, template=None, algorithm_version=None,
+                dataset_version=None):
     """``create_task``, returning the new task's ``TaskView`` (its subtasks, replicas and
     their "submitted" events) made from the rows just written, not read back: what the
     API answers a submission with."""
-    checked = checked_task(user, name, image, argv, env, pool, subtasks)
+    checked = run_limits.with_limit(
+        lambda: checked_task(user, name, image, argv, env, pool, subtasks, algorithm_version,
+                             dataset_version), max_run_minutes, user, pool)
+    images.check_usable(user, checked["image"])
     per_hour = sum(spec.spec.price_per_hour * count for _role, spec, count in checked["subtasks"])
     refusal = ledger.start_refusal(user, ledger.minimum_for(per_hour))
     if refusal:
         raise TaskError({None: refusal})
     task = Task(user=user, kind="training", name=checked["name"], image=checked["image"],
                 argv=json.dumps(checked["argv"]), env=json.dumps(checked["env"]),
-                pool=checked["pool"], state="pending", rerun_of=rerun_of)
+                pool=checked["pool"], state="pending", rerun_of=rerun_of,
+                max_run_minutes=checked["max_run_minutes"], template=template,
+                algorithm_version=checked["algorithm_version"],
+                dataset_version=checked["dataset_version"])
     try:
         with database.atomic():
             view = write_task(task, [(role, spec.spec, count)
@@ -161,7 +171,10 @@ def _run_again(task):
             .where(Subtask.task == task).order_by(Subtask.id))
     return create_task(task.user, task.name, task.image, json.loads(task.argv),
                        json.loads(task.env), task.pool.name,
-                       [(s.role, s.spec.name, s.count) for s in rows], rerun_of=task)
+                       [(s.role, s.spec.name, s.count) for s in rows], rerun_of=task,
+                       max_run_minutes=task.max_run_minutes, template=task.template_id,
+                       algorithm_version=task.algorithm_version_id,
+                       dataset_version=task.dataset_version_id)
 
 
 def delete_task(task):

@@ -8,7 +8,9 @@ OpenAPI document), the error handlers (``errors``), the limit on refused tokens
 
 from portal.api import (  # noqa: F401
     account,
+    algorithms,
     billing,
+    datasets,
     errors,
     images,
     my_billing,
@@ -16,7 +18,10 @@ from portal.api import (  # noqa: F401
     notebooks,
     openapi,
     pools,
+    renter_images,
     resources,
     specs,
     tasks,
+    templates,
+    uploads,
 )

@@ -12,12 +12,22 @@ import time
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 
-from portal import notebook_views, notebooks, storage, task_input, task_views, values
+from portal import notebook_views, notebooks, task_input, task_views, values
 from portal.api.auth import api_user
 from portal.api.errors import ApiError, refusals
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Name, Object, Record, String, iso
-from portal.api.tasks import IMAGE, POOL_NAME, REPLICA_RUN, SPEC_NAME, STATE, replica_run
+from portal.api.tasks import (
+    DATASET_VERSION,
+    IMAGE,
+    MAX_RUN,
+    OWN_MAX_RUN,
+    POOL_NAME,
+    REPLICA_RUN,
+    SPEC_NAME,
+    STATE,
+    replica_run,
+)
 from portal.proxy import ready
 
 LAB = Record({
@@ -46,16 +56,16 @@ NOTEBOOK = Record({
     "spec": String(_l("The spec's name; null once the miner deleted it"), nullable=True),
     "pool": String(_l("The pool's name; null: the default pool"), nullable=True),
     "count": Integer(_l("Subtasks, each one JupyterLab container")),
-    "algorithm": String(_l("The algorithm folder at /code; empty: the notebook's own")),
-    "dataset": String(_l("The dataset folder at /dataset (read-only); empty: none")),
+    "algorithm_version": Integer(_l("The algorithm version /code was filled from, by id"),
+                                 nullable=True),
+    "dataset_version": Integer(_l("The dataset version at /dataset (read-only), by id"),
+                               nullable=True),
+    "max_run_minutes": OWN_MAX_RUN,
     "created_at": String(format="date-time"),
     "state": String(STATE, nullable=True),
     "run": RUN,
 }, name="Notebook")
 
-_FOLDER = dict(max_length=64, pattern=f"(?:{storage.NAME})?",
-               rule=_l("a folder name: letters, digits, '.', '_' and '-', starting with a "
-                       "letter or digit"))
 NEW_NOTEBOOK = Object({
     "name": Name(task_input.NAME_MAX, _l("HTML and any Unicode are kept as data")),
     "image": String(_l("An image with jupyter-lab; Hourglass's JupyterLab image when left "
@@ -65,10 +75,12 @@ NEW_NOTEBOOK = Object({
     "pool": POOL_NAME,
     "count": Integer(_l("Subtasks, 1 to 8 (1 when left out)"), minimum=1,
                      maximum=notebooks.MAX_COUNT),
-    "algorithm": String(_l("An algorithm folder name for /code (made when missing); empty "
-                           "or left out: the notebook's own folder"), **_FOLDER),
-    "dataset": String(_l("One of your dataset folders, read-only at /dataset (another: "
-                         "409)"), **_FOLDER),
+    "algorithm_version": Integer(_l("The id of a version of one of your algorithms: /code, "
+                                    "the notebook's own folder, starts as a copy of it "
+                                    "(another: 409); null or left out: empty"),
+                                 nullable=True, minimum=1),
+    "dataset_version": DATASET_VERSION,
+    "max_run_minutes": MAX_RUN,
     "start": Boolean(_l("Start it at once (true when left out)")),
 }, required=("name", "spec", "pool"), name="NewNotebook")
 
@@ -143,7 +155,9 @@ def notebook_json(view):
         "id": notebook.id, "name": notebook.name, "image": notebook.image,
         "spec": notebook.spec.name if notebook.spec_id else None,
         "pool": notebook.pool.name if notebook.pool_id else None,
-        "count": notebook.count, "algorithm": notebook.algorithm, "dataset": notebook.dataset,
+        "count": notebook.count, "algorithm_version": notebook.algorithm_version_id,
+        "dataset_version": notebook.dataset_version_id,
+        "max_run_minutes": notebook.max_run_minutes,
         "created_at": iso(notebook.created_at), "state": view.state, "run": _run(view.run),
     }
 
@@ -174,8 +188,9 @@ def create_notebook_api(body):
     with refusals():
         notebook = notebooks.create_notebook(
             api_user(), body["name"], body.get("image", current_app.config["JUPYTER_IMAGE"]),
-            body["spec"], body["pool"], body.get("count", 1), body.get("algorithm", ""),
-            body.get("dataset", ""), start=body.get("start", True))
+            body["spec"], body["pool"], body.get("count", 1), body.get("algorithm_version"),
+            body.get("dataset_version"), start=body.get("start", True),
+            max_run_minutes=body.get("max_run_minutes"))
     return _one(notebook)
 
 

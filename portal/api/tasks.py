@@ -16,6 +16,7 @@ from portal.api.auth import api_user
 from portal.api.errors import refusals
 from portal.api.registry import route
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String, iso
+from portal.pools import MAX_RUN_MINUTES
 from portal.units import NAME_MAX
 
 STATE = _l("pending, starting, running, succeeded, failed, stopped or lost")
@@ -57,6 +58,9 @@ SUBTASK = Record({
     "state": String(STATE),
 }, name="Subtask")
 
+OWN_MAX_RUN = Integer(_l("Its own maximum run time in minutes (its pool's may be lower); "
+                         "null: its pool's"), nullable=True)
+
 _TASK_FIELDS = {
     "id": Integer(),
     "name": String(),
@@ -69,7 +73,13 @@ _TASK_FIELDS = {
     "reason": String(_l("Why a pending task waits, as the scheduler last said")),
     "submitted_at": String(format="date-time"),
     "rerun_of": Integer(_l("The task this one runs again"), nullable=True),
+    "algorithm_version": Integer(_l("The algorithm version at /code (read-only), by id"),
+                                 nullable=True),
+    "dataset_version": Integer(_l("The dataset version at /dataset (read-only), by id"),
+                               nullable=True),
+    "max_run_minutes": OWN_MAX_RUN,
     "subtasks": Array(SUBTASK),
+    "template": Integer(_l("The template it was started from"), nullable=True),
     "cost": Integer(_l("Micro-units charged for its replicas so far (live while it runs)")),
 }
 TASK_SUMMARY = Record(_TASK_FIELDS, name="TaskSummary")
@@ -85,6 +95,17 @@ SPEC_NAME = Name(NAME_MAX["spec"], _l("The name of a spec you may use (another: 
 POOL_NAME = Name(NAME_MAX["pool"], _l("The name of a pool open to you (another: 409)"))
 _ARGUMENT = String(max_length=task_input.ARG_MAX, pattern=values.NO_NUL,
                    rule=_l("text without NUL"))
+
+MAX_RUN = Integer(_l("Stop it after this many minutes of running; at most its pool's maximum "
+                     "(more: 409); null or left out: the pool's"), nullable=True, minimum=1,
+                  maximum=MAX_RUN_MINUTES)
+
+ALGORITHM_VERSION = Integer(_l("The id of a version of one of your algorithms, read-only at "
+                               "/code, the working folder (another: 409); null or left out: "
+                               "none"), nullable=True, minimum=1)
+DATASET_VERSION = Integer(_l("The id of a version of a dataset you may use (yours or shared "
+                             "with your group), read-only at /dataset (another: 409); null or "
+                             "left out: none"), nullable=True, minimum=1)
 
 NEW_SUBTASK = Object({
     "role": ROLE,
@@ -109,6 +130,9 @@ NEW_TASK = Object({
     "pool": POOL_NAME,
     "subtasks": Array(NEW_SUBTASK, _l("1 to 8 subtasks"), min_items=1,
                       max_items=task_input.MAX_SUBTASKS),
+    "max_run_minutes": MAX_RUN,
+    "algorithm_version": ALGORITHM_VERSION,
+    "dataset_version": DATASET_VERSION,
 }, required=("name", "image", "argv", "pool", "subtasks"), name="NewTask")
 
 
@@ -119,6 +143,9 @@ def _summary(view):
         "env": view.env, "pool": task.pool.name, "state": view.state,
         "stop_requested": task.stop_requested, "reason": task_views.reason_text(task.reason),
         "submitted_at": iso(task.submitted_at), "rerun_of": task.rerun_of_id,
+        "template": task.template_id, "max_run_minutes": task.max_run_minutes,
+        "algorithm_version": task.algorithm_version_id,
+        "dataset_version": task.dataset_version_id,
         "subtasks": [{"role": s.subtask.role, "spec": s.subtask.spec.name,
                       "spec_id": s.subtask.spec_id, "replicas": s.count,
                       "state": s.state} for s in view.subtasks],
@@ -128,7 +155,7 @@ def _summary(view):
 
 def replica_run(replica):
     """A replica's fields as ``REPLICA_RUN`` describes them."""
-    return {"state": replica.state, "reason": replica.reason,
+    return {"state": replica.state, "reason": task_views.reason_text(replica.reason),
             "node": replica.node.name if replica.node else None,
             "exit_code": replica.exit_code, "started_ns": replica.started_ns,
             "finished_ns": replica.finished_ns}
@@ -139,7 +166,8 @@ def _replica(subtask, item):
     return {
         "id": replica.id, "role": subtask.subtask.role, "index": replica.index,
         **replica_run(replica),
-        "events": [{"at": iso(e.at), "state": e.state, "reason": e.reason} for e in item.events],
+        "events": [{"at": iso(e.at), "state": e.state,
+                    "reason": task_views.reason_text(e.reason)} for e in item.events],
         "price_per_hour": replica.price_per_hour, "billed_seconds": replica.billed_seconds,
         "charged": replica.charged,
     }
@@ -167,7 +195,10 @@ def create_task_api(body):
     subtasks = [(s["role"], s["spec"], s["replicas"]) for s in body["subtasks"]]
     with refusals():
         view = tasks.submit_task(api_user(), body["name"], body["image"], body["argv"],
-                                 body.get("env", {}), body["pool"], subtasks)
+                                 body.get("env", {}), body["pool"], subtasks,
+                                 max_run_minutes=body.get("max_run_minutes"),
+                                 algorithm_version=body.get("algorithm_version"),
+                                 dataset_version=body.get("dataset_version"))
     return _whole(view)  # made from the rows just written: nothing read back
 
 

@@ -32,7 +32,14 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
 
-from portal import notebook_folders, notebook_progress, notebook_views, security_headers, values
+from portal import (
+    algorithms,
+    notebook_progress,
+    notebook_views,
+    run_limits,
+    security_headers,
+    values,
+)
 from portal.auth import LOGIN_ID
 from portal.notebooks import (
     NotebookError,
@@ -52,6 +59,7 @@ from portal.presenters import (
     show_errors,
 )
 from portal.proxy import access, ready, urls
+from portal.renter import pickers
 from portal.renter.blueprint import bp
 
 PAGE_WAIT = 3.0  # seconds a notebook page's refresh may wait for its step to change
@@ -95,21 +103,18 @@ class NotebookForm(FlaskForm):
     spec = SelectField(_l("Spec"), validate_choice=False)
     pool = SelectField(_l("Pool"), validate_choice=False)
     count = StringField(_l("Subtasks"), default="1", render_kw={"inputmode": "numeric"})
-    algorithm = StringField(_l("Algorithm (folder mounted at /code; empty: the notebook's "
-                               "own folder)"),
-                            render_kw={"list": "known-algorithms", "autocomplete": "off"})
-    dataset = SelectField(_l("Dataset (read-only at /dataset)"), validate_choice=False)
+    algorithm_version = pickers.algorithm_field()
+    dataset_version = pickers.dataset_field()
+    max_run_minutes = StringField(_l("Maximum run time of each run (minutes)"),
+                                  render_kw={"inputmode": "numeric"})
     start = BooleanField(_l("Start it now"), default=True)
 
 
 def _form_page(form, status=200):
     pools, images = launch_choices(form, form.spec)
-    root = notebook_folders.data_root()
-    form.dataset.choices = [("", _("— none —"))] + [
-        (name, name) for name in notebook_folders.folder_names(root, current_user, "datasets")]
+    pickers.fill(form)
     return answer("renter/notebook_new.html", status, push=url_for("renter.new_notebook"),
-                  form=form, pools=pools, images=images,
-                  algorithms=notebook_folders.folder_names(root, current_user, "algorithms"))
+                  form=form, pools=pools, images=images)
 
 
 @bp.get("/notebooks")
@@ -134,7 +139,8 @@ def create_notebook_view():
     try:
         notebook = create_notebook(
             current_user, form.name.data, form.image.data, form.spec.data, form.pool.data,
-            form.count.data, form.algorithm.data, form.dataset.data, start=form.start.data)
+            form.count.data, form.algorithm_version.data, form.dataset_version.data,
+            start=form.start.data, max_run_minutes=form.max_run_minutes.data)
     except NotebookError as exc:
         show_errors(form, exc)
         return _form_page(form, 400)
@@ -148,15 +154,11 @@ def notebook_page(notebook_id):
     since = _shown()
     view, progress = ready.watch(notebook, wait=PAGE_WAIT if since else 0, since=since,
                                  events=True)
+    limit = view.run and run_limits.run_limit(view.run.task, [r.replica
+                                                             for r in view.run.replicas])
     return page_or_partial("renter/notebook.html", "renter/_notebook_live.html", view=view,
-                           progress=progress, code=_code_text(notebook), **HELPERS)
-
-
-def _code_text(notebook):
-    """What the page says /code is."""
-    if notebook.algorithm:
-        return _("your algorithm '%(name)s'", name=notebook.algorithm)
-    return _("this notebook's own folder")
+                           progress=progress, my_algorithms=algorithms.algorithms_of(current_user),
+                           limit=limit, limit_text=run_limits.limit_text, **HELPERS)
 
 
 def _act(notebook_id, action, message):

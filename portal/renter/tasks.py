@@ -8,16 +8,22 @@ Without JavaScript the form offers three subtask rows (empty rows are ignored) a
 subtask" posts the form back with one more row.
 """
 
-from types import SimpleNamespace
-
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import FieldList, Form, FormField, SelectField, StringField, TextAreaField
+from wtforms import (
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 
-from portal import task_input, task_views, values
+from portal import run_limits, task_input, task_templates, task_views, values
 from portal.access import open_pools
 from portal.presenters import (
     answer,
@@ -27,6 +33,7 @@ from portal.presenters import (
     page_or_partial,
     show_errors,
 )
+from portal.renter import pickers
 from portal.renter.blueprint import bp
 from portal.tasks import create_task, delete_task, get_task_or_404, request_stop, rerun
 
@@ -52,22 +59,23 @@ class TaskForm(FlaskForm):
     pool = SelectField(_l("Pool"), validate_choice=False)
     subtasks = FieldList(FormField(SubtaskRow), min_entries=ROWS,
                          max_entries=task_input.MAX_SUBTASKS)
+    max_run_minutes = StringField(_l("Maximum run time (minutes)"),
+                                  render_kw={"inputmode": "numeric"})
+    template = HiddenField()  # the id of the template this task starts from
+    algorithm_version = pickers.algorithm_field()
+    dataset_version = pickers.dataset_field()
 
 
-def _form_page(form, status=200):
+def form_page(form, status=200, **extra):
+    """The new task form (also what saves a template: ``portal.renter.templates``)."""
     pools, images = launch_choices(form, *(row.spec for row in form.subtasks))
+    pickers.fill(form)
+    template_id = values.row_id(form.template.data)
+    template = (task_templates.get_template_or_404(current_user, template_id)
+                if template_id else None)
     return answer("renter/task_new.html", status, push=url_for("renter.new_task"), form=form,
-                  pools=pools, images=images, max_rows=task_input.MAX_SUBTASKS)
-
-
-def _prefill(view):
-    """Form data for "Edit and run again": the parameters of an earlier task."""
-    rows = [SimpleNamespace(role=s.subtask.role, spec=s.subtask.spec.name,
-                            replicas=str(s.count)) for s in view.subtasks]
-    rows += [SimpleNamespace(role="", spec="", replicas="1")] * (ROWS - len(rows))
-    return {"name": view.task.name, "image": view.task.image, "command": "\n".join(view.argv),
-            "env": "\n".join(f"{key}={value}" for key, value in view.env.items()),
-            "pool": view.task.pool.name, "subtasks": rows}
+                  pools=pools, images=images, max_rows=task_input.MAX_SUBTASKS,
+                  origin=template, **extra)
 
 
 @bp.get("/tasks")
@@ -80,12 +88,18 @@ def tasks():
 @bp.get("/tasks/new")
 def new_task():
     earlier = values.row_id(request.args.get("from"))
+    chosen = values.row_id(request.args.get("template"))
+    if chosen is not None:
+        view = task_templates.get_template_or_404(current_user, chosen)
+        data = task_templates.form_data(view.definition, ROWS, view.template)
+        return form_page(TaskForm(formdata=None, data=data))
     if earlier is not None:
-        view = task_views.task_view(get_task_or_404(current_user, earlier))
-        return _form_page(TaskForm(formdata=None, data=_prefill(view)))
+        definition = task_templates.task_definition(get_task_or_404(current_user, earlier))
+        return form_page(TaskForm(formdata=None, data=task_templates.form_data(definition,
+                                                                                ROWS)))
     form = TaskForm(formdata=None)
     form.subtasks[0].role.data = "worker"
-    return _form_page(form)
+    return form_page(form)
 
 
 @bp.get("/tasks/images")
@@ -94,7 +108,8 @@ def task_images():
     chosen = [view for view in open_pools(current_user)
               if view.pool.name == request.args.get("pool")]
     return render_template("renter/_image_options.html",
-                           images=task_input.pool_images(chosen[0]) if chosen else [])
+                           images=task_input.pool_images(chosen[0]) if chosen else [],
+                           jupyter_only=request.args.get("jupyter") == "1")
 
 
 @bp.post("/tasks")
@@ -103,26 +118,44 @@ def create_task_view():
     if request.form.get("action") == "add-row":
         if len(form.subtasks) < task_input.MAX_SUBTASKS:
             form.subtasks.append_entry()
-        return _form_page(form)
-    rows = [row for row in form.subtasks if (row.role.data or "").strip() or row.spec.data]
+        return form_page(form)
+    fields, rows = form_fields(form)
+    template_id = values.row_id(form.template.data)
+    template = (task_templates.get_template_or_404(current_user, template_id).template
+                if template_id else None)
     try:
         task = create_task(
-            current_user, form.name.data, form.image.data,
-            task_input.command_lines(form.command.data),
-            form.env.data or "", form.pool.data,
-            [((row.role.data or "").strip(), row.spec.data, row.replicas.data) for row in rows])
+            current_user, fields["name"], fields["image"], fields["argv"], fields["env"],
+            fields["pool"], fields["subtasks"], max_run_minutes=fields["max_run_minutes"],
+            template=template, algorithm_version=fields["algorithm_version"],
+            dataset_version=fields["dataset_version"])
     except task_input.TaskError as exc:
-        show_errors(form, exc, _error_fields(form, rows))
-        return _form_page(form, 400)
+        show_errors(form, exc, error_fields(form, rows))
+        return form_page(form, 400)
     return done(_("Submitted '%(name)s'.", name=task.name),
                 url_for("renter.task_page", task_id=task.id))
 
 
-def _error_fields(form, rows):
+def form_fields(form):
+    """A posted ``TaskForm``'s submission: ``({name, image, argv, env, pool, subtasks,
+    max_run_minutes}, the subtask rows that were not empty)``."""
+    rows = [row for row in form.subtasks if (row.role.data or "").strip() or row.spec.data]
+    return {"name": form.name.data, "image": form.image.data,
+            "argv": task_input.command_lines(form.command.data), "env": form.env.data or "",
+            "pool": form.pool.data, "max_run_minutes": form.max_run_minutes.data,
+            "algorithm_version": form.algorithm_version.data,
+            "dataset_version": form.dataset_version.data,
+            "subtasks": [((row.role.data or "").strip(), row.spec.data, row.replicas.data)
+                         for row in rows]}, rows
+
+
+def error_fields(form, rows):
     """The fields a TaskError's keys name: ``argv`` is the command, ``subtasks[i].x`` the
     i-th row that was not empty (any other key is shown above the form)."""
     fields = {"name": form.name, "image": form.image, "argv": form.command, "env": form.env,
-              "pool": form.pool}
+              "pool": form.pool, "max_run_minutes": form.max_run_minutes,
+              "algorithm_version": form.algorithm_version,
+              "dataset_version": form.dataset_version}
     for i, row in enumerate(rows):
         fields.update({f"subtasks[{i}].{name}": row[name] for name in ("role", "spec",
                                                                         "replicas")})
@@ -132,7 +165,10 @@ def _error_fields(form, rows):
 @bp.get("/tasks/<int:task_id>")
 def task_page(task_id):
     view = task_views.task_view(get_task_or_404(current_user, task_id))
-    return page_or_partial("renter/task.html", "renter/_task_detail.html", view=view)
+    return page_or_partial("renter/task.html", "renter/_task_detail.html", view=view,
+                           limit=run_limits.run_limit(view.task, [r.replica
+                                                                  for r in view.replicas]),
+                           limit_text=run_limits.limit_text)
 
 
 @bp.post("/tasks/<int:task_id>/stop")

@@ -32,8 +32,8 @@ ROLES = {
     "miner": ("mina", "/miner/login", "/miner/", MINER_MENU, "Overview"),
 }
 BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks",
-         "Machine-time", "Notebooks"}
-BUILT_FOR = {"miner": {"Images"}}  # the renter's Images page is still planned
+         "Machine-time", "Notebooks", "Images"}
+BUILT_FOR = {"renter": {"Algorithms", "Datasets", "Templates"}}  # the miner's Monitoring: planned
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -139,7 +139,7 @@ def test_a_saved_notebook_keeps_its_cell_and_output_across_stop_and_start(
     (rene,) = query(server, "SELECT id FROM users WHERE name = 'rene'")[0]
     data = Path(server.env.get("HOURGLASS_DATA") or Path(server.env["HOURGLASS_INSTANCE"])
                 / "data")
-    folder = code_folder(data, SimpleNamespace(algorithm="", user_id=rene, id=notebook_id))
+    folder = code_folder(data, SimpleNamespace(user_id=rene, id=notebook_id))
     saved = json.loads((folder / SAVED_AS).read_text())
     cell = saved["cells"][0]
     assert "".join(cell["source"]) == "1+1" and cell["execution_count"] == 1

@@ -20,6 +20,7 @@ from flask import current_app
 from portal import ledger
 from portal.models import LedgerEntry, Node, NodeChip, Replica, ReplicaChip, Task
 from portal.money import MICRO
+from portal.reasons import english
 from portal.settings import instance_id
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.tasks import create_task, delete_task, request_stop
@@ -153,7 +154,7 @@ def test_a_silent_node_never_stops_the_pass_and_its_replica_is_lost_after_the_gr
                                                                   strict=False)), passes
     assert passes[-1][1] - passes[0][1] >= passes[-1][0] - passes[0][0] - 2, passes
     lost = cluster.replica(there)
-    assert lost.state == "lost" and "not answering since" in lost.reason, lost.reason
+    assert lost.state == "lost" and "not answering since" in english(lost.reason), lost.reason
     # Billed to when it was last seen alive, not a second more.
     assert lost.settled and lost.last_seen_at == last_seen
     assert lost.charged == ledger.cost(
@@ -218,7 +219,7 @@ def test_a_node_that_never_answers_a_start_fails_the_replica_after_the_tries(clu
     cluster.run_until(lambda: Task.get_by_id(task.id).state == "failed", "the replica failed")
     replica = cluster.replica(task)
     assert replica.start_attempts == START_ATTEMPTS - 1
-    assert replica.reason.startswith(f"could not start: node far did not answer "
+    assert english(replica.reason).startswith(f"could not start: node far did not answer "
                                      f"{START_ATTEMPTS} tries"), replica.reason
     assert cluster.far.count(r"/containers/create", "POST") >= START_ATTEMPTS
 

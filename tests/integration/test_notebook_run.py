@@ -10,18 +10,21 @@ import time
 import pytest
 import requests
 
+from portal.datasets import create_dataset
 from portal.models import Replica, Task
 from portal.notebook_folders import code_folder
 from portal.notebooks import active_run, create_notebook, start_notebook, stop_notebook
+from portal.reasons import english
 from portal.specs import create_resource, parse_spec, save_spec
-from portal.storage import user_folder
 from portal.users import create_user
+from portal.versions import latest
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
 from tests.conftest import PASSWORD
 from tests.fake_hosts import make_sophgo_host
 from tests.support import fund, wait_for
+from tests.unit.test_algorithms import uploaded
 
 pytestmark = pytest.mark.podman
 
@@ -85,11 +88,10 @@ def first_answer(url, token, timeout=30):
 
 def test_a_notebook_serves_jupyterlab_with_its_token_and_keeps_its_files(lab):
     app, renter, reconciler, backend = lab
-    data = user_folder(app.config["DATA_ROOT"], renter.id, "datasets", "digits")
-    data.mkdir(parents=True)
-    (data / "train.csv").write_text("1,2,3\n")
+    dataset = latest(create_dataset(renter, "digits", "",
+                                    [uploaded(renter, "train.csv", b"1,2,3\n")]))
     notebook = create_notebook(renter, "my lab", "localhost/hourglass-jupyter:latest", "lab1",
-                               "default", dataset="digits")
+                               "default", dataset_version=dataset.id)
     folder = code_folder(app.config["DATA_ROOT"], notebook)
     assert folder.is_dir() and (folder.stat().st_uid, folder.stat().st_gid) == (1000, 1000)
 
@@ -156,4 +158,4 @@ def test_without_a_data_folder_a_notebook_fails_with_the_reason(lab):
                                      "lab1", "default"))
     run = drive(blind, run, "failed", timeout=15)
     replica = Replica.get(Replica.task == run)
-    assert "no data folder" in replica.reason and replica.container == ""
+    assert "no data folder" in english(replica.reason) and replica.container == ""

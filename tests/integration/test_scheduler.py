@@ -10,6 +10,7 @@ import pytest
 from werkzeug.exceptions import NotFound
 
 from portal.models import Node, Replica, ReplicaChip, ReplicaEvent, Task, User
+from portal.reasons import english
 from portal.settings import instance_id
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.task_views import reason_text
@@ -141,7 +142,7 @@ def test_a_restart_adopts_running_replicas_and_a_vanished_container_is_lost(clou
     again.run()
     assert Replica.get_by_id(first.id).state == "running"  # adopted, not started twice
     lost = Replica.get_by_id(second.id)
-    assert lost.state == "lost" and "vanished" in lost.reason
+    assert lost.state == "lost" and "vanished" in english(lost.reason)
     assert len([c for c in backend.list_ours(instance_id()) if c.replica == first.id]) == 1
     request_stop(Task.get_by_id(task.id))
     assert settle(again, task).state in ("stopped", "lost")

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from portal.models import Node, Replica, Task
+from portal.reasons import english
 from portal.settings import instance_id
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.tasks import create_task
@@ -234,6 +235,7 @@ def test_a_replica_whose_node_was_removed_is_lost_and_frees_its_place(leader, te
     lost = Replica.get_by_id(replica.id)
     assert lost.state == "lost" and Task.get_by_id(task.id).state == "lost"
     seen = f"{replica.last_seen_at:%Y-%m-%d %H:%M:%S} UTC"
-    assert "its node was removed" in lost.reason and seen in lost.reason, lost.reason
+    reason = english(lost.reason)
+    assert "its node was removed" in reason and seen in reason, reason
     usage, _limits = inventory.usage_and_limits(inventory.spec_needs())
     assert usage == {}  # no longer counted against the renter's limits

@@ -11,7 +11,7 @@ import os
 import pytest
 from werkzeug.exceptions import NotFound
 
-from portal import notebook_folders, notebook_views, notebooks, storage
+from portal import notebook_folders, notebook_views, notebooks, storage, versions
 from portal.models import Notebook, Replica, ReplicaEvent, ResourceSpec, Subtask, Task, User
 from portal.notebooks import NotebookError
 from portal.specs import set_spec_enabled
@@ -20,6 +20,8 @@ from portal.users import create_user
 from tests.conftest import JUPYTER_IMAGE, PASSWORD
 from tests.support import csrf_token, login
 from tests.unit import test_tasks as shared
+from tests.unit.test_algorithms import CODE, code_version
+from tests.unit.test_datasets import data_version
 from tests.unit.test_tasks import IMAGE, set_state
 
 world = shared.world  # the fixture: pools, nodes, specs and renters rene and rita
@@ -84,15 +86,15 @@ def owner(path):
 
 
 def test_user_folders_stay_inside_the_users_folder(tmp_path):
-    assert storage.user_folder(tmp_path, 7, "algorithms", "mnist-v2.1_x") == \
-        tmp_path / "users" / "7" / "algorithms" / "mnist-v2.1_x"
+    assert storage.user_folder(tmp_path, 7, "notebooks", "12") == \
+        tmp_path / "users" / "7" / "notebooks" / "12"
     for name in ("..", ".", ".hidden", "a/b", "../x", "", "x" * 65, "a b", "名字", None,
                  "a\x00b", "-x"):
         with pytest.raises(ValueError):
-            storage.user_folder(tmp_path, 7, "datasets", name)
+            storage.user_folder(tmp_path, 7, "notebooks", name)
     for user_id in (0, -1, True, "7"):
         with pytest.raises(ValueError):
-            storage.user_folder(tmp_path, user_id, "datasets", "x")
+            storage.user_folder(tmp_path, user_id, "notebooks", "x")
     with pytest.raises(ValueError):
         storage.user_folder(tmp_path, 7, "../etc", "x")
 
@@ -114,8 +116,8 @@ def test_ensure_folder_gives_it_to_the_containers_user_and_refuses_links(tmp_pat
 
 def test_create_saves_the_notebook_makes_its_folder_and_starts_a_run(ctx, signals):
     notebook = make(count=2)
-    assert (notebook.name, notebook.count, notebook.algorithm, notebook.dataset) == (
-        "lab", 2, "", "")
+    assert (notebook.name, notebook.count, notebook.algorithm_version,
+            notebook.dataset_version) == ("lab", 2, None, None)
     own = folder(ctx, renter(), "notebooks", str(notebook.id))
     assert own.is_dir() and owner(own) == (1000, 1000)
     run = Task.get(Task.notebook == notebook)
@@ -138,33 +140,24 @@ def test_two_runs_get_different_tokens(ctx):
     assert first.secret != second.secret
 
 
-def test_an_algorithm_folder_is_code_and_a_dataset_is_read_only(ctx):
+def test_code_is_a_copy_of_the_algorithm_version_and_the_dataset_is_read_only(ctx):
     user = renter()
-    dataset = folder(ctx, user, "datasets", "digits")
-    dataset.mkdir(parents=True)
-    notebook = make(algorithm="mnist", dataset="digits")
-    code = folder(ctx, user, "algorithms", "mnist")
-    assert code.is_dir() and owner(code) == (1000, 1000)
-    assert not folder(ctx, user, "notebooks", str(notebook.id)).exists()
-    assert notebook_folders.mounts(data(ctx), notebook) == [(str(code), "/code", False),
-                                                 (str(dataset), "/dataset", True)]
-    # A second notebook on the same algorithm shares its folder and what is in it.
-    (code / "kept.ipynb").write_text("{}")
-    again = make(name="again", algorithm="mnist", start=False)
-    assert notebook_folders.code_folder(data(ctx), again) == code and (code / "kept.ipynb").exists()
+    code, dataset = code_version(user), data_version(user)
+    notebook = make(algorithm_version=code.id, dataset_version=dataset.id)
+    own = folder(ctx, user, "notebooks", str(notebook.id))
+    assert (own / "hello.txt").read_bytes() == CODE["hello.txt"] and owner(own) == (1000, 1000)
+    assert notebook_folders.mounts(data(ctx), notebook) == [
+        (str(own), "/code", False), (str(versions.folder(dataset)), "/dataset", True)]
+    (own / "hello.txt").write_text("edited")  # the working copy, not the version
+    assert (versions.folder(code) / "hello.txt").read_bytes() == CODE["hello.txt"]
 
 
-def test_another_renters_dataset_is_not_yours(ctx):
-    folder(ctx, renter("rita"), "datasets", "secret-data").mkdir(parents=True)
-    assert errors_of(make, dataset="secret-data") == {
-        "dataset": "You have no dataset 'secret-data'."}
-
-
-def test_a_dataset_that_is_a_link_is_refused(ctx, tmp_path):
-    parent = folder(ctx, renter(), "datasets", "x").parent
-    parent.mkdir(parents=True)
-    (parent / "etc").symlink_to("/etc")
-    assert "dataset" in errors_of(make, dataset="etc")
+def test_another_renters_versions_are_not_yours(ctx):
+    rita = renter("rita")
+    assert errors_of(make, algorithm_version=code_version(rita).id,
+                     dataset_version=data_version(rita).id) == {
+        "algorithm_version": "Choose a version of one of your algorithms.",
+        "dataset_version": "Choose a version of a dataset you may use."}
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -182,25 +175,24 @@ def test_a_dataset_that_is_a_link_is_refused(ctx, tmp_path):
     ("count", 9, "Subtasks: a whole number from 1 to 8."),
     ("count", "two", "Subtasks: a whole number from 1 to 8."),
     ("count", True, "Subtasks: a whole number from 1 to 8."),
-    ("algorithm", "../../etc", "An algorithm is a folder name"),
-    ("algorithm", "a/b", "An algorithm is a folder name"),
-    ("algorithm", ".hidden", "An algorithm is a folder name"),
-    ("algorithm", "x" * 65, "An algorithm is a folder name"),
-    ("dataset", "../../../etc", "You have no dataset '../../../etc'."),
-    ("dataset", "missing", "You have no dataset 'missing'."),
+    ("algorithm_version", "../../etc", "Choose a version of one of your algorithms."),
+    ("algorithm_version", 999999, "Choose a version of one of your algorithms."),
+    ("dataset_version", "../../../etc", "Choose a version of a dataset you may use."),
+    ("dataset_version", 999999, "Choose a version of a dataset you may use."),
 ])
 def test_bad_values_are_refused_and_nothing_is_saved(ctx, signals, field, value, message):
     errors = errors_of(make, **{field: value})
     assert list(errors) == [field] and message in errors[field]
     assert counts() == [0, 0, 0, 0] and signals == []
-    assert not (storage.user_folder(data(ctx), renter().id, "algorithms", "x").parent
-                .parent.exists())  # no folder was made either
+    assert not (storage.user_folder(data(ctx), renter().id, "notebooks", "x").parent
+                .exists())  # no folder was made either
 
 
 def test_every_bad_field_is_reported_at_once(ctx):
     errors = errors_of(make, name="", image="bad image", spec="nope", pool="nowhere",
-                       count=0, algorithm="..", dataset="none")
-    assert set(errors) == {"name", "image", "spec", "pool", "count", "algorithm", "dataset"}
+                       count=0, algorithm_version="..", dataset_version="none")
+    assert set(errors) == {"name", "image", "spec", "pool", "count", "algorithm_version",
+                           "dataset_version"}
 
 
 def test_a_start_needs_the_minimum_period_of_balance(ctx, signals):
@@ -297,7 +289,7 @@ def post(client, path, **fields):
 
 
 FORM = {"name": "my lab", "image": IMAGE, "spec": "1 TPU", "pool": "default", "count": "1",
-        "algorithm": "", "dataset": "", "start": "y"}
+        "algorithm_version": "", "dataset_version": "", "start": "y"}
 
 
 def make_in(app, **overrides):
@@ -316,16 +308,15 @@ def test_the_menu_entry_opens_the_notebook_list(rene, app):
     assert 'hx-trigger="every 2s"' in page and 'hx-select="#notebook-table"' in page
 
 
-def test_the_form_offers_the_jupyter_image_specs_and_datasets(rene, app):
+def test_the_form_offers_the_jupyter_image_specs_and_versions(rene, app):
     with app.app_context():
-        user = renter()
-        folder(app, user, "datasets", "digits").mkdir(parents=True)
-        folder(app, user, "algorithms", "mnist").mkdir(parents=True)
+        dataset, code = data_version(renter()), code_version(renter())
     page = text(rene.get("/renter/notebooks/new"))
     assert f'value="{JUPYTER_IMAGE}"' in page
     assert '<option value="1 TPU">' in page
     assert '<option value="16 TPU">' not in page and '<option value="off">' not in page
-    assert '<option value="digits">' in page and '<option value="mnist">' in page
+    assert '<optgroup label="digits">' in page and '<optgroup label="mnist">' in page
+    assert f'<option value="{dataset.id}">v1' in page and f'<option value="{code.id}">v1' in page
 
 
 def test_submitting_the_form_creates_and_starts_the_notebook(rene, app):
@@ -353,11 +344,12 @@ def test_a_waiting_notebook_shows_why(rene, app):
 
 
 def test_bad_form_input_is_shown_next_to_its_field(rene, app):
-    response = post(rene, "/renter/notebooks", **{**FORM, "count": "9", "algorithm": "../x"})
+    response = post(rene, "/renter/notebooks", **{**FORM, "count": "9",
+                                                   "algorithm_version": "999"})
     page = text(response)
     assert response.status_code == 400
     assert "Subtasks: a whole number from 1 to 8." in page
-    assert "An algorithm is a folder name" in page
+    assert "Choose a version of one of your algorithms." in page
     with app.app_context():
         assert counts() == [0, 0, 0, 0]
 
@@ -462,8 +454,8 @@ def test_the_api_creates_lists_starts_stops_and_deletes(client, app, tokens):
     rene = tokens["rene"]
     notebook = created(client, rene, count=2)
     assert (notebook["image"], notebook["spec"], notebook["pool"], notebook["count"],
-            notebook["algorithm"], notebook["dataset"], notebook["state"]) == (
-        JUPYTER_IMAGE, "1 TPU", "default", 2, "", "", "pending")
+            notebook["algorithm_version"], notebook["dataset_version"], notebook["state"]) == (
+        JUPYTER_IMAGE, "1 TPU", "default", 2, None, None, "pending")
     run = notebook["run"]
     assert [(r["role"], r["state"]) for r in run["replicas"]] == [("lab-0", "pending"),
                                                                   ("lab-1", "pending")]
@@ -484,18 +476,22 @@ def test_the_api_creates_lists_starts_stops_and_deletes(client, app, tokens):
     assert client.get("/api/v1/notebooks", headers=rene).json == []
 
 
-def test_the_api_can_create_without_starting(client, tokens):
-    notebook = created(client, tokens["rene"], start=False, image=IMAGE, algorithm="mnist")
+def test_the_api_can_create_without_starting(client, app, tokens):
+    with app.app_context():
+        version = code_version(renter())
+    notebook = created(client, tokens["rene"], start=False, image=IMAGE,
+                       algorithm_version=version.id)
     assert notebook["run"] is None and notebook["state"] is None
-    assert (notebook["image"], notebook["algorithm"]) == (IMAGE, "mnist")
+    assert (notebook["image"], notebook["algorithm_version"]) == (IMAGE, version.id)
 
 
 @pytest.mark.parametrize("body, status, code, field", [
     ({"count": 9}, 400, "invalid_body", "count"),
     ({"spec": "nope"}, 409, "conflict", "spec"),
-    ({"dataset": "../x"}, 400, "invalid_body", "dataset"),
-    ({"dataset": "none-such"}, 409, "conflict", "dataset"),
-    ({"algorithm": "a/b"}, 400, "invalid_body", "algorithm"),
+    ({"dataset_version": "../x"}, 400, "invalid_body", "dataset_version"),
+    ({"dataset_version": 999999}, 409, "conflict", "dataset_version"),
+    ({"algorithm_version": 0}, 400, "invalid_body", "algorithm_version"),
+    ({"algorithm_version": 999999}, 409, "conflict", "algorithm_version"),
     ({"pool": "lab"}, 409, "conflict", "pool"),
     ({"name": "a\u202eb"}, 400, "invalid_body", "name"),
     ({"secret": "mine"}, 400, "invalid_body", "secret"),

@@ -14,9 +14,15 @@ import pytest
 
 from portal import ledger, references
 from portal.models import (
+    Algorithm,
+    AlgorithmVersion,
     ApiToken,
     CustomResource,
+    Dataset,
+    DatasetShare,
+    DatasetVersion,
     Group,
+    Image,
     LedgerEntry,
     Membership,
     Node,
@@ -29,6 +35,8 @@ from portal.models import (
     SpecResource,
     Subtask,
     Task,
+    TaskTemplate,
+    Upload,
 )
 from portal.pools import create_pool, default_pool, move_node
 from portal.tokens import create_token
@@ -56,6 +64,21 @@ DELETES = {
     "api.delete_task_api": None,
     "renter.delete_notebook_view": None,
     "api.delete_notebook_api": None,
+    "renter.delete_algorithm_view": Algorithm,
+    "api.delete_algorithm_api": Algorithm,
+    "renter.delete_algorithm_version_view": AlgorithmVersion,
+    "api.delete_algorithm_version": AlgorithmVersion,
+    "renter.delete_dataset_view": Dataset,
+    "api.delete_dataset_api": Dataset,
+    "renter.delete_dataset_version_view": DatasetVersion,
+    "api.delete_dataset_version": DatasetVersion,
+    "api.unshare_dataset_api": DatasetShare,
+    "renter.delete_image_view": Image,
+    "api.delete_renter_image": Image,
+    "renter.delete_template_view": TaskTemplate,
+    "api.delete_template_api": TaskTemplate,
+    "api.delete_upload": Upload,
+    "renter.notebook_files_delete": None,  # a file of a notebook's folder, not a row
 }
 
 # (referencing model, foreign key) holding a deletable row back -> the test deleting such a
