@@ -11,7 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.support import LOGIN_PATH
+from tests.integration.test_replica_io import api
+from tests.support import LOGIN_PATH, wait_for
 
 RENTER_MENU = ["Overview", "Notebooks", "Training tasks", "Machine-time", "Algorithms",
                "Datasets", "Images", "Templates"]
@@ -95,3 +96,19 @@ def run_cell(lab: Page, panel, code, index=0):
     editor.click()
     lab.keyboard.press("Shift+Enter")
     return cell.locator(".jp-OutputArea-output")
+
+
+def scheduling_server(live_server_factory, host_root, price="1"):
+    """A live server with its scheduler on (fast ticks, chips read under ``host_root``),
+    started, its local node Ready and a spec "small" (0.1 CPU, 0.125 GB, ``price`` per
+    hour); (the server, the miner mina's API token)."""
+    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
+                                 HOURGLASS_DISCOVERY_SECONDS="1",
+                                 HOURGLASS_HOST_ROOT=str(host_root))
+    miner = server.flask("token", "create", "mina").stdout.strip()
+    server.start()
+    wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,
+             what="the local node to be Ready")
+    api(server, miner, "POST", "/specs",
+        {"name": "small", "cpu": "0.1", "memory_gb": "0.125", "price": price})
+    return server, miner

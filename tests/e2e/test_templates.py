@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
-from tests.e2e.helpers import heading, menu_links, sign_in
+from tests.e2e.helpers import heading, menu_links, scheduling_server, sign_in
 from tests.integration.test_replica_io import api
 from tests.support import wait_for
 
@@ -22,17 +22,9 @@ pytestmark = pytest.mark.e2e
 def lab(live_server_factory, tmp_path):
     """A live server with its scheduler on, the local node Ready, a spec "small" and a
     renter's token."""
-    host = tmp_path / "host"
-    host.mkdir()
-    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
-                                 HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_HOST_ROOT=str(host))
-    miner = server.flask("token", "create", "mina").stdout.strip()
+    (tmp_path / "host").mkdir()
+    server, _miner = scheduling_server(live_server_factory, tmp_path / "host")
     renter = server.flask("token", "create", "rene").stdout.strip()
-    server.start()
-    wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,
-             what="the local node to be Ready")
-    api(server, miner, "POST", "/specs",
-        {"name": "small", "cpu": "0.1", "memory_gb": "0.125", "price": "1"})
     return SimpleNamespace(server=server, renter=renter)
 
 

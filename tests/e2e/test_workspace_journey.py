@@ -12,8 +12,7 @@ from playwright.sync_api import expect
 
 from scheduler.podman import PodmanBackend
 from tests.conftest import PASSWORD, TEST_IMAGE
-from tests.e2e.helpers import heading, query, sign_in
-from tests.integration.test_replica_io import api
+from tests.e2e.helpers import heading, query, scheduling_server, sign_in
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
@@ -21,17 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
 @pytest.fixture
 def lab(live_server_factory, podman_service, test_image, tmp_path):
-    """A live server with its scheduler on, the local node Ready and a spec "small"."""
-    host = tmp_path / "host"
-    host.mkdir()
-    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
-                                 HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_HOST_ROOT=str(host))
-    miner = server.flask("token", "create", "mina").stdout.strip()
-    server.start()
-    wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,
-             what="the local node to be Ready")
-    api(server, miner, "POST", "/specs",
-        {"name": "small", "cpu": "0.1", "memory_gb": "0.125", "price": "36"})
+    """A live server with its scheduler on, the local node Ready and a spec "small" at 36
+    UNC an hour (10,000 micro-units a second)."""
+    (tmp_path / "host").mkdir()
+    server, _miner = scheduling_server(live_server_factory, tmp_path / "host", price="36")
     yield server
     backend = PodmanBackend(podman_service.url)
     for (container,) in query(server, "SELECT container FROM replicas WHERE container != ''"):
