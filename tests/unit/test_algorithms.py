@@ -28,14 +28,7 @@ from tests.unit.test_tasks import IMAGE, set_state
 world = shared.world
 
 
-@pytest.fixture
-def ctx(app, world):
-    with app.app_context():
-        yield app
-
-
-def renter(name="rene"):
-    return User.get(User.name == name)
+ctx, renter = shared.ctx, shared.renter
 
 
 def zip_bytes(members):
@@ -250,14 +243,7 @@ def test_another_renters_algorithm_is_not_found(ctx):
 # --- pages -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def rene(client, world):
-    login(client, "renter", "rene", PASSWORD)
-    return client
-
-
-def text(response):
-    return response.get_data(as_text=True)
+rene, text = shared.rene, shared.text
 
 
 def post(client, path, **fields):

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from portal import images, notebooks
-from portal.models import Image, User
+from portal.models import Image
 from portal.task_input import TaskError
 from scheduler.image_archive import ArchiveError, rename_archive
 from tests.conftest import PASSWORD
@@ -24,14 +24,7 @@ from tests.unit.test_tasks import IMAGE, set_state
 world = shared.world
 
 
-@pytest.fixture
-def ctx(app, world):
-    with app.app_context():
-        yield app
-
-
-def renter(name="rene"):
-    return User.get(User.name == name)
+ctx, renter = shared.ctx, shared.renter
 
 
 def own(user, name="mine", jupyter=False, state="ready"):
