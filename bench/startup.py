@@ -24,36 +24,12 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, free_port, rss_kib  # noqa: E402
+
 BASELINE_APP = "def app(environ, start_response):\n" \
     "    start_response('200 OK', [('Content-Type', 'text/plain')])\n" \
     "    return [b'ok']\n"
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid):
-    """Resident memory of ``pid`` and its children, in KiB (from /proc), leaving out
-    a Podman service it started (reported apart: it is Podman's, not ours)."""
-    total = 0
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout.split()
-    for p in [pid, *map(int, out)]:
-        try:
-            if Path(f"/proc/{p}/comm").read_text().strip() == "podman":
-                continue
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
 
 
 def time_to_first_page(argv, env, url, cwd):

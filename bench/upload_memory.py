@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, flask, free_port, wait  # noqa: E402
+from bench.common import ROOT, flask, free_port, rss_kib, wait  # noqa: E402
 
 PATTERN = bytes(range(256)) * 4096  # 1 MiB, repeated to make any size
 
@@ -43,24 +43,6 @@ class Generated:
         n = len(self) if n is None or n < 0 else min(n, len(self), len(PATTERN))
         self.sent += n
         return PATTERN[:n]
-
-
-def rss_kib(pid):
-    """RSS of ``pid`` and its descendants in KiB, a Podman service left out."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            if Path(f"/proc/{p}/comm").read_text().strip() == "podman":
-                continue
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        stack.extend(map(int, children))
-    return total
 
 
 class Sampler(threading.Thread):
