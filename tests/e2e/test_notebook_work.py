@@ -118,7 +118,8 @@ def save(lab, panel):
     dialog.get_by_role("textbox", name="File name").fill(SAVED_AS)
     dialog.get_by_role("button", name="Rename").click()
     expect(dialog).to_be_hidden()
-    expect(lab.locator(".jp-DirListing-item", has_text=SAVED_AS)).to_be_visible()
+    # JupyterLab refreshes its file list on its own clock, slower on a busy machine.
+    expect(lab.locator(".jp-DirListing-item", has_text=SAVED_AS)).to_be_visible(timeout=30_000)
     # Saved: no unsaved-changes mark on its tab.
     expect(lab.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0)
 
