@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Podman only Recommends its init (catatonit), netavark with aardvark-dns (names on task
 # networks) and iptables (netavark's firewall): a new machine gets them only from here.
 RUN_PACKAGES := podman runc catatonit netavark aardvark-dns iptables python3-venv busybox-static mmdebstrap openssh-client
-TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server
+TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server prometheus
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 

@@ -23,6 +23,7 @@ from portal import (
     health,
     i18n,
     ledger,
+    metrics,
     presenters,
     proxy,
     security_headers,
@@ -87,6 +88,7 @@ def create_app(test_config=None):
     presenters.init_app(app)
     app.register_blueprint(account.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(miner_bp)
     app.register_blueprint(renter_bp)

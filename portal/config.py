@@ -88,6 +88,15 @@ def _base_url(name):
     return value
 
 
+def _metrics_token():
+    """``HOURGLASS_METRICS_TOKEN``: "" (none) or a secret long enough not to be guessed."""
+    token = os.environ.get("HOURGLASS_METRICS_TOKEN", "").strip()
+    if token and (len(token) < 16 or token.lower() in WEAK_KEYS):
+        raise ConfigError("HOURGLASS_METRICS_TOKEN must be at least 16 characters and not a "
+                          "well-known word (e.g. `openssl rand -hex 24`).")
+    return token
+
+
 def from_environment(instance_path):
     """Return the settings dict for an app whose instance folder is ``instance_path``."""
     instance = Path(instance_path)
@@ -128,6 +137,10 @@ def from_environment(instance_path):
         # Tests only: "module:function" building the JupyterLab image instead of the real
         # build (scheduler.image_builds), so a browser test's build takes a second.
         "IMAGE_BUILDER": os.environ.get("HOURGLASS_IMAGE_BUILDER", ""),
+        # Who may read /metrics: a scraper sending this bearer token, and any client on a
+        # loopback address while METRICS_LOOPBACK is on.
+        "METRICS_TOKEN": _metrics_token(),
+        "METRICS_LOOPBACK": _env_bool("HOURGLASS_METRICS_LOOPBACK", True),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),
