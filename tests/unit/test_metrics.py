@@ -139,3 +139,18 @@ def test_promtool_finds_no_problem(client, cluster):
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout + check.stderr == b""
+
+
+def test_the_settings_refuse_a_guessable_token(instance, monkeypatch):
+    from portal.config import ConfigError, from_environment
+
+    settings = from_environment(instance)
+    assert (settings["METRICS_TOKEN"], settings["METRICS_LOOPBACK"]) == ("", True)
+    for weak in ("short", "password", "x" * 15):
+        monkeypatch.setenv("HOURGLASS_METRICS_TOKEN", weak)
+        with pytest.raises(ConfigError, match="HOURGLASS_METRICS_TOKEN"):
+            from_environment(instance)
+    monkeypatch.setenv("HOURGLASS_METRICS_TOKEN", f" {TOKEN} ")
+    monkeypatch.setenv("HOURGLASS_METRICS_LOOPBACK", "off")
+    settings = from_environment(instance)
+    assert (settings["METRICS_TOKEN"], settings["METRICS_LOOPBACK"]) == (TOKEN, False)
