@@ -12,6 +12,7 @@ Only a scraper may read it: a request with ``Authorization: Bearer
 """
 
 import hmac
+from datetime import UTC
 from ipaddress import ip_address
 
 from flask import Blueprint, Response, current_app, request
@@ -21,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from portal.models import (
     REPLICA_STATES,
+    LeaderLease,
     LedgerEntry,
     Node,
     NodeChip,
@@ -34,6 +36,7 @@ from portal.models import (
 
 bp = Blueprint("metrics", __name__)
 MONEY = "in micro-units of the miner's currency (1000000 = 1)"
+LEASE = "scheduler"  # the scheduler's lease row (scheduler.lease.LEASE_NAME)
 
 
 def _pool_names():
@@ -94,6 +97,20 @@ def nodes_and_chips(pools):
     return [ready, chips, held, free]
 
 
+def scheduler():
+    """Whether a process holds the scheduler's lease, and when its tick last ran: a
+    scheduler that stopped shows as a tick time that no longer moves."""
+    leader = GaugeMetricFamily("hourglass_scheduler_leader",
+                               "1 while a process holds the scheduler's lease, else 0.")
+    tick = GaugeMetricFamily("hourglass_scheduler_last_tick_timestamp_seconds",
+                             "When the scheduler's leader last ran its tick (Unix time).")
+    lease = LeaderLease.get_or_none(LeaderLease.name == LEASE)
+    leader.add_metric([], int(lease is not None and lease.expires_at > utcnow()))
+    if lease is not None and lease.last_tick_at is not None:
+        tick.add_metric([], lease.last_tick_at.replace(tzinfo=UTC).timestamp())
+    return [leader, tick]
+
+
 def money():
     charged = UsageMonth.select(fn.SUM(UsageMonth.charged)).scalar() or 0
     recharged = (LedgerEntry.select(fn.SUM(LedgerEntry.amount))
@@ -114,6 +131,7 @@ class DatabaseCollector:
         yield replicas_by_state()
         yield from pending(pools)
         yield from nodes_and_chips(pools)
+        yield from scheduler()
         yield from money()
 
 

@@ -3,13 +3,14 @@ write, who may read it, and Prometheus's own ``promtool`` on what it says."""
 
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from portal import ledger
 from portal.models import (
+    LeaderLease,
     Node,
     NodeChip,
     Pool,
@@ -37,8 +38,8 @@ def app(app):
 
 @pytest.fixture
 def cluster(app, accounts):
-    """Two nodes (one NotReady, in pool "gpu"), chips, and replicas in several states: one
-    running on two chips, two pending for ten minutes, one succeeded."""
+    """Two nodes (one NotReady, in pool "gpu"), chips, replicas in several states (one
+    running on two chips, two pending for ten minutes, one succeeded), a scheduler leader."""
     with app.app_context():
         gpu = Pool.create(name="gpu")
         a = Node.create(name="a", url="unix:///a.sock", ready=True)
@@ -65,6 +66,8 @@ def cluster(app, accounts):
                        last_seen_at=ledger.EPOCH + timedelta(seconds=T0 // NS + 100)
                        ).where(Replica.id == running.id).execute()
         ledger.meter()  # 100 s at 36 an hour: 1.000000 charged
+        LeaderLease.create(name="scheduler", holder="h:1:x", last_tick_at=utcnow(),
+                           expires_at=utcnow() + timedelta(seconds=15))
     return renter
 
 
@@ -95,6 +98,23 @@ def test_the_gauges_say_what_the_database_holds(client, cluster):
     assert got["hourglass_charged_microunits", ()] == MICRO  # 100 s at 36 an hour
     # the ``fund`` recharge of the renter (1000 units)
     assert got["hourglass_recharged_microunits", ()] == 1000 * MICRO
+
+
+def test_the_scheduler_lease_says_whether_a_leader_ticks(client, app):
+    got = samples(client.get("/metrics"))
+    assert got["hourglass_scheduler_leader", ()] == 0
+    assert ("hourglass_scheduler_last_tick_timestamp_seconds", ()) not in got
+    tick = utcnow() - timedelta(seconds=3)
+    with app.app_context():
+        LeaderLease.create(name="scheduler", holder="h:1:x", last_tick_at=tick,
+                           expires_at=utcnow() + timedelta(seconds=15))
+    got = samples(client.get("/metrics"))
+    assert got["hourglass_scheduler_leader", ()] == 1
+    assert got["hourglass_scheduler_last_tick_timestamp_seconds", ()] == pytest.approx(
+        (tick - datetime(1970, 1, 1)).total_seconds())
+    with app.app_context():
+        LeaderLease.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    assert samples(client.get("/metrics"))["hourglass_scheduler_leader", ()] == 0
 
 
 def test_a_disabled_node_and_an_empty_database_say_nothing_false(client, app):
