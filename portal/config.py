@@ -141,6 +141,16 @@ def from_environment(instance_path):
         # loopback address while METRICS_LOOPBACK is on.
         "METRICS_TOKEN": _metrics_token(),
         "METRICS_LOOPBACK": _env_bool("HOURGLASS_METRICS_LOOPBACK", True),
+        # The leader reads every node's, replica's and chip's use this often into the
+        # database (the built-in charts; /metrics's per replica and per chip gauges).
+        "SAMPLE_SECONDS": float(os.environ.get("HOURGLASS_SAMPLE_SECONDS", "15")),
+        # The lab's Prometheus (its HTTP API): charts read it when set; "" = none, unless
+        # `flask monitoring run` (make monitoring) started one for this instance.
+        "PROMETHEUS_URL": _base_url("PROMETHEUS_URL"),
+        # The lab's Grafana and a service-account token: Hourglass provisions its data
+        # source and dashboards there and embeds their panels in the miner's pages.
+        "GRAFANA_URL": _base_url("GRAFANA_URL"),
+        "GRAFANA_TOKEN": os.environ.get("GRAFANA_TOKEN", "").strip(),
         "LEADER_LEASE_SECONDS": float(os.environ.get("HOURGLASS_LEASE_SECONDS", "15")),
         "LOGIN_RATE_LIMIT": os.environ.get("HOURGLASS_LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("HOURGLASS_RATELIMIT_STORAGE", "memory://"),

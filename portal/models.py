@@ -16,6 +16,7 @@ from peewee import (
     CompositeKey,
     DateField,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -549,6 +550,7 @@ class LedgerEntry(BaseModel):
             (("user", "at"), False),
             (("kind", "at"), False),
             (("user", "kind", "id"), False),
+            (("kind", "amount"), False),  # sums of one kind (recharges) from the index alone
         )
 
 
@@ -563,6 +565,80 @@ class UsageMonth(BaseModel):
 
     class Meta:
         indexes = ((("user", "month"), True),)
+
+
+class NodeEvent(BaseModel):
+    """A node becoming Ready or NotReady, written by discovery when it changes: the miner's
+    overview lists the latest as alerts."""
+
+    node = ForeignKeyField(Node, backref="events", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    ready = BooleanField()
+    reason = CharField(max_length=512, default="")
+
+    class Meta:
+        indexes = ((("at",), False),)
+
+
+class NodeSample(BaseModel):
+    """A node's readings at one moment, taken by the leader's sampling job: the share of its
+    CPU in use (0 to 1), memory used and in all, and how many of its chips replicas held.
+    A reading the node could not give is None."""
+
+    node = ForeignKeyField(Node, backref="samples", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    cpu_ratio = FloatField(null=True)
+    memory_used_bytes = BigIntegerField(null=True)
+    memory_total_bytes = BigIntegerField(null=True)
+    chips_held = IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("node", "at"), False), (("at",), False))
+
+
+class ReplicaSample(BaseModel):
+    """A running replica's readings at one moment: CPU in cores (1.5 = one and a half cores
+    busy) and memory in use."""
+
+    replica = ForeignKeyField(Replica, backref="samples", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    cpu_cores = FloatField(null=True)
+    memory_bytes = BigIntegerField(null=True)
+
+    class Meta:
+        indexes = ((("replica", "at"), False), (("at",), False))
+
+
+class ChipSample(BaseModel):
+    """A chip's readings at one moment, where its accelerator plugin can read them, and the
+    replica that held it then (None: free)."""
+
+    chip = ForeignKeyField(NodeChip, backref="samples", on_delete="CASCADE")
+    replica = ForeignKeyField(Replica, backref="chip_samples", null=True, on_delete="SET NULL")
+    at = DateTimeField(default=utcnow)
+    util_ratio = FloatField(null=True)
+    memory_used_bytes = BigIntegerField(null=True)
+    memory_total_bytes = BigIntegerField(null=True)
+    temp_c = FloatField(null=True)
+    power_w = FloatField(null=True)
+
+    class Meta:
+        indexes = ((("chip", "at"), False), (("replica", "at"), False), (("at",), False))
+
+
+class EarningDay(BaseModel):
+    """What charges earned on one UTC day per node and spec, kept by ``portal.ledger`` in the
+    transaction of the charges, so the Earnings page and the overview never sum the ledger.
+    ``node`` and ``spec`` are the ledger row's ids (0: none), not foreign keys: a removed
+    node's earnings stay."""
+
+    day = DateField()
+    node = IntegerField(default=0)
+    spec = IntegerField(default=0)
+    charged = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("day", "node", "spec"), True),)
 
 
 class NotebookGrant(BaseModel):
@@ -602,4 +678,5 @@ MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, 
           CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
           Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth,
           NotebookGrant, NotebookAccess, Algorithm, AlgorithmVersion, Dataset, DatasetVersion,
-          DatasetShare, Upload, Image, TaskTemplate, TemplateShare]
+          DatasetShare, Upload, Image, TaskTemplate, TemplateShare, NodeEvent, NodeSample,
+          ReplicaSample, ChipSample, EarningDay]
