@@ -4,6 +4,7 @@ Every step of the leader's pass that changes a replica's state does it here, so 
 replica always lets go of its chips (unless it may still run: see ``transition``).
 """
 
+from portal.db import database
 from portal.models import REPLICA_ENDED, Replica, ReplicaChip, ReplicaEvent
 
 
@@ -13,14 +14,16 @@ def transition(replica, state, reason="", from_state=None, keep_chips=False, **f
 
     An ended replica lets go of its chips, unless ``keep_chips``: a replica lost with its
     node may still run there, so it holds them until its container is confirmed gone
-    (``Reconciler.release_lost``)."""
+    (``Reconciler.release_lost``). The state, its event and the chips change in one
+    transaction, so a reader never sees a state without its event."""
     current = (Replica.state == from_state) if from_state else Replica.state.not_in(REPLICA_ENDED)
-    moved = (Replica.update(state=state, reason=reason[:512], **fields)
-             .where((Replica.id == replica.id) & current).execute())
-    if moved:
-        ReplicaEvent.create(replica=replica.id, state=state, reason=reason[:512])
-        if state in REPLICA_ENDED and not keep_chips:
-            release_chips([replica.id])
+    with database.atomic():
+        moved = (Replica.update(state=state, reason=reason[:512], **fields)
+                 .where((Replica.id == replica.id) & current).execute())
+        if moved:
+            ReplicaEvent.create(replica=replica.id, state=state, reason=reason[:512])
+            if state in REPLICA_ENDED and not keep_chips:
+                release_chips([replica.id])
     return moved
 
 
