@@ -1,6 +1,6 @@
 """Monitoring: readings of nodes, replicas and chips taken by the leader's sampling job (the
 built-in charts when there is no Prometheus), node readiness changes (the miner's alerts),
-earnings per day, node and spec kept beside the ledger (filled here from the charges so
+earnings per day and per month, node and spec kept beside the ledger (filled here from the charges so
 far), and an index that sums one kind of ledger row (recharges) without reading the rows."""
 
 import peewee as pw
@@ -74,7 +74,20 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
             table_name = "earning_days"
             indexes = [(('day', 'node', 'spec'), True)]
 
+    @migrator.create_model
+    class EarningMonth(pw.Model):
+        id = pw.AutoField()
+        month = pw.DateField()
+        node = pw.IntegerField(default=0)
+        spec = pw.IntegerField(default=0)
+        charged = pw.BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "earning_months"
+            indexes = [(('month', 'node', 'spec'), True)]
+
     migrator.add_index("ledger", "kind", "amount")
+    migrator.add_index("replica_events", "state", "at")
 
     def total_existing_earnings():
         ledger, days = migrator.orm["ledger"], migrator.orm["earning_days"]
@@ -84,14 +97,21 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
                                        .where(ledger.kind == "charge").tuples()):
             key = (at.date(), node or 0, spec or 0)
             totals[key] = totals.get(key, 0) - amount
+        months = migrator.orm["earning_months"]
+        by_month = {}
         for (day, node, spec), charged in totals.items():
             days.insert(day=day, node=node, spec=spec, charged=charged).execute()
+            key = (day.replace(day=1), node, spec)
+            by_month[key] = by_month.get(key, 0) + charged
+        for (month, node, spec), charged in by_month.items():
+            months.insert(month=month, node=node, spec=spec, charged=charged).execute()
 
     migrator.run(total_existing_earnings)
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
+    migrator.drop_index("replica_events", "state", "at")
     migrator.drop_index("ledger", "kind", "amount")
-    for table in ("earning_days", "chip_samples", "replica_samples", "node_samples",
+    for table in ("earning_months", "earning_days", "chip_samples", "replica_samples", "node_samples",
                   "node_events"):
         migrator.remove_model(table)

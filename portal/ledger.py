@@ -10,7 +10,10 @@ price per machine-hour snapshot taken when it was placed, rounded up to the
 micro-unit. ``meter`` charges each replica that total *so far* minus what it
 was charged already, so however many ticks, restarts or crashes it took, the
 rows of a replica add up to exactly its cost; one replica never has two rows
-ending at the same second (a unique index), so nothing is charged twice.
+ending at the same second (a unique index), so nothing is charged twice. Beside the rows,
+in their transaction, it keeps what each renter was charged per month (``UsageMonth``) and
+what charges earned per day and per month, node and spec (``EarningDay``,
+``EarningMonth``), so pages never sum the ledger.
 """
 
 from datetime import datetime
@@ -23,6 +26,8 @@ from portal import settings, values
 from portal.db import Prepared, database
 from portal.models import (
     REPLICA_ENDED,
+    EarningDay,
+    EarningMonth,
     LedgerEntry,
     Replica,
     Subtask,
@@ -192,16 +197,18 @@ def _charge(replicas):
     for replica, _seconds, amount in rows:
         user = replica.task.user_id
         users[user] = users.get(user, 0) + amount
-    month = month_start().date()
+    now = utcnow()
+    month = month_start(now).date()
     for user, delta in users.items():
         User.update(balance=User.balance - delta).where(User.id == user).execute()
         UsageMonth.insert(user=user, month=month, charged=delta).on_conflict(
             conflict_target=[UsageMonth.user, UsageMonth.month],
             update={UsageMonth.charged: UsageMonth.charged + EXCLUDED.charged}).execute()
+    _earned(now.date(), rows)
     balances = dict(User.select(User.id, User.balance).where(User.id.in_(list(users))).tuples())
     # Each user's rows in order, their balance_after counting down to the balance stored.
     running = {user: balances[user] + delta for user, delta in users.items()}
-    entries, now = [], utcnow()
+    entries = []
     for replica, seconds, amount in rows:
         user = replica.task.user_id
         running[user] -= amount
@@ -220,6 +227,42 @@ def _charge(replicas):
                    settled=batch.c.column4).from_(batch).where(
         Replica.id == batch.c.column1).execute()
     return len(entries)
+
+
+def _earned(day, rows):
+    """Add the charges ``rows`` (replica, seconds, amount) make on ``day`` to the earnings of
+    their node and spec (0: none) that day and that month, one upsert per table for the
+    batch, keys in order (PostgreSQL takes their row locks in that order, so two writers
+    cannot deadlock)."""
+    earned = {}
+    for replica, _seconds, amount in rows:
+        key = (replica.node_id or 0, replica.subtask.spec_id or 0)
+        earned[key] = earned.get(key, 0) + amount
+    for model, when in ((EarningDay, day), (EarningMonth, day.replace(day=1))):
+        _add_earnings(model, [(when, node, spec, amount)
+                              for (node, spec), amount in sorted(earned.items())])
+
+
+def _add_earnings(model, rows):
+    """Upsert ``rows`` (day or month, node, spec, charged) into ``model`` (``EarningDay`` or
+    ``EarningMonth``), adding to what is there."""
+    when = model.day if model is EarningDay else model.month
+    model.insert_many(rows, fields=[when, model.node, model.spec, model.charged]).on_conflict(
+        conflict_target=[when, model.node, model.spec],
+        update={model.charged: model.charged + EXCLUDED.charged}).execute()
+
+
+def forget_node(node_id):
+    """Fold a node's daily and monthly earnings into those of no node (0), as its ledger rows
+    let go of it (SET NULL): SQLite may give the next node added the id of the last one
+    removed. Call in the transaction that deletes the node."""
+    for model in (EarningDay, EarningMonth):
+        when = model.day if model is EarningDay else model.month
+        rows = list(model.select(when, model.spec, model.charged)
+                    .where(model.node == node_id).tuples())
+        if rows:
+            model.delete().where(model.node == node_id).execute()
+            _add_earnings(model, [(at, 0, spec, charged) for at, spec, charged in sorted(rows)])
 
 
 CHARGE_COLUMNS = (LedgerEntry.user, LedgerEntry.kind, LedgerEntry.amount,
@@ -269,8 +312,9 @@ def verify():
     for the CLI); empty when the books are right.
 
     Each user's balance must equal the sum of their rows and their last row's
-    ``balance_after``, and their monthly totals the sum of their charges; each settled
-    replica's rows must add up to its cost from its container times and price snapshot.
+    ``balance_after``, their monthly totals the sum of their charges, and the daily earnings
+    of each spec the sum of its charges; each settled replica's rows must add up to its cost
+    from its container times and price snapshot.
     """
     problems = []
     sums = dict(LedgerEntry.select(LedgerEntry.user, fn.SUM(LedgerEntry.amount))
@@ -293,6 +337,16 @@ def verify():
         if -int(charges.get(user_id) or 0) != int(months.get(user_id) or 0):
             problems.append(f"user {user_id}: monthly totals say {months.get(user_id) or 0} "
                             f"charged but the ledger says {-int(charges.get(user_id) or 0)}")
+    by_spec = dict(LedgerEntry.select(LedgerEntry.spec, fn.SUM(LedgerEntry.amount))
+                   .where(LedgerEntry.kind == "charge").group_by(LedgerEntry.spec).tuples())
+    for model, kind in ((EarningDay, "daily"), (EarningMonth, "monthly")):
+        earned = dict(model.select(model.spec, fn.SUM(model.charged)).group_by(model.spec)
+                      .tuples())
+        for spec in {spec or 0 for spec in by_spec} | set(earned):
+            got, expected = int(earned.get(spec) or 0), -int(by_spec.get(spec or None) or 0)
+            if got != expected:
+                problems.append(f"spec {spec}: {kind} earnings say {got} charged but the "
+                                f"ledger says {expected}")
     charged = dict(LedgerEntry.select(LedgerEntry.replica, fn.SUM(LedgerEntry.amount))
                    .where(LedgerEntry.replica.is_null(False)).group_by(LedgerEntry.replica)
                    .tuples())

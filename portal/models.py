@@ -503,6 +503,9 @@ class ReplicaEvent(BaseModel):
     state = CharField(max_length=16)
     reason = CharField(max_length=512, default="")
 
+    class Meta:
+        indexes = ((("state", "at"), False),)  # the miner's alerts: the latest lost, failed
+
 
 class ReplicaChip(BaseModel):
     """A chip held by a replica while it is placed or running. The unique chip
@@ -641,6 +644,20 @@ class EarningDay(BaseModel):
         indexes = ((("day", "node", "spec"), True),)
 
 
+class EarningMonth(BaseModel):
+    """``EarningDay`` summed per month (``month``: its first day), kept beside it: the
+    Earnings page's all-time figures read a row per month, node and spec, however long the
+    ledger grows."""
+
+    month = DateField()
+    node = IntegerField(default=0)
+    spec = IntegerField(default=0)
+    charged = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("month", "node", "spec"), True),)
+
+
 class NotebookGrant(BaseModel):
     """A one-time ticket from the portal's Open to the notebook origin: ``user`` may enter
     ``replica``'s JupyterLab once, within a minute, from the portal sign-in ``login_id``
@@ -679,4 +696,4 @@ MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, 
           Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth,
           NotebookGrant, NotebookAccess, Algorithm, AlgorithmVersion, Dataset, DatasetVersion,
           DatasetShare, Upload, Image, TaskTemplate, TemplateShare, NodeEvent, NodeSample,
-          ReplicaSample, ChipSample, EarningDay]
+          ReplicaSample, ChipSample, EarningDay, EarningMonth]

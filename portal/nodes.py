@@ -10,6 +10,8 @@ import re
 from flask_babel import gettext as _
 from peewee import IntegrityError
 
+from portal.db import database
+from portal.ledger import forget_node
 from portal.models import Node, NodeChip, Replica
 from portal.references import InUse, delete_unused
 
@@ -113,7 +115,9 @@ def remove_node(node):
         raise NodeError(_("Node '%(name)s' still runs %(n)d replica(s): drain it and stop "
                           "them first.", name=node.name, n=busy))
     try:
-        delete_unused(node)  # its chips go with it; replicas and charges keep no node
+        with database.atomic():
+            delete_unused(node)  # its chips go with it; replicas and charges keep no node
+            forget_node(node.id)  # nor do its earnings
     except InUse as exc:
         raise NodeError(str(exc)) from None
 

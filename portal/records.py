@@ -21,6 +21,7 @@ from portal import values
 from portal.ledger import month_start
 from portal.models import (
     LEDGER_KINDS,
+    EarningMonth,
     LedgerEntry,
     Node,
     Replica,
@@ -295,22 +296,30 @@ class Earning:
 
 
 def earnings():
-    """``(per node, per spec)``: lists of ``Earning`` from every charge, the largest first;
-    ``name`` None for a node that was removed. One pass over the charges."""
-    month = Case(None, [(LedgerEntry.at >= month_start(), LedgerEntry.amount)], 0)
-    sums = (LedgerEntry.select(LedgerEntry.node, LedgerEntry.spec, fn.SUM(month),
-                               fn.SUM(LedgerEntry.amount))
-            .where(LedgerEntry.kind == "charge")
-            .group_by(LedgerEntry.node, LedgerEntry.spec).tuples())
+    """``(per node, per spec)``: lists of ``Earning`` from the monthly earnings the ledger
+    keeps beside its charges (``EarningMonth``), the largest first; ``name`` None for a node
+    that was removed (all of those one entry). A row per month, node and spec, not the
+    ledger."""
+    month = Case(None, [(EarningMonth.month == month_start().date(), EarningMonth.charged)], 0)
+    sums = (EarningMonth.select(EarningMonth.node, EarningMonth.spec, fn.SUM(month),
+                                fn.SUM(EarningMonth.charged))
+            .group_by(EarningMonth.node, EarningMonth.spec).tuples())
     by_node, by_spec = {}, {}
     for node, spec, this, total in sums:
         for totals, key in ((by_node, node), (by_spec, spec)):
             before = totals.get(key, (0, 0))
-            totals[key] = (before[0] - int(this or 0), before[1] - int(total or 0))
+            totals[key] = (before[0] + int(this or 0), before[1] + int(total or 0))
     return _earnings(by_node, Node), _earnings(by_spec, ResourceSpec)
 
 
 def _earnings(totals, model):
+    """``Earning`` per id of ``model`` in ``totals`` ({id: (this month, all time)}); ids of
+    no row (0: none, or removed) are merged into one entry named None."""
     names = _names(model, totals)
-    return sorted((Earning(names.get(key), this, total) for key, (this, total) in totals.items()),
+    merged = {}
+    for key, (this, total) in totals.items():
+        name = names.get(key)
+        before = merged.get(name, (0, 0))
+        merged[name] = (before[0] + this, before[1] + total)
+    return sorted((Earning(name, this, total) for name, (this, total) in merged.items()),
                   key=lambda e: (-e.all_time, e.name or ""))

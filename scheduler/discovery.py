@@ -39,7 +39,7 @@ import requests
 
 from portal import settings
 from portal.db import database
-from portal.models import Node, NodeChip, utcnow
+from portal.models import Node, NodeChip, NodeEvent, utcnow
 from scheduler.accelerators import Chip, discover_all
 from scheduler.backend import BackendError, NodeUnreachable, StartFailed
 from scheduler.connections import list_connections
@@ -227,7 +227,8 @@ def record(node, finding, now=None):
     """Store ``finding`` on ``node`` and replace its chips, in one transaction.
 
     The miner's fields (name, labels, enabled, cordon, pool) are left alone;
-    ``ready_changed_at`` moves only when Ready flips. Needs an open connection.
+    ``ready_changed_at`` moves only when Ready flips, and then a ``NodeEvent`` says so (the
+    miner's alerts). Needs an open connection.
     """
     now = now or utcnow()
     fields = {Node.ready: finding.ready, Node.reason: finding.reason[:512]}
@@ -240,8 +241,10 @@ def record(node, finding, now=None):
             Node.memory_mib: info.memory_bytes // 2**20, Node.last_seen_at: now,
             Node.images: json.dumps(list(info.images))})
     with database.atomic():
-        Node.update(ready_changed_at=now).where(
-            (Node.id == node.id) & (Node.ready != finding.ready)).execute()
+        if Node.update(ready_changed_at=now).where(
+                (Node.id == node.id) & (Node.ready != finding.ready)).execute():
+            NodeEvent.create(node=node.id, at=now, ready=finding.ready,
+                             reason=finding.reason[:512])
         if Node.update(fields).where(Node.id == node.id).execute() and finding.chips is not None:
             _replace_chips(node.id, finding.chips)
 

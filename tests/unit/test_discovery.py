@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from portal.models import Node, NodeChip, utcnow
+from portal.models import Node, NodeChip, NodeEvent, utcnow
 from scheduler.accelerators import Chip, discover_all
 from scheduler.connections import Connection
 from scheduler.discovery import (
@@ -178,12 +178,31 @@ def test_record_stores_the_node_and_replaces_its_chips(app):
         assert node.chips.count() == 4 and node.hostname == "box"
 
 
+def test_each_readiness_flip_and_only_a_flip_writes_a_node_event(app):
+    with app.app_context():
+        node = Node.create(name="n1", url="unix:///n1.sock")
+        start = utcnow()
+        steps = [Finding(INFO, []), Finding(INFO, []),
+                 Finding(None, None, "Podman API not answering: Connection refused"),
+                 Finding(None, None, "Podman API not answering: timed out"),
+                 Finding(INFO, [])]
+        for n, finding in enumerate(steps):
+            record(node, finding, now=start + timedelta(seconds=n))
+        events = [(e.ready, e.reason, e.at) for e in
+                  NodeEvent.select().where(NodeEvent.node == node.id).order_by(NodeEvent.id)]
+        assert events == [
+            (True, "", start),
+            (False, "Podman API not answering: Connection refused", start + timedelta(seconds=2)),
+            (True, "", start + timedelta(seconds=4))]
+        assert Node.get_by_id(node.id).ready_changed_at == start + timedelta(seconds=4)
+
+
 def test_record_for_a_node_removed_meanwhile_does_nothing(app):
     with app.app_context():
         node = Node.create(name="gone", url="unix:///gone.sock")
         node.delete_instance()
         record(node, Finding(INFO, [Chip("nvidia.com/gpu", 0, "nvidia.com/gpu=0")]))
-        assert NodeChip.select().count() == 0
+        assert NodeChip.select().count() == 0 and NodeEvent.select().count() == 0
 
 
 def test_sync_adds_the_local_node_and_disabled_connection_nodes(app):

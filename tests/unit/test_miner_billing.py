@@ -17,6 +17,8 @@ import pytest
 from portal import ledger, records, settings
 from portal.models import (
     LEDGER_KINDS,
+    EarningDay,
+    EarningMonth,
     LedgerEntry,
     Node,
     Pool,
@@ -73,9 +75,12 @@ def run_replica(user_id, spec_id, node_id, seconds, task="train", running=True):
 
 def last_month(entry_ids):
     """Move charge rows to the last day of last month (standing for old rows), and their
-    amounts from this month's usage total to last month's, as if charged then."""
+    amounts from this month's usage total and their day's earnings to last month's, as if
+    charged then."""
     moment = records.month_start() - timedelta(days=1)
     for entry in LedgerEntry.select().where(LedgerEntry.id.in_(entry_ids)):
+        if entry.kind == "charge":
+            move_earning(entry, moment.date())
         UsageMonth.update(charged=UsageMonth.charged + entry.amount).where(
             UsageMonth.user == entry.user_id,
             UsageMonth.month == records.month_start().date()).execute()
@@ -84,6 +89,20 @@ def last_month(entry_ids):
             conflict_target=[UsageMonth.user, UsageMonth.month],
             update={UsageMonth.charged: UsageMonth.charged - entry.amount}).execute()
     LedgerEntry.update(at=moment).where(LedgerEntry.id.in_(entry_ids)).execute()
+
+
+def move_earning(entry, day):
+    """Move charge ``entry``'s amount from the earnings of its own day and month to ``day``'s."""
+    key = (entry.node_id or 0, entry.spec_id or 0)
+    for model, field, old, new in ((EarningDay, EarningDay.day, entry.at.date(), day),
+                                   (EarningMonth, EarningMonth.month,
+                                    entry.at.date().replace(day=1), day.replace(day=1))):
+        model.update(charged=model.charged + entry.amount).where(
+            field == old, model.node == key[0], model.spec == key[1]).execute()
+        model.insert({field: new, model.node: key[0], model.spec: key[1],
+                      model.charged: -entry.amount}).on_conflict(
+            conflict_target=[field, model.node, model.spec],
+            update={model.charged: model.charged - entry.amount}).execute()
 
 
 def as_miner(client):
