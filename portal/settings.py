@@ -12,6 +12,8 @@ DEFAULTS = {
     "min_start_minutes": "10",
     # the renter is warned when their balance lasts less than this at the current spend
     "low_balance_minutes": "60",
+    # node, replica and chip samples (the built-in charts) are kept this many days
+    "sample_retention_days": "7",
 }
 
 

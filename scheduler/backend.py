@@ -216,6 +216,18 @@ class ContainerEvent:
 
 
 @dataclass(frozen=True)
+class ContainerUsage:
+    """A running container's counters from one reading: ``cpu_ns``, the CPU time its processes
+    used so far (all cores together), at ``at_ns`` (the engine's clock, ns since the epoch),
+    and ``memory_bytes`` in use. Two readings give the CPU in cores between them."""
+
+    handle: str
+    cpu_ns: int
+    at_ns: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """What a command run in a container printed, and how it ended."""
 
@@ -288,6 +300,11 @@ class ContainerBackend(ABC):
         """Every container of Hourglass instance ``instance`` (its ``hourglass.instance`` and a
         ``hourglass.replica`` label), running or not (``running_only``: the running ones),
         in one call: their handles, statuses, exit codes and labels, without times."""
+
+    @abstractmethod
+    def usage(self, handles: Sequence[str]) -> dict[str, ContainerUsage]:
+        """{handle: counters} of the running containers among ``handles``, read in one call
+        where the engine allows; one that is gone or not running is left out."""
 
     @abstractmethod
     def list_networks(self, instance: str) -> dict[str, Mapping[str, str]]:

@@ -3,7 +3,7 @@
 ``create_args`` makes a ``ContainerSpec`` podman-py's ``containers.create`` keywords (every
 limit, no privilege); ``state_of``, ``listed`` and ``event_of`` read libpod's JSON (an
 inspect, an entry of a container list, a line of the event stream) into the seam's
-``ContainerState`` and ``ContainerEvent``.
+``ContainerState`` and ``ContainerEvent``; ``usage_of`` one entry of a stats answer.
 """
 
 from scheduler.backend import (
@@ -12,6 +12,7 @@ from scheduler.backend import (
     ContainerEvent,
     ContainerSpec,
     ContainerState,
+    ContainerUsage,
     Timestamp,
 )
 
@@ -94,3 +95,12 @@ def event_of(data: dict) -> ContainerEvent | None:
         labels={k: v for k, v in attributes.items() if k.startswith("hourglass.")},
         exit_code=int(code) if kind == "died" and code is not None else None,
     )
+
+
+def usage_of(entry: dict) -> ContainerUsage:
+    """A ContainerUsage from one entry of libpod's ``/containers/stats``: ``CPUNano`` is the
+    container's CPU time so far, ``SystemNano`` when Podman read it, ``MemUsage`` bytes."""
+    return ContainerUsage(handle=str(entry.get("Name", "")).lstrip("/"),
+                          cpu_ns=int(entry.get("CPUNano") or 0),
+                          at_ns=int(entry.get("SystemNano") or 0),
+                          memory_bytes=int(entry.get("MemUsage") or 0))

@@ -3,9 +3,10 @@
 ``PodmanBackend`` implements the container backend seam (``scheduler.backend``) with
 podman-py: replicas' containers, their events, logs and execs, and per-task networks.
 It also answers what node discovery asks of a node (``host_info``, ``run_probe``, the
-``canary``) and what image imports need (``image_exists``, ``import_image``; the renter's
-images' calls are ``scheduler.podman_images``'s, which it inherits); the
-transport under every call (clients, tunnels, gates, retries) is ``PodmanEndpoint``'s.
+``canary``), what the sampling job asks (``host_usage``, ``usage``) and what image
+imports need (``image_exists``, ``import_image``; the renter's images' calls are
+``scheduler.podman_images``'s, which it inherits); the transport under every call
+(clients, tunnels, gates, retries) is ``PodmanEndpoint``'s.
 Two things reach Podman otherwise, each saying why where it does: a console's
 terminal and a followed log, on connections of their own (``scheduler.podman_streams``),
 and image builds, with the ``podman`` command (``scheduler.jupyter_image``,
@@ -47,10 +48,11 @@ from scheduler.backend import (
     ContainerExists,
     ContainerSpec,
     ContainerState,
+    ContainerUsage,
     ExecResult,
     StartFailed,
 )
-from scheduler.libpod import create_args, event_of, listed, state_of
+from scheduler.libpod import create_args, event_of, listed, state_of, usage_of
 from scheduler.podman_errors import api_message, engine_errors, read_timed_out
 from scheduler.podman_images import ImageStore
 
@@ -72,6 +74,15 @@ class HostInfo:
     cpus: int
     memory_bytes: int
     images: tuple[str, ...] = ()  # tagged image names on the node, sorted
+
+
+@dataclass(frozen=True)
+class HostUsage:
+    """A node's memory in all and free, as its Podman's ``info`` says (free is the kernel's
+    MemFree: the page cache counts as used)."""
+
+    memory_total_bytes: int
+    memory_free_bytes: int
 
 
 class ProbeImageMissing(Exception):
@@ -105,6 +116,13 @@ class PodmanBackend(ImageStore, ContainerBackend):
             memory_bytes=int(host.get("memTotal") or 0),
             images=tuple(images),
         )
+
+    def host_usage(self) -> HostUsage:
+        """The node's memory now, in one call; raises when the service does not answer.
+        (Podman's ``cpuUtilization`` is an average since the host booted, so it is not read.)"""
+        with self.call() as client:
+            host = client.info().get("host", {})
+        return HostUsage(int(host.get("memTotal") or 0), int(host.get("memFree") or 0))
 
     def run_probe(self, image: str, script: str, mounts: Sequence[tuple[str, str]]) -> str:
         """Run ``script`` with ``/bin/sh -c`` in a throwaway container of ``image``; its stdout.
@@ -226,6 +244,22 @@ class PodmanBackend(ImageStore, ContainerBackend):
                 return [listed(found.attrs) for found in
                         client.containers.list(all=not running_only, filters=labels)]
         return self.retry(attempt)
+
+    def usage(self, handles: Sequence[str]) -> dict[str, ContainerUsage]:
+        # Podman 4.3 answers no stats at all when one of the containers asked is gone
+        # ({"Error": {}, "Stats": null}): then each is asked alone. One that is not running
+        # comes with zeros, its reading time too.
+        if not handles:
+            return {}
+        with self.call() as client:
+            response = client.api.get("/containers/stats",
+                                      params={"stream": "false", "containers": list(handles)})
+            response.raise_for_status()
+            stats = response.json().get("Stats")
+        if stats is None and len(handles) > 1:
+            return {handle: found for one in handles
+                    for handle, found in self.usage([one]).items()}
+        return {usage.handle: usage for usage in map(usage_of, stats or ()) if usage.at_ns}
 
     def list_networks(self, instance: str) -> dict[str, Mapping[str, str]]:
         def attempt():

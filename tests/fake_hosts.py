@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 DRIVER_VERSION_LINE = "release version:{}   release date: 20240101-120000\n"
+GIB = 2**30
 
 
 def mknod(path: Path) -> Path:
@@ -37,8 +38,10 @@ def make_sophgo_host(
     card): ``[("0x1686", 3)] * 2`` is two SC7 cards of BM1684X. Chips are
     numbered across cards like the driver does (card0: bm-sophon0..2, card1:
     3..5). Each chip folder has readings: ``chip_temp`` "{40 + n} C",
-    ``tpu_power`` "{10 + n} W", ``tpu_freq`` "1000 MHz". ``runtime`` adds
-    /opt/sophon (with libsophon-current/lib); ``control`` adds /dev/bmdev-ctl.
+    ``tpu_power`` "{10 + n} W", ``tpu_freq`` "1000 MHz", and ``heap`` three heaps of
+    {n + 1} GiB, 2 GiB and 1 GiB; the chip's sysfs ``npu_usage`` says "usage:{10 * n}
+    avusage:{5 * n}". ``runtime`` adds /opt/sophon (with libsophon-current/lib);
+    ``control`` adds /dev/bmdev-ctl.
     """
     proc = root / "proc/bmsophon"
     proc.mkdir(parents=True)
@@ -61,8 +64,13 @@ def make_sophgo_host(
                 "chip_temp": f"{40 + n} C",
                 "tpu_power": f"{10 + n} W",
                 "tpu_freq": "1000 MHz",
+                "heap": "".join(f"heap{i}, size = {hex(size * GIB)}, start_addr =0x{i}00000000\n"
+                                for i, size in enumerate((n + 1, 2, 1))).rstrip(),
             }.items():
                 (chip_dir / name).write_text(text + "\n")
+            sysfs = root / f"sys/class/bm-sophon/bm-sophon{n}/device"
+            sysfs.mkdir(parents=True)
+            (sysfs / "npu_usage").write_text(f"usage:{10 * n} avusage:{5 * n}\n")
             nodes.append(mknod(root / f"dev/bm-sophon{n}"))
     if control:
         mknod(root / "dev/bmdev-ctl")
@@ -78,6 +86,18 @@ def make_nvidia_host(root: Path, gpus=2, control=True) -> list[Path]:
         for name in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"):
             mknod(root / "dev" / name)
     return nodes
+
+
+def write_nvidia_smi(root: Path, csv: str, code=0) -> Path:
+    """An executable ``usr/bin/nvidia-smi`` that prints ``csv`` (what ``--format=csv,noheader,
+    nounits`` prints), keeps its arguments in ``ROOT/smi-args`` and exits with ``code``."""
+    path = root / "usr/bin/nvidia-smi"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (root / "smi-output").write_text(csv)
+    path.write_text(f'#!/bin/sh\necho "$@" > "{root}/smi-args"\n'
+                    f'cat "{root}/smi-output"\nexit {int(code)}\n')
+    path.chmod(0o755)
+    return path
 
 
 def write_cdi_json(root: Path, names, kind="nvidia.com/gpu", folder="etc/cdi") -> Path:

@@ -63,8 +63,10 @@ class AcceleratorPlugin(Protocol):
         """Attach ``chips`` (in this order, numbered from 0 inside) to one container."""
 
     def metrics(self, chips: Sequence[Chip], host_root: Path) -> dict[int, dict[str, float]]:
-        """Current readings per host chip index; chips the host says nothing about are left out.
-        Nothing calls it yet: node and replica monitoring will."""
+        """Current readings per host chip index, named as ``ChipSample``'s columns
+        (``util_ratio`` 0 to 1, ``memory_used_bytes``, ``memory_total_bytes``, ``temp_c``,
+        ``power_w``), only those the host gives; chips it says nothing about are left out.
+        The leader's sampling job (``scheduler.sampling``) calls it for the local node."""
 
 
 def is_char_device(path: Path) -> bool:

@@ -3,7 +3,7 @@
 They are capacities, not chips: nothing is attached to a container for them
 (the container backend sets ``--cpus`` and ``--memory`` from the spec), so
 this is not an accelerator plugin but one function the node inventory calls
-beside ``discover_all``.
+beside ``discover_all``; ``cpu_times`` is what the sampling job reads of the local host.
 """
 
 import re
@@ -20,3 +20,19 @@ def host_capacity(host_root: Path) -> dict[str, int]:
     cpus = len(re.findall(r"^processor\s*:", cpuinfo, re.MULTILINE))
     total = re.search(r"^MemTotal:\s*(\d+)\s*kB", meminfo, re.MULTILINE)
     return {"cpu": cpus, "memory": int(total.group(1)) * 1024 if total else 0}
+
+
+def cpu_times(host_root: Path) -> tuple[int, int] | None:
+    """(busy, all) CPU time of every core since boot, in ticks, from ``/proc/stat``'s ``cpu``
+    line (idle and iowait are not busy; guest time is inside user time); None when it cannot
+    be read. Two readings give the share busy between them."""
+    try:
+        line = (host_root / "proc/stat").read_text().partition("\n")[0].split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(line) < 8 or line[0] != "cpu" or not all(field.isdigit() for field in line[1:8]):
+        return None
+    user, nice, system, idle, iowait, irq, softirq = map(int, line[1:8])
+    steal = int(line[8]) if len(line) > 8 and line[8].isdigit() else 0
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait

@@ -14,12 +14,17 @@ cannot be renamed ``/dev/nvidia0`` (CUDA numbers the visible GPUs from 0
 anyway). The driver's libraries are not mounted on this path: the image must
 bring them, which is why a CDI spec is preferred.
 
-The host exposes no usage figures in files (that needs NVML), so
-``metrics`` reports nothing.
+The host exposes no usage figures in files (they need NVML): ``metrics`` reads them from
+``nvidia-smi --query-gpu=... --format=csv,noheader,nounits`` where the host root has
+``usr/bin/nvidia-smi`` (the driver's utilities install it), run without a shell and
+given ``SMI_SECONDS``; without it, or when it fails, it reports nothing. Its GPUs are
+matched by nvidia-smi's ``index``, the number CDI names and ``/dev/nvidiaN`` carry on
+the usual hosts (PCI order); a value it prints as "[N/A]" is left out.
 """
 
 import logging
 import re
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +38,12 @@ kind_names = (GPU,)
 
 CONTROL_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
 CDI_NAME = re.compile(r"[a-z0-9.-]+/[a-z0-9._-]+=\S+", re.IGNORECASE)
+SMI = "usr/bin/nvidia-smi"
+SMI_SECONDS = 5
+# nvidia-smi's fields, in the order asked, each with its reading's name and scale
+SMI_FIELDS = (("utilization.gpu", "util_ratio", 0.01), ("memory.used", "memory_used_bytes", 2**20),
+              ("memory.total", "memory_total_bytes", 2**20), ("temperature.gpu", "temp_c", 1),
+              ("power.draw", "power_w", 1))
 
 
 def discover(host_root: Path) -> list[Chip]:
@@ -69,8 +80,34 @@ def container_args(chips: Sequence[Chip], host_root: Path) -> ContainerArgs:
 
 
 def metrics(chips: Sequence[Chip], host_root: Path) -> dict[int, dict[str, float]]:
-    """Nothing: GPU readings need NVML, which this plugin does not load."""
-    return {}
+    """Per GPU index, what ``nvidia-smi`` reads: ``util_ratio``, ``memory_used_bytes``,
+    ``memory_total_bytes``, ``temp_c``, ``power_w``; {} without nvidia-smi."""
+    smi = host_root / SMI
+    if not chips or not smi.is_file():
+        return {}
+    query = ",".join(["index", *(field for field, _, _ in SMI_FIELDS)])
+    try:
+        out = subprocess.run([str(smi), f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=SMI_SECONDS, check=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("nvidia-smi failed: %s", error)
+        return {}
+    wanted = {chip.index for chip in chips}
+    readings = {}
+    for line in out.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) != len(SMI_FIELDS) + 1 or not cells[0].isdigit():
+            continue
+        values = {}
+        for (_, name, scale), cell in zip(SMI_FIELDS, cells[1:], strict=True):
+            try:
+                value = float(cell) * scale
+            except ValueError:  # "[N/A]", "[Not Supported]"
+                continue
+            values[name] = round(value) if name.endswith("_bytes") else value
+        if int(cells[0]) in wanted and values:
+            readings[int(cells[0])] = values
+    return readings
 
 
 def _device_nodes(host_root: Path) -> list[Chip]:

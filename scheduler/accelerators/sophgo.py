@@ -1,16 +1,27 @@
 """Sophgo BM1684 / BM1684X TPUs, found through the ``bmsophon`` driver's /proc tree.
 
-The layout mirrors the driver's own ``bm_proc`` code (sophgo/libsophon,
-``driver/``) and Sophgo's "proc file system" guide:
+The layout mirrors the driver's own code (sophgo/libsophon, ``driver/bm_debug.c``, which
+makes the /proc files, and ``driver/bm_attr.c``, the sysfs ones) and Sophgo's "proc file
+system" guide (``doc/guide_en/3_2_proc_description.rst``):
 
     /proc/bmsophon/driver_version            "release version:0.4.9   release date: ..."
     /proc/bmsophon/cardN/chipid               "0x1684", or "0x1684x" for a BM1684X (id 0x1686)
     /proc/bmsophon/cardN/bmsophonM/           one folder per chip; M is the host chip number
     /proc/bmsophon/cardN/bmsophonM/chip_temp  "45 C"   (or "N/A")
     /proc/bmsophon/cardN/bmsophonM/tpu_power  "12 W"   (or "N/A")
-    /proc/bmsophon/cardN/bmsophonM/tpu_freq   "1000 MHz"
+    /proc/bmsophon/cardN/bmsophonM/heap       "heap0, size = 0x1a0000000, start_addr =0x..."
+                                              one line per memory heap (three)
+    /sys/class/bm-sophon/bm-sophonM/device/npu_usage
+                                              "usage:37 avusage:12" (percent: the last
+                                              moments, since the driver loaded), or
+                                              "Please, set [Usage enable] to 1"
     /dev/bm-sophonM                           the chip's character device
     /dev/bmdev-ctl                            the driver's control device
+
+``metrics`` reads utilisation (``usage``), memory in all (the heaps' sizes added: what
+``bm-smi`` shows as total), temperature and power. Memory in use is not in any file: the
+driver gives it only through an ioctl on ``/dev/bmdev-ctl`` (``bm-smi``'s way), so it is
+left out.
 
 An SC7 card carries 3 chips; chips are numbered across cards, so two SC7
 cards give bm-sophon0..5. A chip whose /dev node is missing or is not a
@@ -36,7 +47,8 @@ KINDS_BY_CHIP_ID = {0x1684: BM1684, 0x1686: BM1684X}
 PROC = "proc/bmsophon"
 CONTROL_DEVICE = "dev/bmdev-ctl"
 RUNTIME = "opt/sophon"
-METRIC_FILES = {"chip_temp_c": "chip_temp", "tpu_power_w": "tpu_power", "tpu_freq_mhz": "tpu_freq"}
+SYSFS = "sys/class/bm-sophon"
+METRIC_FILES = {"temp_c": "chip_temp", "power_w": "tpu_power"}
 
 
 def discover(host_root: Path) -> list[Chip]:
@@ -81,7 +93,8 @@ def container_args(chips: Sequence[Chip], host_root: Path) -> ContainerArgs:
 
 
 def metrics(chips: Sequence[Chip], host_root: Path) -> dict[int, dict[str, float]]:
-    """Temperature (C), TPU power (W) and TPU clock (MHz) per host chip number, where readable."""
+    """Per host chip number, where readable: ``util_ratio`` (0 to 1), ``memory_total_bytes``,
+    ``temp_c`` and ``power_w``."""
     readings = {}
     for chip in chips:
         folder = host_root / PROC / f"card{chip.card}" / f"bmsophon{chip.index}"
@@ -90,6 +103,13 @@ def metrics(chips: Sequence[Chip], host_root: Path) -> dict[int, dict[str, float
             value = _leading_number(read_text(folder / file) or "")
             if value is not None:
                 values[name] = value
+        usage = re.match(r"usage:\s*(\d+)", read_text(
+            host_root / SYSFS / f"bm-sophon{chip.index}" / "device/npu_usage") or "")
+        if usage:
+            values["util_ratio"] = min(int(usage.group(1)), 100) / 100
+        heaps = re.findall(r"size\s*=\s*0x([0-9a-f]+)", read_text(folder / "heap") or "", re.I)
+        if heaps:
+            values["memory_total_bytes"] = sum(int(size, 16) for size in heaps)
         if values:
             readings[chip.index] = values
     return readings

@@ -22,6 +22,7 @@ from tests.fake_hosts import (
     mknod,
     write_cdi_json,
     write_cdi_yaml,
+    write_nvidia_smi,
 )
 
 # What `nvidia-ctk cdi generate` writes: keys sorted, the list at column 0, name last.
@@ -181,22 +182,41 @@ def test_no_runtime_no_mount_and_no_control_device_not_attached(tmp_path):
     assert args.mounts == []
 
 
-def test_sophgo_metrics_read_each_chip_folder(tmp_path):
+def test_sophgo_metrics_read_each_chip_folder_and_its_sysfs_usage(tmp_path):
     make_sophgo_host(tmp_path, cards=[("0x1686", 3), ("0x1686", 3)])
     chips = sophgo.discover(tmp_path)
     (tmp_path / "proc/bmsophon/card1/bmsophon4/tpu_power").write_text("N/A\n")
     readings = sophgo.metrics([chips[0], chips[4]], tmp_path)
     assert readings == {
-        0: {"chip_temp_c": 40.0, "tpu_power_w": 10.0, "tpu_freq_mhz": 1000.0},
-        4: {"chip_temp_c": 44.0, "tpu_freq_mhz": 1000.0},
+        0: {"temp_c": 40.0, "power_w": 10.0, "util_ratio": 0.0,
+            "memory_total_bytes": (1 + 2 + 1) * 2**30},
+        4: {"temp_c": 44.0, "util_ratio": 0.4, "memory_total_bytes": (5 + 2 + 1) * 2**30},
     }
+
+
+def test_sophgo_metrics_parse_the_drivers_own_text(tmp_path):
+    """The texts as ``bm_debug.c`` and ``bm_attr.c`` print them, on a chip with odd heaps."""
+    make_sophgo_host(tmp_path, cards=[("0x1686", 1)])
+    chip_dir = tmp_path / "proc/bmsophon/card0/bmsophon0"
+    (chip_dir / "heap").write_text("heap0, size = 0x1A0000000, start_addr =0x100000000\n"
+                                   "heap1, size = 0x0, start_addr =0x0\n"
+                                   "heap2, size = 0x80000000, start_addr =0x300000000\n")
+    (chip_dir / "chip_temp").write_text("51 C\n")
+    usage = tmp_path / "sys/class/bm-sophon/bm-sophon0/device/npu_usage"
+    usage.write_text("usage:86 avusage:12\n")
+    reading = sophgo.metrics(sophgo.discover(tmp_path), tmp_path)[0]
+    assert reading["memory_total_bytes"] == 0x1A0000000 + 0x80000000
+    assert reading["util_ratio"] == 0.86 and reading["temp_c"] == 51.0
+    usage.write_text("Please, set [Usage enable] to 1\n")  # the driver's usage timer is off
+    assert "util_ratio" not in sophgo.metrics(sophgo.discover(tmp_path), tmp_path)[0]
 
 
 def test_sophgo_metrics_leave_out_a_chip_the_host_says_nothing_about(tmp_path):
     make_sophgo_host(tmp_path, cards=[("0x1686", 1)])
     chips = sophgo.discover(tmp_path)
-    for name in ("chip_temp", "tpu_power", "tpu_freq"):
+    for name in ("chip_temp", "tpu_power", "heap"):
         (tmp_path / "proc/bmsophon/card0/bmsophon0" / name).unlink()
+    (tmp_path / "sys/class/bm-sophon/bm-sophon0/device/npu_usage").unlink()
     assert sophgo.metrics(chips, tmp_path) == {}
 
 
@@ -276,7 +296,30 @@ def test_a_cdi_spec_without_numbered_gpus_falls_back_to_device_nodes(tmp_path):
 def test_no_nvidia_means_no_chips_and_no_metrics(tmp_path):
     assert nvidia.discover(tmp_path) == []
     make_nvidia_host(tmp_path, gpus=1)
+    assert nvidia.metrics(nvidia.discover(tmp_path), tmp_path) == {}  # no nvidia-smi
+
+
+def test_nvidia_metrics_come_from_nvidia_smi_under_the_host_root(tmp_path):
+    make_nvidia_host(tmp_path, gpus=3)
+    write_nvidia_smi(tmp_path, "0, 37, 1024, 81559, 45, 71.52\n"
+                               "1, [N/A], 0, 81559, 30, [Not Supported]\n"
+                               "2, 100, 80000, 81559, 80, 690.00\n")
+    chips = nvidia.discover(tmp_path)
+    assert nvidia.metrics(chips[:2], tmp_path) == {
+        0: {"util_ratio": 0.37, "memory_used_bytes": 1024 * 2**20,
+            "memory_total_bytes": 81559 * 2**20, "temp_c": 45.0, "power_w": 71.52},
+        1: {"memory_used_bytes": 0, "memory_total_bytes": 81559 * 2**20, "temp_c": 30.0},
+    }
+    asked = (tmp_path / "smi-args").read_text().split()
+    assert asked == ["--query-gpu=index,utilization.gpu,memory.used,memory.total,"
+                     "temperature.gpu,power.draw", "--format=csv,noheader,nounits"]
+
+
+def test_a_failing_nvidia_smi_gives_no_metrics(tmp_path, caplog):
+    make_nvidia_host(tmp_path, gpus=1)
+    write_nvidia_smi(tmp_path, "", code=9)
     assert nvidia.metrics(nvidia.discover(tmp_path), tmp_path) == {}
+    assert "nvidia-smi failed" in caplog.text
 
 
 # --- the registry -----------------------------------------------------------------------
