@@ -20,12 +20,15 @@ from portal import (
     account,
     auth,
     db,
+    grafana,
     health,
     i18n,
     ledger,
     metrics,
     presenters,
+    prometheus_stack,
     proxy,
+    samples,
     security_headers,
     settings,
     tokens,
@@ -50,6 +53,7 @@ from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService
 from scheduler.reconcile import Reconciler
 from scheduler.renter_images import for_app as renter_images_for_app
+from scheduler.sampling import Sampler
 from scheduler.service import SchedulerService
 from scheduler.watch import EventWatcher
 
@@ -98,6 +102,8 @@ def create_app(test_config=None):
     proxy.init_app(app)
     app.cli.add_command(serve_command)
     app.cli.add_command(images_cli)
+    app.cli.add_command(grafana.grafana_cli)
+    prometheus_stack.init_app(app)
     return app
 
 
@@ -117,11 +123,15 @@ def _init_pages(app):
 def _housekeeping(app):
     """The leader's hourly chores: uploads left unfinished for a day go, and so do what
     interrupted changes of algorithms and datasets left; images whose addition ended with
-    its process are marked failed."""
+    its process are marked failed; samples past the miner's retention go; the lab's Grafana,
+    when configured, gets Hourglass's data source and dashboards (once per process; it never
+    raises)."""
     with app.app_context(), db.database.connection_context():
         uploads.sweep()
         version_sweep.sweep()
         app.extensions["hourglass.renter_images"].fail_stale()
+        samples.prune()
+        grafana.keep_provisioned(app)
 
 
 def _init_scheduler(app):
@@ -131,11 +141,14 @@ def _init_scheduler(app):
         host_root=Path(app.config["HOST_ROOT"]),
         probe_image=app.config["PROBE_IMAGE"],
     )
+    # The histograms of /metrics (portal.metrics.Timings), observed as the scheduler works.
+    timings = app.extensions["hourglass.timings"]
     reconciler = Reconciler(local_url=app.config["PODMAN_URL"],
                             host_root=Path(app.config["HOST_ROOT"]),
                             data_root=Path(app.config["DATA_ROOT"]),
                             peer_ports=app.config["PEER_PORTS"],
-                            lost_after=app.config["LOST_SECONDS"])
+                            lost_after=app.config["LOST_SECONDS"],
+                            timings=timings)
     # A container of ours ended on some node: look at once, not a tick later.
     watcher = EventWatcher(PodmanBackend, lambda event: service.wake())
     service = SchedulerService(
@@ -147,6 +160,10 @@ def _init_scheduler(app):
         reconciler=reconciler,
         watcher=watcher,
         housekeeping=lambda: _housekeeping(app),
+        timings=timings,
+        # The readings the built-in charts draw, of the nodes, replicas and local chips.
+        sampler=Sampler(app.config["PODMAN_URL"], host_root=Path(app.config["HOST_ROOT"])),
+        sample_seconds=app.config["SAMPLE_SECONDS"],
     )
     # What /healthz says of Podman: the last look, taken again at most every HEALTH_SECONDS.
     app.extensions["hourglass.engine"] = EngineStatus(backend, app.config["HEALTH_SECONDS"])
@@ -219,6 +236,9 @@ def serve_command():
         os.environ["HOURGLASS_PODMAN_URL"] = service.url
     os.environ.setdefault("HOURGLASS_SCHEDULER", "on")
     os.environ["HOURGLASS_INSTANCE"] = instance
+    # The workers' histograms, summed by whichever worker /metrics reaches.
+    metrics.use_multiprocess(Path(instance) / "prometheus-multiproc")
+    monitoring = None
     try:
         db.upgrade()
         password = users.ensure_first_miner()
@@ -233,6 +253,8 @@ def serve_command():
                                    "need an origin of their own.")
         click.echo(f"Hourglass on http://{host}:{port}/  (miners: /miner/login); "
                    f"notebooks on port {notebook_port}")
+        if current_app.config["MONITORING"]:  # `make run MONITORING=1`
+            monitoring = prometheus_stack.start_beside(current_app)
 
         class Server(BaseApplication):
             def load_config(self):
@@ -247,11 +269,14 @@ def serve_command():
                 self.cfg.set("keepalive", 5)
                 # gunicorn's control socket is one path per user: two instances would clash.
                 self.cfg.set("control_socket_disable", True)
+                self.cfg.set("child_exit", metrics.worker_exited)
 
             def load(self):
                 return create_app()
 
         Server().run()
     finally:
+        if monitoring:
+            monitoring.stop()
         if service:
             service.stop()

@@ -29,6 +29,7 @@ from portal.reasons import BALANCE_EXHAUSTED
 from portal.task_input import TaskError
 from portal.tasks import move, request_stop
 from scheduler import assign, culling, follow, run_limits, start, sweep
+from scheduler.notebook_starts import NotebookStarts
 from scheduler.podman import PodmanBackend
 from scheduler.transitions import release_chips
 
@@ -48,12 +49,16 @@ class Reconciler:
     ``sweep_seconds`` a pass removes what no live replica claims (``sweep``). Each engine
     call has ``engine_timeout`` seconds; ``threads`` runs them, ``workers`` at once.
     ``culling_minute`` is how long a minute of a pool's idle culling time lasts,
-    ``run_limit_minute`` one of a maximum run time."""
+    ``run_limit_minute`` one of a maximum run time. ``timings`` (a
+    ``portal.metrics.Timings``, or None) gets replicas' waits and notebooks' starts."""
 
     def __init__(self, local_url, host_root=Path("/"), grace=10, lost_after=60, workers=16,
                  data_root=None, peer_ports=PEER_PORTS, sweep_seconds=60, engine_timeout=5,
-                 culling_minute=culling.MINUTE, run_limit_minute=run_limits.MINUTE):
+                 culling_minute=culling.MINUTE, run_limit_minute=run_limits.MINUTE,
+                 timings=None):
         self.local_url = local_url
+        self.timings = timings
+        self.notebook_starts = NotebookStarts(timings and timings.notebook_start)
         self.culling_minute = culling_minute
         self.run_limit_minute = run_limit_minute
         self.engine_timeout = engine_timeout
@@ -92,9 +97,10 @@ class Reconciler:
         the pass goes on, so metering, zero-balance stops and clean-up happen every tick.
         ``failed_steps`` names the steps of this pass that failed."""
         self.failed_steps = []
-        for step in (self.drain, self.stop_requested, self.place, self.start_placed,
-                     self.refresh, self.release_lost, self.cull_idle, self.stop_overdue,
-                     ledger.meter,
+        notebooks = self.notebook_starts  # the runs waiting before, the runs running after
+        for step in (notebooks.note_waiting, self.drain, self.stop_requested, self.place,
+                     self.start_placed, self.refresh, notebooks.await_jupyter,
+                     self.release_lost, self.cull_idle, self.stop_overdue, ledger.meter,
                      self.stop_exhausted, self.clean_up, self.sweep):
             try:
                 step()
@@ -111,8 +117,9 @@ class Reconciler:
     def start_placed(self):
         """Start the containers of placed replicas (``scheduler.start``); ``more_to_start``
         asks for the next pass at once when some are left for it."""
-        self.more_to_start = start.start_placed(self.backend, self.threads, self.instance,
-                                                self.local_url, self.host_root, self.data_root)
+        self.more_to_start = start.start_placed(
+            self.backend, self.threads, self.instance, self.local_url, self.host_root,
+            self.data_root, self.timings and self.timings.queue_wait)
 
     def refresh(self):
         """Follow every replica believed starting or running (``scheduler.follow``)."""

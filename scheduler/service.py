@@ -1,10 +1,12 @@
 """The scheduler service: an APScheduler BackgroundScheduler in this process.
 
-Four jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
+Five jobs: ``heartbeat`` takes or renews the leader lease, ``tick`` does the
 leader's work on replicas (``scheduler.reconcile``) and records that it ran,
 ``discovery`` looks at every node (``scheduler.discovery``) every
 ``discovery_seconds``, and once as soon as this process becomes leader, and
-``housekeeping`` (the leader's slow chores, e.g. stale uploads) every hour. While
+``housekeeping`` (the leader's slow chores, e.g. stale uploads) every hour, and once as
+soon as this process becomes leader; ``sampling`` (``scheduler.sampling``: readings of
+the nodes, replicas and chips for the charts) every ``sample_seconds``. While
 leader, an ``EventWatcher`` (``scheduler.watch``) follows the enabled nodes'
 container events and wakes the tick when one of our containers ends.
 
@@ -36,10 +38,14 @@ HOUSEKEEPING_SECONDS = 3600
 class SchedulerService:
     """``discovery`` is a ``scheduler.discovery.Discovery``, or None for no discovery job;
     ``watcher`` a ``scheduler.watch.EventWatcher`` (it needs the ``reconciler``), or None;
-    ``housekeeping`` a callable the leader runs every ``HOUSEKEEPING_SECONDS``, or None."""
+    ``housekeeping`` a callable the leader runs every ``HOUSEKEEPING_SECONDS``, or None;
+    ``timings`` a ``portal.metrics.Timings`` that gets each pass's duration, or None;
+    ``sampler`` a ``scheduler.sampling.Sampler`` the leader runs every ``sample_seconds``,
+    or None."""
 
     def __init__(self, enabled, tick_seconds, lease_seconds, discovery=None,
-                 discovery_seconds=30.0, reconciler=None, watcher=None, housekeeping=None):
+                 discovery_seconds=30.0, reconciler=None, watcher=None, housekeeping=None,
+                 timings=None, sampler=None, sample_seconds=15.0):
         self.enabled = enabled
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
@@ -48,6 +54,9 @@ class SchedulerService:
         self.reconciler = reconciler
         self.watcher = watcher
         self.housekeeping = housekeeping
+        self.timings = timings
+        self.sampler = sampler
+        self.sample_seconds = sample_seconds
         self._woken = threading.Event()
         # Whether ``tick`` is in its loop of passes, which runs once more when woken; both
         # change under the lock, so a wake is never left to a loop that has decided to end.
@@ -80,9 +89,13 @@ class SchedulerService:
         if self.housekeeping is not None:
             self._scheduler.add_job(self.housekeeping_job, "interval", id="housekeeping",
                                     seconds=HOUSEKEEPING_SECONDS)
+        if self.sampler is not None:
+            self._scheduler.add_job(self.sampling_job, "interval", id="sampling",
+                                    seconds=self.sample_seconds)
         self._scheduler.start()
         log.info("scheduler started as %s (%s)", self.state, self.lease.holder)
         self.request_discovery()
+        self.request_housekeeping()
 
     def shutdown(self):
         """Stop the jobs and hand the lease over at once; safe to call twice."""
@@ -108,6 +121,7 @@ class SchedulerService:
         self.is_leader = leader
         if became_leader:
             self.request_discovery()
+            self.request_housekeeping()
         elif not leader and self.watcher is not None:
             self.watcher.stop()
 
@@ -141,13 +155,15 @@ class SchedulerService:
                     self._in_passes = False
 
     def _pass(self):
-        """One reconciler pass, timed: its duration at debug level, a warning when it took
-        longer than the tick (work queues up behind it)."""
+        """One reconciler pass, timed: its duration at debug level and in ``timings``, a
+        warning when it took longer than the tick (work queues up behind it)."""
         began = time.monotonic()
         self.reconciler.run()
         failed = self.reconciler.failed_steps
         took = time.monotonic() - began
         log.debug("scheduler pass took %.3f s", took)
+        if self.timings is not None:
+            self.timings.scheduler_pass.observe(took)
         if took > self.tick_seconds:
             log.warning("a scheduler pass took %.1f s, longer than the %g s tick%s", took,
                         self.tick_seconds, f" (failed steps: {', '.join(failed)})"
@@ -180,6 +196,16 @@ class SchedulerService:
         except Exception:
             log.exception("housekeeping failed")
 
+    def sampling_job(self):
+        """The leader's samples of nodes, replicas and chips; a follower does nothing. A
+        failure is logged and the next period tries again."""
+        if not self.is_leader:
+            return
+        try:
+            self.sampler.run()
+        except Exception:
+            log.exception("sampling failed")
+
     def discover_now(self):
         """Run one discovery here and now, leader or not; {node id: Finding}. For tests and
         the bench: the scheduler itself runs it as ``discovery_job``."""
@@ -194,4 +220,13 @@ class SchedulerService:
         if self.discovery is None or self.state != "leader":
             return False
         self._scheduler.modify_job("discovery", next_run_time=datetime.now(UTC))
+        return True
+
+    def request_housekeeping(self):
+        """Run the leader's chores as soon as possible: on becoming leader, so that they (the
+        lab's Grafana among them) need not wait an hour. False when this process is not the
+        running leader or has no chores."""
+        if self.housekeeping is None or self.state != "leader":
+            return False
+        self._scheduler.modify_job("housekeeping", next_run_time=datetime.now(UTC))
         return True

@@ -10,7 +10,7 @@ import logging
 
 from peewee import JOIN
 
-from portal.models import Node, Replica, Subtask, Task, utcnow
+from portal.models import Node, Pool, Replica, Subtask, Task, utcnow
 from portal.reasons import stored
 from portal.tasks import refresh_state
 from scheduler.backend import (
@@ -33,14 +33,16 @@ START_ATTEMPTS = 5  # passes a start may find its node not answering before the 
 STARTS_PER_NODE = 32  # starts per node in one pass: a burst takes a few short passes
 
 
-def start_placed(backend_for, threads, instance, local_url, host_root, data_root):
+def start_placed(backend_for, threads, instance, local_url, host_root, data_root,
+                  queue_wait=None):
     """Create and start the containers of placed replicas, at once, up to
     ``STARTS_PER_NODE`` per node, so the pass stays short whatever the burst; returns
     whether placed replicas are left for the next pass.
 
     ``backend_for(node)`` is the node's backend, ``threads`` the executor its calls run
     in; ``instance``, ``local_url``, ``host_root`` and ``data_root`` are what
-    ``container_specs`` needs."""
+    ``container_specs`` needs. ``queue_wait`` (a histogram labelled by pool, or None) gets
+    each started replica's time from its creation."""
     replicas = list(Replica.select(Replica, Task, Subtask, Node)
                     .join(Task).switch(Replica).join(Subtask).switch(Replica)
                     .join(Node, JOIN.LEFT_OUTER)
@@ -76,6 +78,7 @@ def start_placed(backend_for, threads, instance, local_url, host_root, data_root
     futures = {rid: threads.submit(_start, backend_for(r.node), r.node, spec,
                                    [backend_for(n) for n in nodes if n.id != r.node_id])
                for rid, (r, spec) in jobs.items()}
+    pools = dict(Pool.select(Pool.id, Pool.name).tuples()) if queue_wait is not None else {}
     for rid, future in futures.items():
         replica = jobs[rid][0]
         outcome, detail = future.result()
@@ -96,6 +99,9 @@ def start_placed(backend_for, threads, instance, local_url, host_root, data_root
                            last_seen_at=seen).where(Replica.id == rid).execute()
             replica.last_seen_at = seen
             follow(replica, state, seen, instance)
+            if queue_wait is not None:
+                queue_wait.labels(pools[replica.task.pool_id]).observe(
+                    max(0.0, (seen - replica.created_at).total_seconds()))
         refresh_state(replica.task)
     return more
 

@@ -1,21 +1,28 @@
-"""``/metrics`` on a real database: the gauges after rows the scheduler and the ledger would
-write, who may read it, and Prometheus's own ``promtool`` on what it says."""
+"""``/metrics`` on a real database: the gauges after rows the scheduler, the sampling job
+and the ledger would write, the histograms the scheduler observes (one process, and
+prometheus_client's multiprocess mode as ``serve`` uses it), who may read it, and
+Prometheus's own ``promtool`` on what it says. A small real HTTP server stands in for
+JupyterLab (``tests.unit.test_culling.lab``)."""
 
+import os
 import shutil
 import subprocess
 from datetime import datetime, timedelta
 
 import pytest
+from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
-from portal import ledger
+from portal import ledger, metrics
 from portal.models import (
+    ChipSample,
     LeaderLease,
     Node,
     NodeChip,
     Pool,
     Replica,
     ReplicaChip,
+    ReplicaSample,
     ResourceSpec,
     Subtask,
     Task,
@@ -23,6 +30,13 @@ from portal.models import (
     utcnow,
 )
 from portal.money import MICRO
+from scheduler.notebook_starts import NotebookStarts
+from scheduler.reconcile import Reconciler
+from scheduler.service import SchedulerService
+from tests.support import wait_for
+from tests.unit import test_notebooks as notebooks
+from tests.unit.test_culling import lab  # noqa: F401 (the fixture)
+from tests.unit.test_tasks import set_state, world  # noqa: F401 (the fixture)
 
 TOKEN = "scrape-token-0123456789abcdef"
 NS = 1_000_000_000
@@ -153,9 +167,176 @@ def test_it_needs_no_sign_in_and_answers_get_only(client):
     assert client.post("/metrics").status_code == 405
 
 
+@pytest.fixture
+def sampled(app, cluster):
+    """Samples as the sampling job writes them: the running replica's (an older one, the
+    latest, and one of the pending replica that is not running), the chips' (one free with
+    some readings, one held with all, one stale)."""
+    now = utcnow()
+    with app.app_context():
+        running, waiting = (Replica.select().where(Replica.state == state).first()
+                            for state in ("running", "pending"))
+        ReplicaSample.create(replica=running, at=now - timedelta(seconds=15), cpu_cores=0.5,
+                             memory_bytes=100)
+        ReplicaSample.create(replica=running, at=now, cpu_cores=1.5, memory_bytes=2 * 2**30)
+        ReplicaSample.create(replica=waiting, at=now, cpu_cores=9.0, memory_bytes=9)
+        a0, a1, a2 = NodeChip.select().where(NodeChip.kind == "sophgo.com/bm1684x"
+                                             ).order_by(NodeChip.index)[:3]
+        ChipSample.create(chip=a0, replica=running, at=now - timedelta(seconds=15),
+                          util_ratio=0.1)
+        ChipSample.create(chip=a0, replica=running, at=now, util_ratio=0.75,
+                          memory_used_bytes=3 * 2**30, memory_total_bytes=12 * 2**30,
+                          temp_c=61.0, power_w=25.5)
+        ChipSample.create(chip=a2, at=now, util_ratio=0.0, memory_total_bytes=12 * 2**30)
+        ChipSample.create(chip=a1, replica=running, at=now - timedelta(hours=1),
+                          util_ratio=0.9, temp_c=70.0)  # the sampling job stopped reading it
+        return running
+
+
+def test_replicas_and_chips_are_their_latest_samples(client, sampled):
+    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}))
+    holder = f"{sampled.task_id}/main/0"
+    replica = (("node", "a"), ("replica", holder), ("task", str(sampled.task_id)))
+    assert got["hourglass_replica_cpu_cores", replica] == 1.5
+    assert got["hourglass_replica_memory_bytes", replica] == 2 * 2**30
+    # the pending replica's sample is no running replica's
+    assert [k for k in got if k[0].startswith("hourglass_replica_")] == [
+        ("hourglass_replica_cpu_cores", replica), ("hourglass_replica_memory_bytes", replica)]
+
+    def chip(index, replica=""):
+        return (("chip", str(index)), ("kind", "sophgo.com/bm1684x"), ("node", "a"),
+                ("replica", replica))
+
+    read = {(k[0], k[1]): v for k, v in got.items() if k[0].startswith("hourglass_chip_")}
+    assert read == {
+        ("hourglass_chip_utilization_ratio", chip(0, holder)): 0.75,
+        ("hourglass_chip_memory_used_bytes", chip(0, holder)): 3 * 2**30,
+        ("hourglass_chip_memory_total_bytes", chip(0, holder)): 12 * 2**30,
+        ("hourglass_chip_temperature_celsius", chip(0, holder)): 61.0,
+        ("hourglass_chip_power_watts", chip(0, holder)): 25.5,
+        # a free chip, only what its plugin could read; a stale one says nothing
+        ("hourglass_chip_utilization_ratio", chip(2)): 0.0,
+        ("hourglass_chip_memory_total_bytes", chip(2)): 12 * 2**30,
+    }
+
+
+def test_an_ended_replica_or_a_disabled_node_has_no_readings(client, app, sampled):
+    with app.app_context():
+        Replica.update(state="succeeded").where(Replica.id == sampled.id).execute()
+        Node.update(enabled=False).where(Node.name == "a").execute()
+    got = samples(client.get("/metrics"))
+    assert not [k for k in got if k[0].startswith(("hourglass_replica_", "hourglass_chip_"))]
+
+
+def histogram(got, name, labels=()):
+    """(count, sum, {upper bound: count}) of histogram ``name`` in a scrape."""
+    buckets = {float(dict(k[1])["le"]): v for k, v in got.items()
+               if k[0] == f"{name}_bucket" and set(labels) <= set(k[1])}
+    return got[f"{name}_count", labels], got[f"{name}_sum", labels], buckets
+
+
+def test_a_scheduler_pass_is_timed(client, app):
+    timings = app.extensions["hourglass.timings"]
+    with app.app_context():
+        service = SchedulerService(enabled=True, tick_seconds=60, lease_seconds=15,
+                                   reconciler=Reconciler("unix:///nowhere.sock"),
+                                   timings=timings)
+        service.heartbeat()
+        service.tick()
+        service.tick()
+        service.lease.release()
+    count, total, buckets = histogram(samples(client.get("/metrics")),
+                                      "hourglass_scheduler_pass_seconds")
+    assert count == 2 and 0 < total < 60
+    assert sorted(buckets) == [*metrics.PASS_BUCKETS, float("inf")]
+    assert buckets[float("inf")] == 2
+
+
+@pytest.fixture
+def notebook_run(app, world, lab):  # noqa: F811 (the fixture)
+    """A notebook run of rene's submitted a minute ago, its replica starting; its JupyterLab
+    the fake one, which answers once ``lab.token`` is the run's."""
+    with app.app_context():
+        run = Task.get(Task.notebook == notebooks.make())
+        Task.update(submitted_at=utcnow() - timedelta(minutes=1)).where(
+            Task.id == run.id).execute()
+        set_state(run, "starting")
+        yield Task.get_by_id(run.id)
+
+
+def test_a_notebook_is_timed_from_submission_to_jupyterlab_answering(
+        app, client, notebook_run, lab):  # noqa: F811 (the fixture)
+    timings = app.extensions["hourglass.timings"]
+    starts = NotebookStarts(timings.notebook_start)
+
+    def timed():
+        return histogram(samples(client.get("/metrics")), "hourglass_notebook_start_seconds")
+
+    with app.app_context():
+        starts.note_waiting()
+        starts.await_jupyter()  # still starting: nothing to wait for yet
+        starts.note_waiting()
+        set_state(notebook_run, "running", address=lab.address)  # the pass started it
+        starts.await_jupyter()
+    # JupyterLab does not answer yet (a wrong token): not timed
+    wait_for(lambda: lab.seen, what="JupyterLab asked")
+    assert timed()[0] == 0
+    lab.token = notebook_run.secret
+    wait_for(lambda: timed()[0] == 1, what="the run timed")
+    count, total, buckets = timed()
+    assert 60 <= total < 3600 and buckets[30.0] == 0 and buckets[3600.0] == 1
+    # a later pass finds it running, not waiting: it is timed once
+    with app.app_context():
+        starts.note_waiting()
+        starts.await_jupyter()
+    assert timed()[0] == 1
+
+
+def test_a_run_running_before_the_pass_saw_it_wait_is_not_timed(
+        app, client, notebook_run, lab):  # noqa: F811 (the fixture)
+    lab.token = notebook_run.secret
+    starts = NotebookStarts(app.extensions["hourglass.timings"].notebook_start)
+    with app.app_context():
+        set_state(notebook_run, "running", address=lab.address)  # e.g. a new leader
+        starts.note_waiting()
+        starts.await_jupyter()
+    got = samples(client.get("/metrics"))
+    assert got["hourglass_notebook_start_seconds_count", ()] == 0 and lab.seen == []
+
+
+def test_multiprocess_mode_sums_the_files_of_every_process(app, monkeypatch, tmp_path):
+    """What ``serve`` does before its workers start; the switch is undone after the test."""
+    from app import create_app
+
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    folder = tmp_path / "prometheus-multiproc"
+    folder.mkdir()
+    (folder / "histogram_1.db").write_bytes(b"left by the last run")
+    metrics.use_multiprocess(folder)
+    assert [f.name for f in folder.iterdir()] == []  # emptied
+    first, second = create_app({"TESTING": True}), create_app({"TESTING": True})
+    first.extensions["hourglass.timings"].scheduler_pass.observe(0.02)
+    first.extensions["hourglass.timings"].queue_wait.labels("gpu").observe(7)
+    assert sorted(f.name for f in folder.iterdir()) == [f"histogram_{os.getpid()}.db"]
+    got = samples(second.test_client().get("/metrics"))  # another app reads the files
+    assert histogram(got, "hourglass_scheduler_pass_seconds")[:2] == (1, 0.02)
+    count, total, buckets = histogram(got, "hourglass_queue_wait_seconds", (("pool", "gpu"),))
+    assert (count, total, buckets[5.0], buckets[10.0]) == (1, 7, 0, 1)
+    assert got["hourglass_replicas", (("state", "running"),)] == 0  # the gauges as ever
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
-def test_promtool_finds_no_problem(client, cluster):
+def test_promtool_finds_no_problem(client, app, sampled):
+    timings = app.extensions["hourglass.timings"]
+    timings.queue_wait.labels("default").observe(12)
+    timings.scheduler_pass.observe(0.03)
+    timings.notebook_start.observe(14)
     text = client.get("/metrics").get_data()
+    names = {f.name for f in text_string_to_metric_families(text.decode())}
+    assert {"hourglass_queue_wait_seconds", "hourglass_scheduler_pass_seconds",
+            "hourglass_notebook_start_seconds", "hourglass_replica_cpu_cores",
+            "hourglass_chip_power_watts"} <= names
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout + check.stderr == b""
