@@ -9,14 +9,26 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Podman only Recommends its init (catatonit), netavark with aardvark-dns (names on task
 # networks) and iptables (netavark's firewall): a new machine gets them only from here.
 RUN_PACKAGES := podman runc catatonit netavark aardvark-dns iptables python3-venv busybox-static mmdebstrap openssh-client
-TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server prometheus
+# `make monitoring` (and `make run MONITORING=1`): Prometheus and node-exporter, run by
+# Hourglass itself (never Debian's system services).
+MONITORING_PACKAGES := prometheus prometheus-node-exporter
+TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server $(MONITORING_PACKAGES)
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
 .PHONY: run test lint images jupyter-image translations-update run-packages test-packages packages
+.PHONY: monitoring monitoring-packages
 
-run: run-packages $(VENV)/.run $(MO_FILES)
-	$(VENV)/bin/flask --app app serve
+# `make run MONITORING=1` also runs Prometheus and node-exporter beside Hourglass.
+WITH_MONITORING := $(filter 1 on yes true,$(MONITORING))
+
+run: run-packages $(if $(WITH_MONITORING),monitoring-packages) $(VENV)/.run $(MO_FILES)
+	$(if $(WITH_MONITORING),HOURGLASS_MONITORING=on )$(VENV)/bin/flask --app app serve
+
+# Prometheus (127.0.0.1:9090) and node-exporter for the instance, in the foreground; Ctrl-C
+# stops both. Hourglass's charts read this Prometheus while it runs.
+monitoring: run-packages monitoring-packages $(VENV)/.run
+	$(VENV)/bin/flask --app app monitoring run
 
 test: run-packages test-packages $(VENV)/.test $(MO_FILES) jupyter-image
 	$(VENV)/bin/pytest
@@ -54,6 +66,9 @@ run-packages:
 
 test-packages:
 	$(call apt_ensure,$(TEST_PACKAGES))
+
+monitoring-packages:
+	$(call apt_ensure,$(MONITORING_PACKAGES))
 
 # The Debian packages make installs (the fresh-machine test reads them here).
 packages:

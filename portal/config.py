@@ -7,6 +7,7 @@ into the instance folder with mode 0600.
 
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -88,6 +89,15 @@ def _base_url(name):
     return value
 
 
+def _duration(name, default):
+    """``name``'s Prometheus duration: a whole number and a unit (e.g. 30d, 12h)."""
+    value = os.environ.get(name, default).strip()
+    if not re.fullmatch(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|y)", value):
+        raise ConfigError(f"{name} must be a whole number and a unit (s, m, h, d, w, y; "
+                          f"e.g. 30d), not {value!r}.")
+    return value
+
+
 def _metrics_token():
     """``HOURGLASS_METRICS_TOKEN``: "" (none) or a secret long enough not to be guessed."""
     token = os.environ.get("HOURGLASS_METRICS_TOKEN", "").strip()
@@ -147,6 +157,13 @@ def from_environment(instance_path):
         # The lab's Prometheus (its HTTP API): charts read it when set; "" = none, unless
         # `flask monitoring run` (make monitoring) started one for this instance.
         "PROMETHEUS_URL": _base_url("PROMETHEUS_URL"),
+        # What `flask monitoring run` runs: Prometheus on 127.0.0.1:PROMETHEUS_PORT keeping
+        # PROMETHEUS_RETENTION (a Prometheus duration) of data, scraping node-exporter on
+        # every node at NODE_EXPORTER_PORT; MONITORING: `flask serve` runs it alongside.
+        "PROMETHEUS_PORT": _port("HOURGLASS_PROMETHEUS_PORT", "9090"),
+        "PROMETHEUS_RETENTION": _duration("HOURGLASS_PROMETHEUS_RETENTION", "30d"),
+        "NODE_EXPORTER_PORT": _port("HOURGLASS_NODE_EXPORTER_PORT", "9100"),
+        "MONITORING": _env_bool("HOURGLASS_MONITORING", False),
         # The lab's Grafana and a service-account token: Hourglass provisions its data
         # source and dashboards there and embeds their panels in the miner's pages.
         "GRAFANA_URL": _base_url("GRAFANA_URL"),

@@ -27,6 +27,7 @@ from scheduler.images import import_busybox
 from scheduler.jupyter_image import build_jupyter_image
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService, podman_env
+from tests.monitoring import monitoring_stack
 from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,8 @@ def use_instance(folder, monkeypatch):
     """Point the app at instance ``folder``, with no settings leaking in from the caller's
     shell."""
     for name in list(os.environ):
-        if name.startswith("HOURGLASS_") or name in {"DATABASE_URL", "SECRET_KEY"}:
+        if name.startswith("HOURGLASS_") or name in {"DATABASE_URL", "SECRET_KEY", "PROMETHEUS_URL",
+                                                     "GRAFANA_URL", "GRAFANA_TOKEN"}:
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOURGLASS_INSTANCE", str(folder))
 
@@ -239,7 +241,7 @@ class LiveServer:
             raise AssertionError(f"server exited:\n{self.log()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code in (200, 503)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             return False
 
     def health(self):
@@ -354,6 +356,19 @@ def live_server(request):
     if request.node.get_closest_marker("shared_server"):
         return request.getfixturevalue("module_live_server")
     return request.getfixturevalue("live_server_factory")(accounts=True).start()
+
+
+# --- real Prometheus ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Start real Prometheus servers and node-exporters for a test (tests.monitoring):
+    ``prometheus(hourglass=["127.0.0.1:<port>"])`` scrapes those /metrics every second and
+    returns the ready server (``.url``); ``prometheus(config=path)`` runs that config;
+    ``prometheus.node_exporter()``. All stopped at the end."""
+    with monitoring_stack(tmp_path / "monitoring") as start:
+        yield start
 
 
 # --- Chromium ----------------------------------------------------------------------------

@@ -133,6 +133,10 @@ def programs(tmp_path):
         CHROMIUM: "the browser tests",
         str(pg / "initdb") if pg else "initdb": "the PostgreSQL tests",
         shutil.which("runuser") or "runuser": "the PostgreSQL tests under root",
+        shutil.which("prometheus") or "prometheus": "make monitoring",
+        shutil.which("prometheus-node-exporter") or "prometheus-node-exporter":
+            "make monitoring",
+        shutil.which("promtool") or "promtool": "the monitoring config test",
     }
 
 

@@ -1,0 +1,132 @@
+"""``make monitoring``'s stack: the generated Prometheus config, real Prometheus scraping a
+real Hourglass server and real node-exporters, and ``flask monitoring run`` as a process."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from portal.models import Node
+from portal.prometheus_stack import prometheus_url, write_config
+from tests.conftest import ROOT
+from tests.monitoring import free_port, query, start_node_exporter, wait_for_series
+from tests.support import wait_for
+
+TOKEN = "a-scrape-token-for-tests-0123456789"
+
+
+def node_groups(path):
+    return {group["labels"]["node"]: group["targets"] for group in json.loads(path.read_text())}
+
+
+def children_of(pid):
+    return {int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_generated_config_passes_promtool_and_lists_every_node(app):
+    app.config.update(METRICS_TOKEN=TOKEN, NODE_EXPORTER_PORT=9100)
+    with app.app_context():
+        Node.create(name="here", url="unix:///run/podman.sock", source="local")
+        Node.create(name="far", url="ssh://lab@192.0.2.7/run/podman.sock", address="192.0.2.7")
+        Node.create(name="new", url="tcp://[2001:db8::5]:8888")  # not discovered yet
+        config_path, targets = write_config(app)
+    checked = subprocess.run(["promtool", "check", "config", str(config_path)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    hourglass = json.loads(config_path.read_text())["scrape_configs"][0]
+    token_file = Path(hourglass["authorization"]["credentials_file"])
+    assert token_file.read_text() == TOKEN and TOKEN not in config_path.read_text()
+    assert token_file.stat().st_mode & 0o077 == 0
+    assert node_groups(targets) == {"here": ["127.0.0.1:9100"], "far": ["192.0.2.7:9100"],
+                                    "new": ["[2001:db8::5]:9100"]}
+
+
+@pytest.mark.podman
+def test_prometheus_reads_hourglass_and_each_node(live_server_factory, prometheus):
+    exporter = prometheus.node_exporter()
+    server = live_server_factory(accounts=True, HOURGLASS_DISCOVERY_SECONDS="1",
+                                 HOURGLASS_SAMPLE_SECONDS="1",
+                                 HOURGLASS_NODE_EXPORTER_PORT=str(exporter.port)).start()
+    database = Path(server.env["HOURGLASS_INSTANCE"]) / "hourglass.db"
+
+    def local_node():
+        with closing(sqlite3.connect(database)) as db:
+            row = db.execute("SELECT name FROM nodes WHERE source = 'local'").fetchone()
+        return row and row[0]
+
+    name = wait_for(local_node, timeout=30, what="discovery to add the local node")
+    config_path = Path(server.flask("monitoring", "config").stdout.split()[0])
+    stack = prometheus(config=config_path)
+    replicas = wait_for_series(stack.url, 'hourglass_replicas{job="hourglass"}')
+    assert {series["metric"]["instance"] for series in replicas} == {f"127.0.0.1:{server.port}"}
+    cpu = wait_for_series(stack.url, f'node_cpu_seconds_total{{node="{name}"}}')
+    assert {series["metric"]["instance"] for series in cpu} == {exporter.target}
+
+
+def test_monitoring_run_finds_new_nodes_and_leaves_nothing_behind(app, tmp_path):
+    exporter_port = free_port()
+    port = free_port()
+    env = {**os.environ, "HOURGLASS_PROMETHEUS_PORT": str(port),
+           "HOURGLASS_NODE_EXPORTER_PORT": str(exporter_port), "HOURGLASS_SAMPLE_SECONDS": "1",
+           "HOURGLASS_DISCOVERY_SECONDS": "0.2", "HOURGLASS_INSTANCE": app.instance_path}
+    with app.app_context():
+        Node.create(name="here", url="unix:///run/podman.sock", source="local")
+    with open(tmp_path / "monitoring-run.log", "wb") as log:
+        run = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitoring",
+                                "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    far, children = None, set()
+    try:
+        url = wait_for(lambda: run.poll() is None and prometheus_url(app), timeout=60,
+                       what="the stack to be up")
+        assert url == f"http://127.0.0.1:{port}"
+        children = children_of(run.pid)
+        assert len(children) == 2
+        wait_for_series(url, 'node_cpu_seconds_total{node="here"}')
+
+        with app.app_context():
+            Node.create(name="far", url="ssh://lab@127.0.0.2/run/podman.sock")
+        targets = Path(app.instance_path) / "monitoring" / "nodes.json"
+        wait_for(lambda: "far" in node_groups(targets), what="the new node's target")
+        assert node_groups(targets)["far"] == [f"127.0.0.2:{exporter_port}"]
+        far = start_node_exporter(tmp_path, "127.0.0.2", exporter_port)
+        series = wait_for_series(url, 'node_cpu_seconds_total{node="far"}')
+        assert {s["metric"]["instance"] for s in series} == {far.target}
+        assert not query(url, 'node_cpu_seconds_total{node="nowhere"}')
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(30)
+        if far:
+            far.stop()
+    assert prometheus_url(app) == ""
+    for child in children:
+        assert not Path(f"/proc/{child}").exists(), f"process {child} outlived the stack"
+
+
+@pytest.mark.podman
+def test_serve_with_monitoring_runs_the_stack_beside_it(live_server_factory):
+    port = free_port()
+    server = live_server_factory(accounts=True, HOURGLASS_MONITORING="on",
+                                 HOURGLASS_PROMETHEUS_PORT=str(port),
+                                 HOURGLASS_NODE_EXPORTER_PORT=str(free_port()),
+                                 HOURGLASS_SAMPLE_SECONDS="1").start()
+    url_file = Path(server.env["HOURGLASS_INSTANCE"]) / "monitoring" / "prometheus.url"
+    wait_for(url_file.exists, timeout=60, what="the stack beside the server")
+    url = url_file.read_text().strip()
+    assert url == f"http://127.0.0.1:{port}"
+    wait_for_series(url, 'hourglass_replicas{job="hourglass"}')
+    stack = {pid for pid in children_of(server.process.pid)
+             if "monitoring" in Path(f"/proc/{pid}/cmdline").read_text()}
+    assert len(stack) == 1
+    programs = children_of(next(iter(stack)))
+    assert len(programs) == 2
+    server.close()
+    assert not url_file.exists()
+    for pid in stack | programs:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived the server"
