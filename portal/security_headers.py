@@ -8,16 +8,21 @@ tag, its indicator styles live in ``hourglass.css``), no inline style either, no
 nosniff`` and ``Referrer-Policy: same-origin``. Talisman forces no HTTPS (a lab may serve
 plain http) and keeps the session cookie settings of ``portal.config``.
 
+Frames may come from this origin only, and from the lab's Grafana when it is configured
+(``portal.grafana``: its panels are embedded in the miner's pages).
+
 A view whose page needs more says so for its own answer only: ``allow`` adds sources to a
 directive (Open's form posts to the notebook origin; xterm.js writes inline styles), and
 ``referrer_policy`` replaces the Referrer-Policy.
 """
 
-from flask import g
+from flask import current_app, g
 
+from portal import grafana
 from portal.extensions import talisman
 
 CSP = "Content-Security-Policy"
+APP_POLICY = "hourglass.csp"  # app.extensions key: this app's POLICY
 POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
@@ -43,16 +48,25 @@ def referrer_policy(value):
     g.referrer_policy = value
 
 
+def app_policy(app):
+    """POLICY, and frames from the lab's Grafana when it is configured."""
+    if not grafana.configured(app):
+        return dict(POLICY)
+    return {**POLICY, "frame-src": f"'self' {grafana.origin(app)}"}
+
+
 def policy_text(policy):
     return "; ".join(f"{directive} {sources}" for directive, sources in policy.items())
 
 
 def _view_wishes(response):
-    """After Talisman (registered before it, so it runs after it): this view's additions."""
+    """After Talisman (registered before it, so it runs after it): this app's additions
+    (Talisman's one instance holds one policy for every app) and this view's."""
+    policy = current_app.extensions[APP_POLICY]
     extra = g.get("csp_extra")
-    if extra and CSP in response.headers:
-        policy = dict(POLICY)
-        for directive, sources in extra.items():
+    if (extra or policy != POLICY) and CSP in response.headers:
+        policy = dict(policy)
+        for directive, sources in (extra or {}).items():
             policy[directive] = " ".join([policy.get(directive, POLICY["default-src"]),
                                           *sources])
         response.headers[CSP] = policy_text(policy)
@@ -62,6 +76,7 @@ def _view_wishes(response):
 
 
 def init_app(app):
+    app.extensions[APP_POLICY] = app_policy(app)
     app.after_request(_view_wishes)
     talisman.init_app(
         app,
