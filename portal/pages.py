@@ -48,7 +48,7 @@ MINER_PAGES = [
     ("users", _l("Users")),
     ("machine_time", _l("Machine-time")),
     ("images", _l("Images")),
-    ("monitoring", _l("Monitoring"), _l("Live use of chips, CPU and memory across the nodes.")),
+    ("monitoring", _l("Monitoring")),
 ]
 
 RENTER_PAGES = [

@@ -8,6 +8,7 @@ from portal.renter import (  # noqa: F401
     datasets,
     files,
     images,
+    metrics,
     notebooks,
     overview,
     replicas,

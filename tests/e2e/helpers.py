@@ -98,13 +98,13 @@ def run_cell(lab: Page, panel, code, index=0):
     return cell.locator(".jp-OutputArea-output")
 
 
-def scheduling_server(live_server_factory, host_root, price="1"):
-    """A live server with its scheduler on (fast ticks, chips read under ``host_root``),
-    started, its local node Ready and a spec "small" (0.1 CPU, 0.125 GB, ``price`` per
-    hour); (the server, the miner mina's API token)."""
+def scheduling_server(live_server_factory, host_root, price="1", **env):
+    """A live server with its scheduler on (fast ticks, chips read under ``host_root``, more
+    settings in ``env``), started, its local node Ready and a spec "small" (0.1 CPU,
+    0.125 GB, ``price`` per hour); (the server, the miner mina's API token)."""
     server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
                                  HOURGLASS_DISCOVERY_SECONDS="1",
-                                 HOURGLASS_HOST_ROOT=str(host_root))
+                                 HOURGLASS_HOST_ROOT=str(host_root), **env)
     miner = server.flask("token", "create", "mina").stdout.strip()
     server.start()
     wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,

@@ -33,7 +33,7 @@ ROLES = {
 }
 BUILT = {"Overview", "Users", "Nodes", "Resources", "Specs", "Pools", "Training tasks",
          "Machine-time", "Notebooks", "Images"}
-BUILT_FOR = {"renter": {"Algorithms", "Datasets", "Templates"}}  # the miner's Monitoring: planned
+BUILT_FOR = {"renter": {"Algorithms", "Datasets", "Templates"}, "miner": {"Monitoring"}}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -518,3 +518,23 @@ def test_a_task_submitted_by_the_api_reads_back_as_answered_on_postgres(pg_app, 
             create_task(renter, "t", "busybox", ["true"], {}, "lab\x00",
                         [("w", "small\x00", 1)])
         assert set(refused.value.errors) == {"pool", "subtasks[0].spec"}
+
+
+def test_the_charts_average_samples_per_bucket_on_postgres(pg_app):
+    """The buckets of ``portal.series`` (SQL of their own per database) on PostgreSQL."""
+    import time
+    from datetime import UTC, datetime
+
+    from portal import series
+    from portal.models import Node, NodeSample
+
+    with pg_app.app_context():
+        box = Node.create(name="box", url="unix:///run/box.sock")
+        now = int(time.time())
+        NodeSample.insert_many([{"node": box, "at": datetime.fromtimestamp(t, UTC).replace(
+            tzinfo=None), "cpu_ratio": 0.2 if t % 2 else 0.4, "chips_held": 1}
+            for t in range(now - 600, now)]).execute()
+        cpu = series.node_charts(box, "1h")["charts"][0]
+        assert 50 <= len(cpu["x"]) <= 51 and all(t % 12 == 0 for t in cpu["x"])
+        # (PostgreSQL keeps a FloatField as a real: seven digits)
+        assert all(abs(v - 0.3) < 1e-6 for v in cpu["series"][0]["values"][1:-1])
