@@ -34,13 +34,19 @@ def folder(app):
 
 
 def prometheus_url(app):
-    """The base URL of the Prometheus to query, or "" when there is none."""
+    """The base URL of the Prometheus to query, or "" when there is none: ``PROMETHEUS_URL``,
+    else the one ``monitoring run`` keeps for this instance while its process lives (the
+    file names that process, so one killed with SIGKILL leaves no URL behind)."""
     if app.config["PROMETHEUS_URL"]:
         return app.config["PROMETHEUS_URL"]
     try:
-        return (Path(app.instance_path) / "monitoring" / "prometheus.url").read_text().strip()
-    except FileNotFoundError:
+        url, pid = (Path(app.instance_path) / "monitoring" / "prometheus.url").read_text().split()
+        os.kill(int(pid), 0)
+    except PermissionError:  # alive, under another user
+        return url
+    except (OSError, ValueError):  # no file, a file of another form, or its process is gone
         return ""
+    return url
 
 
 def host_port(host, port):
@@ -194,7 +200,7 @@ def run(app):
     try:
         for child in children:
             child.start().wait_ready()
-        _write(url_file, url + "\n")
+        _write(url_file, f"{url}\n{os.getpid()}\n")
         click.echo(f"Prometheus on {url}/ (config {config_path}, logs in {path})")
         while all(child.process.poll() is None for child in children):
             time.sleep(app.config["DISCOVERY_SECONDS"])

@@ -118,7 +118,7 @@ def test_serve_with_monitoring_runs_the_stack_beside_it(live_server_factory):
                                  HOURGLASS_SAMPLE_SECONDS="1").start()
     url_file = Path(server.env["HOURGLASS_INSTANCE"]) / "monitoring" / "prometheus.url"
     wait_for(url_file.exists, timeout=60, what="the stack beside the server")
-    url = url_file.read_text().strip()
+    url = url_file.read_text().split()[0]
     assert url == f"http://127.0.0.1:{port}"
     wait_for_series(url, 'hourglass_replicas{job="hourglass"}')
     stack = {pid for pid in children_of(server.process.pid)
