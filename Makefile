@@ -51,13 +51,18 @@ LOAD_TIME ?= 5m
 bench-load: run-packages $(VENV)/.test $(MO_FILES)
 	$(VENV)/bin/python bench/load.py --time $(LOAD_TIME)
 
-# Installs only the Debian packages that are missing.
+# Installs only the Debian packages that are missing. The system services of those in $(2)
+# that it installed are stopped and disabled where systemd runs: Debian starts Prometheus
+# and node-exporter on every interface, while Hourglass runs its own on 127.0.0.1.
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null && \
+	  for p in $$missing; do case " $(2) " in *" $$p "*) \
+	    if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now -q $$p || exit 1; fi;; \
+	  esac; done; \
 	fi
 endef
 
@@ -65,10 +70,10 @@ run-packages:
 	$(call apt_ensure,$(RUN_PACKAGES))
 
 test-packages:
-	$(call apt_ensure,$(TEST_PACKAGES))
+	$(call apt_ensure,$(TEST_PACKAGES),$(MONITORING_PACKAGES))
 
 monitoring-packages:
-	$(call apt_ensure,$(MONITORING_PACKAGES))
+	$(call apt_ensure,$(MONITORING_PACKAGES),$(MONITORING_PACKAGES))
 
 # The Debian packages make installs (the fresh-machine test reads them here).
 packages:

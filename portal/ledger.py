@@ -204,7 +204,6 @@ def _charge(replicas):
         UsageMonth.insert(user=user, month=month, charged=delta).on_conflict(
             conflict_target=[UsageMonth.user, UsageMonth.month],
             update={UsageMonth.charged: UsageMonth.charged + EXCLUDED.charged}).execute()
-    _earned(now.date(), rows)
     balances = dict(User.select(User.id, User.balance).where(User.id.in_(list(users))).tuples())
     # Each user's rows in order, their balance_after counting down to the balance stored.
     running = {user: balances[user] + delta for user, delta in users.items()}
@@ -220,6 +219,9 @@ def _charge(replicas):
                         replica.task_id, replica.subtask.spec_id, replica.node_id,
                         replica.price_per_hour, replica.billed_seconds, None if back else seconds))
     _insert_charges(entries)
+    # After the rows: they lock their node first, as removing a node does before it folds
+    # the node's earnings (``forget_node``), so the two cannot deadlock on PostgreSQL.
+    _earned(now.date(), rows)
     # One UPDATE ... FROM (VALUES ...) for the whole batch (SQLite >= 3.33, PostgreSQL); both
     # name the columns of a VALUES list column1, column2, ...
     batch = ValuesList(updates, alias="v")
