@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_a_hanging_node_does_not_hold_the_others_back(make_app, tmp_path):
     hanging.listen(8)
     try:
         node = Node.create(name="hangs", url=f"unix://{folder}/hang.sock", source="manual")
-        discovery = Discovery(make_app.local_url, host_root=tmp_path, timeout=2)
+        discovery = Discovery(make_app.local_url, host_root=tmp_path, timeout=5)
         started = utcnow()
         found = discovery.run()
         finished = utcnow()
@@ -144,9 +145,10 @@ def test_a_hanging_node_does_not_hold_the_others_back(make_app, tmp_path):
         hanging.close()
         shutil.rmtree(folder)
     assert found[node.id].reason == "Podman API not answering: timed out"
-    assert (finished - started).total_seconds() >= 2
+    assert (finished - started).total_seconds() >= 5
     local = Node.get(Node.source == "local")
-    assert local.ready and (local.last_seen_at - started).total_seconds() < 1.5
+    # seen while the hanging node still waited out its timeout, not after it
+    assert local.ready and local.last_seen_at < started + timedelta(seconds=5)
 
 
 def test_a_new_node_is_discovered_at_once_when_asked(make_app, own_podman_service):
