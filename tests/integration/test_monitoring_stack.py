@@ -11,12 +11,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import requests
 
 from portal.models import Node
 from portal.prometheus_stack import prometheus_url, write_config
-from tests.conftest import ROOT
+from tests.conftest import PASSWORD, ROOT
+from tests.integration.test_replica_io import api
 from tests.monitoring import free_port, query, start_node_exporter, wait_for_series
-from tests.support import wait_for
+from tests.support import CSRF_RE, LOGIN_PATH, wait_for
 
 TOKEN = "a-scrape-token-for-tests-0123456789"
 
@@ -130,3 +132,59 @@ def test_serve_with_monitoring_runs_the_stack_beside_it(live_server_factory):
     assert not url_file.exists()
     for pid in stack | programs:
         assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived the server"
+
+
+def signed_in(server, role, name):
+    """A requests session signed in to ``server`` through its real login form."""
+    session = requests.Session()
+    path = LOGIN_PATH[role]
+    token = CSRF_RE.search(session.get(f"{server.url}{path}", timeout=10).text).group(1)
+    answer = session.post(f"{server.url}{path}", timeout=10,
+                          data={"name": name, "password": PASSWORD, "csrf_token": token})
+    assert answer.ok and "Sign out" in answer.text, answer.text[:500]
+    return session
+
+
+@pytest.mark.podman
+def test_a_running_tasks_chart_comes_from_prometheus(live_server_factory, prometheus,
+                                                     test_image, tmp_path):
+    """The whole path: the leader samples a real container, /metrics exposes it, a real
+    Prometheus scrapes it, and the renter's chart endpoint reads it back from Prometheus."""
+    server = live_server_factory(accounts=True, HOURGLASS_TICK_SECONDS="0.2",
+                                 HOURGLASS_DISCOVERY_SECONDS="1", HOURGLASS_SAMPLE_SECONDS="1",
+                                 HOURGLASS_HOST_ROOT=str(tmp_path))
+    stack = prometheus(hourglass=[f"127.0.0.1:{server.port}"])
+    server.env["PROMETHEUS_URL"] = stack.url
+    miner = server.flask("token", "create", "mina").stdout.strip()
+    renter = server.flask("token", "create", "rene").stdout.strip()
+    server.start()
+    wait_for(lambda: any(n["ready"] for n in api(server, miner, "GET", "/nodes")), timeout=30,
+             what="the local node to be Ready")
+    api(server, miner, "POST", "/specs",
+        {"name": "small", "cpu": "0.1", "memory_gb": "0.125", "price": "1"})
+    task = api(server, renter, "POST", "/tasks", {
+        "name": "charted", "image": test_image, "pool": "default",
+        "argv": ["sh", "-c", "while true; do :; done"],
+        "subtasks": [{"role": "main", "spec": "small", "replicas": 1}]})["id"]
+    wait_for(lambda: api(server, renter, "GET", f"/tasks/{task}")["state"] == "running",
+             timeout=60, what="the task to run")
+    wait_for_series(stack.url, f'hourglass_replica_memory_bytes{{task="{task}"}}')
+
+    session = signed_in(server, "renter", "rene")
+
+    def charts():
+        answer = session.get(f"{server.url}/renter/tasks/{task}/metrics.json", timeout=10)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        memory = {chart["key"]: chart for chart in body["charts"]}.get("memory")
+        values = [v for s in (memory or {}).get("series", []) for v in s["values"] if v]
+        return body if values else None
+
+    body = wait_for(charts, timeout=60, interval=1, what="the task's memory from Prometheus")
+    assert body["source"] == "prometheus" and body["running"]
+    memory = {chart["key"]: chart for chart in body["charts"]}["memory"]
+    assert [s["label"] for s in memory["series"]] == ["main/0"]
+    assert max(v for v in memory["series"][0]["values"] if v) > 0
+    other = session.get(f"{server.url}/renter/tasks/{task + 1000}/metrics.json", timeout=10)
+    assert other.status_code == 404
+    api(server, renter, "POST", f"/tasks/{task}/stop")
