@@ -78,8 +78,9 @@ class HostInfo:
 
 @dataclass(frozen=True)
 class HostUsage:
-    """A node's memory in all and free, as its Podman's ``info`` says (free is the kernel's
-    MemFree: the page cache counts as used)."""
+    """A node's memory in all and free, as its Podman's ``info`` says. Free is the kernel's
+    MemFree, so the page cache counts as used: Podman (4.3 to 5) gives no MemAvailable,
+    which the local node's ``proc/meminfo`` and node-exporter have."""
 
     memory_total_bytes: int
     memory_free_bytes: int
@@ -247,19 +248,31 @@ class PodmanBackend(ImageStore, ContainerBackend):
 
     def usage(self, handles: Sequence[str]) -> dict[str, ContainerUsage]:
         # Podman 4.3 answers no stats at all when one of the containers asked is gone
-        # ({"Error": {}, "Stats": null}): then each is asked alone. One that is not running
+        # ({"Error": {}, "Stats": null}): then the running replicas' containers are listed
+        # and those of them asked for are asked again, together. Should one go in between,
+        # the node gives none this time (never one call per container: with many, the
+        # node's calls would queue past the sampler's deadline). One that is not running
         # comes with zeros, its reading time too.
         if not handles:
             return {}
         with self.call() as client:
-            response = client.api.get("/containers/stats",
-                                      params={"stream": "false", "containers": list(handles)})
-            response.raise_for_status()
-            stats = response.json().get("Stats")
-        if stats is None and len(handles) > 1:
-            return {handle: found for one in handles
-                    for handle, found in self.usage([one]).items()}
+            stats = self._stats(client, handles)
+            if stats is None:
+                running = {listed(found.attrs).handle for found in client.containers.list(
+                    filters=[f"label={REPLICA_LABEL}"])}
+                handles = [handle for handle in handles if handle in running]
+                stats = self._stats(client, handles) if handles else []
+        if stats is None:
+            log.info("%s gave no container stats: a container went while asked", self.url)
         return {usage.handle: usage for usage in map(usage_of, stats or ()) if usage.at_ns}
+
+    @staticmethod
+    def _stats(client, handles):
+        """libpod's stats entries of ``handles``, read once; None when one of them is gone."""
+        response = client.api.get("/containers/stats",
+                                  params={"stream": "false", "containers": list(handles)})
+        response.raise_for_status()
+        return response.json().get("Stats")
 
     def list_networks(self, instance: str) -> dict[str, Mapping[str, str]]:
         def attempt():

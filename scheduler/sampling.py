@@ -3,21 +3,32 @@
 ``Sampler.run`` is the scheduler leader's ``sampling`` job, every ``SAMPLE_SECONDS``. Each
 enabled Ready node is read at once, each in a thread of its own, through its Podman
 (``PodmanBackend``): its memory (``host_usage``, one ``info`` call) and its running
-replicas' counters (``usage``, one ``/containers/stats`` call for all of them). Each call
+replicas' counters (``usage``, one ``/containers/stats`` call for all of them; when one
+is gone, a list of the running ones and one more for those, never a call each). Each call
 has ``timeout`` seconds and a node ``2 * timeout`` in all: a node that does not answer by
 then is left out of this round, and while a read of it is still under way the next
 rounds leave it out too, so a silent node never holds the others back nor piles up
 threads. What came in is written in one transaction:
 
 - a ``NodeSample`` per node that answered: memory used and in all, how many of its chips
-  replicas hold, and for the local node the share of its CPU busy since the round before
-  (from ``proc/stat`` under ``host_root``). Podman's own ``cpuUtilization`` is an average
-  since the host booted, so another node's CPU is None (node-exporter has it);
+  replicas hold, and for the local node the share of its CPU busy since the round before.
+  The local node's figures are read under ``host_root`` and counted as node-exporter's
+  are (portal.series charts those when there is a Prometheus): CPU busy is all but idle
+  (``proc/stat``, iowait is busy), memory used is MemTotal - MemAvailable
+  (``proc/meminfo``). Another node's memory is Podman's, whose ``info`` knows no
+  MemAvailable: used is memTotal - memFree, the page cache in it; Podman's own
+  ``cpuUtilization`` is an average since the host booted, so another node's CPU is None
+  (node-exporter has both);
 - a ``ReplicaSample`` per running replica Podman gave counters for: memory, and CPU in
   cores from the difference of its CPU time since the round before (None the first time);
 - a ``ChipSample`` per present chip of the local node its accelerator plugin can read
   (``metrics`` under ``host_root``; other nodes' chips are read by a probe container at
   discovery only), naming the replica holding it.
+
+What the sampler keeps between rounds (a Podman backend and the read under way per node,
+the last counters per replica) is only of the nodes and replicas of the latest round:
+a node removed, disabled or no longer Ready, or a replica that ended, is forgotten.
+``close`` (the service's shutdown) ends its threads.
 """
 
 import logging
@@ -40,7 +51,7 @@ from portal.models import (
     utcnow,
 )
 from scheduler.accelerators import Chip, plugin_for
-from scheduler.accelerators.cpu import cpu_times
+from scheduler.accelerators.cpu import cpu_times, memory_now
 from scheduler.podman import PodmanBackend
 
 log = logging.getLogger(__name__)
@@ -72,6 +83,7 @@ class Sampler:
             now = now or utcnow()
             with database.connection_context():
                 nodes, replicas, held_on, held, chips = self._look_up()
+            self._forget_all_but({node.url for node in nodes})
             futures = {}
             for node in nodes:
                 running = self._reading.get(node.url)
@@ -110,6 +122,20 @@ class Sampler:
                     .where(ReplicaChip.chip.in_([chip.id for chip in chips])).tuples())
         return nodes, replicas, held_on, held, chips
 
+    def close(self):
+        """End the threads; a read under way is not waited for. A round after it raises."""
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    def _forget_all_but(self, urls):
+        """Drop what is kept of nodes not at ``urls``: their backends, their reads once ended
+        (one still under way keeps the node skipped should it come back), the local host's
+        CPU reading."""
+        self._backends = {url: b for url, b in self._backends.items() if url in urls}
+        self._reading = {url: future for url, future in self._reading.items()
+                         if url in urls or not future.done()}
+        if self.local_url not in urls:  # the next share is of the rounds from its return
+            self._last_cpu = None
+
     def _read(self, url, handles):
         """(HostUsage, {handle: ContainerUsage}) of one node; raises what the node raises."""
         backend = self._backends.setdefault(url, PodmanBackend(url, self.timeout))
@@ -147,12 +173,12 @@ class Sampler:
             except Exception as error:
                 log.info("node %s gave no sample: %s", node.name, error)
                 continue
+            local = node.url == self.local_url
+            used, total = self._memory(host, local)
             node_rows.append({
                 "node": node.id, "at": now, "chips_held": held_on[node.id],
-                "cpu_ratio": self._local_cpu() if node.url == self.local_url else None,
-                "memory_total_bytes": host.memory_total_bytes or None,
-                "memory_used_bytes": (host.memory_total_bytes - host.memory_free_bytes
-                                      if host.memory_total_bytes else None)})
+                "cpu_ratio": self._local_cpu() if local else None,
+                "memory_total_bytes": total, "memory_used_bytes": used})
             for replica in replicas[node.id]:
                 usage = usages.get(replica.container)
                 if usage is None:
@@ -173,6 +199,16 @@ class Sampler:
         return [{"chip": chip, "replica": held.get(chip), "at": now,
                  **{name: readings.get(name) for name in CHIP_READINGS}}
                 for chip, readings in future.result().items()]
+
+    def _memory(self, host, local):
+        """(used, total) bytes of a node's memory: the local host's MemTotal - MemAvailable
+        where its ``proc/meminfo`` can be read, else Podman's memTotal - memFree."""
+        if local and (found := memory_now(self.host_root)) is not None:
+            total, available = found
+            return total - available, total
+        if not host.memory_total_bytes:
+            return None, None
+        return host.memory_total_bytes - host.memory_free_bytes, host.memory_total_bytes
 
     def _local_cpu(self):
         """The share of the local host's CPU busy since the last call; None the first time."""

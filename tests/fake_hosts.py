@@ -121,11 +121,13 @@ def write_cdi_yaml(root: Path, text: str, folder="etc/cdi") -> Path:
     return path
 
 
-def make_cpu_host(root: Path, cpus=4, mem_kib=16318480) -> None:
-    """``/proc/cpuinfo`` with ``cpus`` processors; ``/proc/meminfo`` with MemTotal ``mem_kib``."""
+def make_cpu_host(root: Path, cpus=4, mem_kib=16318480, available_kib=8159240) -> None:
+    """``/proc/cpuinfo`` with ``cpus`` processors; ``/proc/meminfo`` with MemTotal ``mem_kib``,
+    MemFree 1000 kB and MemAvailable ``available_kib`` (the page cache is in it, not in free)."""
     proc = root / "proc"
     proc.mkdir(parents=True, exist_ok=True)
     (proc / "cpuinfo").write_text(
         "".join(f"processor\t: {n}\nmodel name\t: Fake CPU\n\n" for n in range(cpus))
     )
-    (proc / "meminfo").write_text(f"MemTotal:       {mem_kib} kB\nMemFree:         1000 kB\n")
+    (proc / "meminfo").write_text(f"MemTotal:       {mem_kib} kB\nMemFree:         1000 kB\n"
+                                  f"MemAvailable:   {available_kib} kB\n")

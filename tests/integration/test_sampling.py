@@ -2,9 +2,10 @@
 a node that does not answer never stops the others being sampled.
 
 "near" is this host's node (the session's Podman behind a fault proxy, 3 fake BM1684X
-chips under a fake host root); "far" is another node, the same Podman behind a second
-fault proxy, added once the task runs (so no pass of the scheduler sees its containers
-twice). The test drives ``Sampler.run`` itself, as the leader's ``sampling`` job would.
+chips and a ``proc/meminfo`` under a fake host root); "far" is another node, the same
+Podman behind a second fault proxy, added once the task runs (so no pass of the scheduler
+sees its containers twice). The test drives ``Sampler.run`` itself, as the leader's
+``sampling`` job would.
 """
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
 from scheduler.sampling import Sampler
 from tests.conftest import PASSWORD
-from tests.fake_hosts import GIB, make_sophgo_host
+from tests.fake_hosts import GIB, make_cpu_host, make_sophgo_host
 from tests.fault_proxy import FaultProxy
 from tests.support import fund, wait_for
 
@@ -52,6 +53,7 @@ def lab(instance, podman_service, test_image, tmp_path, monkeypatch):
 
     host = tmp_path / "host"
     make_sophgo_host(host, cards=[("0x1686", 3)])
+    make_cpu_host(host, mem_kib=16_000_000, available_kib=12_000_000)
     near, far = FaultProxy(podman_service.socket), FaultProxy(podman_service.socket)
     monkeypatch.setenv("HOURGLASS_PODMAN_URL", near.url)
     monkeypatch.setenv("HOURGLASS_HOST_ROOT", str(host))
@@ -91,13 +93,17 @@ def test_a_running_replica_its_node_and_its_chips_are_sampled(lab):
     # Cores, not a percent: the busy loop is capped at the spec's half core.
     assert 0 < replica_rows[-1].cpu_cores <= 1.0
 
-    for node in (lab.near, lab.far):
-        rows = lab.samples(NodeSample, node=node.id)
-        assert len(rows) == rounds
-        assert all(0 < row.memory_used_bytes < row.memory_total_bytes for row in rows)
+    # The local node's memory is its proc/meminfo's, used without what the kernel can give
+    # back (MemAvailable), as node-exporter's; another node's is what its Podman says.
     near_rows = lab.samples(NodeSample, node=lab.near.id)
+    assert {(row.memory_used_bytes, row.memory_total_bytes) for row in near_rows} == {
+        (4_000_000 * 1024, 16_000_000 * 1024)}
+    far_rows = lab.samples(NodeSample, node=lab.far.id)
+    assert len(far_rows) == rounds
+    assert all(0 < row.memory_used_bytes < row.memory_total_bytes != 16_000_000 * 1024
+               for row in far_rows)
     assert {row.chips_held for row in near_rows} == {1}
-    assert {row.chips_held for row in lab.samples(NodeSample, node=lab.far.id)} == {0}
+    assert {row.chips_held for row in far_rows} == {0}
     # The fake host root has no proc/stat: the local node's CPU share is not known.
     assert {row.cpu_ratio for row in near_rows} == {None}
 
@@ -128,15 +134,19 @@ def test_a_node_that_does_not_answer_never_stops_the_others_being_sampled(lab, f
              timeout=30, interval=0.5, what="the node to be sampled again")
 
 
-def test_stats_leave_out_a_container_that_is_gone_or_not_running(lab, podman_service):
-    """Podman 4.3 answers no stats at all when one container asked is gone: each is then
-    asked alone. A stopped one comes with zeros and is left out, so its replica (still
-    running in the database until the next pass) gets no sample."""
-    backend = PodmanBackend(podman_service.url)
+def test_stats_leave_out_a_container_that_is_gone_or_not_running(lab):
+    """Podman 4.3 answers no stats at all when one container asked is gone: the running
+    replicas are then listed once and those asked for asked again, together (never one at a
+    time: a hundred replicas would take the node past the round's deadline). A stopped one
+    comes with zeros and is left out, so its replica (still running in the database until
+    the next pass) gets no sample."""
+    backend = PodmanBackend(lab.far.url)
     name = lab.replica.container
-    found = backend.usage([name, "hourglass-nothing-r0"])
+    found = backend.usage([name] + [f"hourglass-nothing-r{n}" for n in range(8)])
     assert list(found) == [name]
     assert found[name].cpu_ns > 0 and found[name].memory_bytes > 0
+    assert lab.far_proxy.count("/containers/stats") == 2
+    assert lab.far_proxy.count("/containers/json") == 1
     backend.stop(name, 0)
     assert backend.usage([name]) == {}
     lab.sampler.run()
