@@ -101,8 +101,9 @@ class SchedulerService:
         """Stop the jobs and hand the lease over at once; safe to call twice."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-        if self.watcher is not None:
-            self.watcher.stop()
+        self._stop_leading()
+        if self.sampler is not None:
+            self.sampler.close()
         if self.is_leader:
             with database.connection_context():
                 self.lease.release()
@@ -122,8 +123,16 @@ class SchedulerService:
         if became_leader:
             self.request_discovery()
             self.request_housekeeping()
-        elif not leader and self.watcher is not None:
+        elif not leader:
+            self._stop_leading()
+
+    def _stop_leading(self):
+        """Stop what runs only while leading: the event watcher and the waiter that times
+        notebooks' starts."""
+        if self.watcher is not None:
             self.watcher.stop()
+        if self.reconciler is not None:
+            self.reconciler.notebook_starts.stop()
 
     def tick(self):
         """The leader's periodic work. Only the leader acts."""
@@ -153,6 +162,8 @@ class SchedulerService:
             finally:
                 with self._wake_lock:
                     self._in_passes = False
+                if not self.is_leader:  # lost during the pass, which may have started them
+                    self._stop_leading()
 
     def _pass(self):
         """One reconciler pass, timed: its duration at debug level and in ``timings``, a

@@ -112,7 +112,7 @@ def test_the_pass_times_a_replicas_wait_and_a_notebooks_start(notebook_lab):  # 
     run = drive(reconciler, run, "running")
     replica = Replica.get(Replica.task == run)
     assert value("hourglass_queue_wait_seconds_count", pool="default") == 1
-    assert 0 <= value("hourglass_queue_wait_seconds_sum", pool="default") < 60
+    assert value("hourglass_queue_wait_seconds_sum", pool="default") > 0
     first_answer(jupyter(replica, "status"), run.secret)
     wait_for(lambda: value("hourglass_notebook_start_seconds_count") == 1, timeout=10,
              what="the notebook's start timed")
@@ -120,7 +120,7 @@ def test_the_pass_times_a_replicas_wait_and_a_notebooks_start(notebook_lab):  # 
         reconciler.run()
     assert value("hourglass_queue_wait_seconds_count", pool="default") == 1
     assert value("hourglass_notebook_start_seconds_count") == 1
-    assert 0 < value("hourglass_notebook_start_seconds_sum") < 300
+    assert value("hourglass_notebook_start_seconds_sum") > 0
 
 
 @pytest.mark.postgres

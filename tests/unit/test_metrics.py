@@ -7,6 +7,7 @@ JupyterLab (``tests.unit.test_culling.lab``)."""
 import os
 import shutil
 import subprocess
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -30,6 +31,7 @@ from portal.models import (
     utcnow,
 )
 from portal.money import MICRO
+from scheduler import notebook_starts
 from scheduler.notebook_starts import NotebookStarts
 from scheduler.reconcile import Reconciler
 from scheduler.service import SchedulerService
@@ -247,9 +249,21 @@ def test_a_scheduler_pass_is_timed(client, app):
         service.lease.release()
     count, total, buckets = histogram(samples(client.get("/metrics")),
                                       "hourglass_scheduler_pass_seconds")
-    assert count == 2 and 0 < total < 60
+    assert count == 2 and total > 0
     assert sorted(buckets) == [*metrics.PASS_BUCKETS, float("inf")]
     assert buckets[float("inf")] == 2
+
+
+def notebook_runs(count):
+    """``count`` notebook runs of rene's submitted a minute ago, their replicas starting."""
+    runs = []
+    for number in range(count):
+        run = Task.get(Task.notebook == notebooks.make(name=f"lab{number}"))
+        Task.update(submitted_at=utcnow() - timedelta(minutes=1)).where(
+            Task.id == run.id).execute()
+        set_state(run, "starting")
+        runs.append(Task.get_by_id(run.id))
+    return runs
 
 
 @pytest.fixture
@@ -257,51 +271,164 @@ def notebook_run(app, world, lab):  # noqa: F811 (the fixture)
     """A notebook run of rene's submitted a minute ago, its replica starting; its JupyterLab
     the fake one, which answers once ``lab.token`` is the run's."""
     with app.app_context():
-        run = Task.get(Task.notebook == notebooks.make())
-        Task.update(submitted_at=utcnow() - timedelta(minutes=1)).where(
-            Task.id == run.id).execute()
-        set_state(run, "starting")
-        yield Task.get_by_id(run.id)
+        yield notebook_runs(1)[0]
+
+
+@pytest.fixture
+def starts(app):
+    """The notebook starts' steps, timing into the app's histogram; stopped after the test."""
+    starts = NotebookStarts(app.extensions["hourglass.timings"].notebook_start)
+    yield starts
+    starts.stop()
+
+
+def waiters():
+    """The threads waiting for JupyterLabs to answer."""
+    return [t for t in threading.enumerate() if t.name.startswith("notebook-start")]
+
+
+def timed(client):
+    return histogram(samples(client.get("/metrics")), "hourglass_notebook_start_seconds")
 
 
 def test_a_notebook_is_timed_from_submission_to_jupyterlab_answering(
-        app, client, notebook_run, lab):  # noqa: F811 (the fixture)
-    timings = app.extensions["hourglass.timings"]
-    starts = NotebookStarts(timings.notebook_start)
-
-    def timed():
-        return histogram(samples(client.get("/metrics")), "hourglass_notebook_start_seconds")
-
+        app, client, notebook_run, lab, starts):  # noqa: F811 (the fixture)
     with app.app_context():
         starts.note_waiting()
         starts.await_jupyter()  # still starting: nothing to wait for yet
+        assert waiters() == []
         starts.note_waiting()
         set_state(notebook_run, "running", address=lab.address)  # the pass started it
         starts.await_jupyter()
     # JupyterLab does not answer yet (a wrong token): not timed
     wait_for(lambda: lab.seen, what="JupyterLab asked")
-    assert timed()[0] == 0
+    assert timed(client)[0] == 0
     lab.token = notebook_run.secret
-    wait_for(lambda: timed()[0] == 1, what="the run timed")
-    count, total, buckets = timed()
-    assert 60 <= total < 3600 and buckets[30.0] == 0 and buckets[3600.0] == 1
+    wait_for(lambda: timed(client)[0] == 1, what="the run timed")
+    count, total, buckets = timed(client)
+    assert total >= 60 and buckets[30.0] == 0 and buckets[float("inf")] == 1
+    wait_for(lambda: waiters() == [], what="the waiter gone: nothing left to poll")
     # a later pass finds it running, not waiting: it is timed once
     with app.app_context():
         starts.note_waiting()
         starts.await_jupyter()
-    assert timed()[0] == 1
+    assert timed(client)[0] == 1 and waiters() == []
 
 
 def test_a_run_running_before_the_pass_saw_it_wait_is_not_timed(
-        app, client, notebook_run, lab):  # noqa: F811 (the fixture)
+        app, client, notebook_run, lab, starts):  # noqa: F811 (the fixture)
     lab.token = notebook_run.secret
-    starts = NotebookStarts(app.extensions["hourglass.timings"].notebook_start)
     with app.app_context():
         set_state(notebook_run, "running", address=lab.address)  # e.g. a new leader
         starts.note_waiting()
         starts.await_jupyter()
-    got = samples(client.get("/metrics"))
-    assert got["hourglass_notebook_start_seconds_count", ()] == 0 and lab.seen == []
+    assert timed(client)[0] == 0 and lab.seen == [] and waiters() == []
+
+
+def test_a_run_seen_running_without_an_address_is_timed_once_it_has_one(
+        app, client, notebook_run, lab, starts):  # noqa: F811 (the fixture)
+    lab.token = notebook_run.secret
+    with app.app_context():
+        starts.note_waiting()
+        set_state(notebook_run, "running", address="")  # the engine gave no address yet
+        starts.await_jupyter()
+        assert waiters() == []
+        starts.note_waiting()  # a later pass: no longer waiting, still to time
+        set_state(notebook_run, "running", address=lab.address)
+        starts.await_jupyter()
+    wait_for(lambda: timed(client)[0] == 1, what="the run timed")
+
+
+def test_one_waiter_polls_a_burst_of_runs(app, client, world, lab, starts):  # noqa: F811
+    with app.app_context():
+        runs = notebook_runs(3)
+        starts.note_waiting()
+        for run in runs:
+            set_state(run, "running", address=lab.address)
+        starts.await_jupyter()
+    wait_for(lambda: len({path for path, _auth in lab.seen}) == 3, what="all three asked")
+    assert len(waiters()) == 1
+    lab.token = runs[0].secret  # the labs answer each run's own token only
+    wait_for(lambda: timed(client)[0] == 1, what="the first run timed")
+    assert len(waiters()) == 1
+    for count, run in enumerate(runs[1:], start=2):
+        lab.token = run.secret
+        wait_for(lambda count=count: timed(client)[0] == count, what="the next run timed")
+    wait_for(lambda: waiters() == [], what="the waiter gone: nothing left to poll")
+
+
+def test_the_waiter_drops_a_run_that_ended_between_passes(
+        app, client, notebook_run, lab, starts, monkeypatch):  # noqa: F811 (the fixture)
+    monkeypatch.setattr(notebook_starts, "REREAD_SECONDS", 0.2)
+    with app.app_context():
+        starts.note_waiting()
+        set_state(notebook_run, "running", address=lab.address)
+        starts.await_jupyter()
+        wait_for(lambda: lab.seen, what="JupyterLab asked")
+        set_state(notebook_run, "stopped")  # the renter stopped it; no pass ran since
+    wait_for(lambda: waiters() == [], what="the waiter gone: it read the run ended")
+    lab.token = notebook_run.secret
+    with app.app_context():
+        starts.note_waiting()
+        starts.await_jupyter()
+    assert timed(client)[0] == 0 and waiters() == []
+
+
+def test_a_run_whose_jupyterlab_never_answers_is_given_up(
+        app, client, notebook_run, lab, starts, monkeypatch):  # noqa: F811 (the fixture)
+    monkeypatch.setattr(notebook_starts, "REREAD_SECONDS", 0.2)
+    with app.app_context():
+        starts.note_waiting()
+        set_state(notebook_run, "running", address=lab.address)
+        starts.await_jupyter()
+        wait_for(lambda: lab.seen, what="JupyterLab asked")
+        monkeypatch.setattr(notebook_starts, "GIVE_UP_SECONDS", 0)
+    wait_for(lambda: waiters() == [], what="the waiter gone: the run given up")
+    lab.token = notebook_run.secret
+    with app.app_context():
+        starts.note_waiting()
+        starts.await_jupyter()
+    assert timed(client)[0] == 0 and waiters() == []
+
+
+def steal_the_lease():
+    LeaderLease.update(holder="elsewhere:1:other", expires_at=utcnow() + timedelta(hours=1)
+                       ).execute()
+
+
+@pytest.mark.parametrize("stop", ["lease lost at a heartbeat", "lease lost at a tick",
+                                  "shutdown"])
+def test_the_waiter_ends_when_the_service_stops_leading(
+        app, client, notebook_run, lab, stop):  # noqa: F811 (the fixture)
+    timings = app.extensions["hourglass.timings"]
+    reconciler = Reconciler("unix:///nowhere.sock", timings=timings)
+    service = SchedulerService(enabled=True, tick_seconds=60, lease_seconds=15,
+                               reconciler=reconciler, timings=timings)
+    starts = reconciler.notebook_starts
+    try:
+        with app.app_context():
+            service.heartbeat()
+            assert service.is_leader
+            starts.note_waiting()
+            set_state(notebook_run, "running", address=lab.address)
+            starts.await_jupyter()
+            wait_for(lambda: lab.seen, what="JupyterLab asked")
+            assert len(waiters()) == 1
+            if stop == "shutdown":
+                service.shutdown()
+            else:
+                steal_the_lease()
+                service.heartbeat() if stop.endswith("heartbeat") else service.tick()
+            assert not service.is_leader and waiters() == []
+            lab.token = notebook_run.secret
+            if stop != "shutdown":  # the new leader's passes
+                LeaderLease.delete().execute()
+                service.heartbeat()
+                starts.note_waiting()
+                starts.await_jupyter()
+        assert timed(client)[0] == 0 and waiters() == []
+    finally:
+        starts.stop()
 
 
 def test_multiprocess_mode_sums_the_files_of_every_process(app, monkeypatch, tmp_path):
