@@ -8,9 +8,11 @@ never duplicates. The scheduler's leader does it once per process (``keep_provis
 among its chores) and ``flask --app app grafana provision`` does it at once; a Grafana that
 is down or refuses is logged or reported, and the portal works on without it.
 
-``panels`` gives the embed URLs of a dashboard's panels for the miner's pages: the miner
-signs in to Grafana in the frame (Hourglass never turns on anonymous access), and the token
-never leaves the server.
+``panels`` gives the embed URLs of a dashboard's panels for the miner's pages, and lets that
+page alone frame Grafana's origin (``security_headers.allow``): the miner signs in to Grafana
+in the frame (Hourglass never turns on anonymous access), and the token never leaves the
+server. A Grafana on the portal's own origin is not embedded: a frame sandboxed with
+allow-scripts and allow-same-origin could reach the portal's pages.
 """
 
 import functools
@@ -33,7 +35,8 @@ from grafana_client.client import (
     TokenAuth,
 )
 
-from portal import prometheus_stack
+from portal import prometheus_stack, security_headers, values
+from portal.proxy import urls
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ TIMEOUT = 10.0  # seconds for each request to Grafana
 # What every embedded panel shows: the last hour, refreshed every 30 s.
 EMBED = {"from": "now-1h", "to": "now", "refresh": "30s", "theme": "light"}
 PROVISIONED = "hourglass.grafana_provisioned"  # app.extensions key: done in this process
+SAME_ORIGIN_WARNED = "hourglass.grafana_same_origin"  # app.extensions key: warned once
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class GrafanaError(RuntimeError):
@@ -69,14 +74,22 @@ def configured(app):
 
 def base_url(app):
     """GRAFANA_URL as a browser may see it: without any ``user:password@``."""
-    parts = urlsplit(app.config["GRAFANA_URL"])
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return values.shown_url(app.config["GRAFANA_URL"])
 
 
 def origin(app):
     """GRAFANA_URL's origin (for the Content-Security-Policy's frame-src)."""
-    parts = urlsplit(app.config["GRAFANA_URL"])
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    parts = urlsplit(base_url(app))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _same_origin(first, second):
+    """Whether two URLs have one origin (scheme, host, port; default ports filled in)."""
+    def key(url):
+        parts = urlsplit(url)
+        return (parts.scheme, parts.hostname,
+                parts.port or DEFAULT_PORTS.get(parts.scheme))
+    return key(first) == key(second)
 
 
 @functools.cache
@@ -99,20 +112,29 @@ def dashboard_url(app, name, solo=False):
 
 def panels(dashboard_name, **variables):
     """Embed URLs (``Embed``) of the panels of ``dashboard_name`` ("cluster", or "task" with
-    ``task=<id>``: the dashboard's variables, all of them), in the dashboard's order; ``[]``
-    when no Grafana is configured. Needs the app."""
+    ``task=<id>``: the dashboard's variables, all of them), in the dashboard's order, and
+    this answer's frame-src widened to Grafana's origin; ``[]`` when no Grafana is
+    configured, or when it is on the portal's own origin (a warning, once). Needs a request."""
     app = current_app
     if not configured(app):
+        return []
+    if _same_origin(origin(app), urls.origin()):
+        if not app.extensions.get(SAME_ORIGIN_WARNED):
+            app.extensions[SAME_ORIGIN_WARNED] = True
+            log.warning("Grafana's panels are not embedded: GRAFANA_URL %s is on the portal's "
+                        "own origin, where a Grafana frame could reach the portal's pages; "
+                        "serve Grafana on an origin of its own.", base_url(app))
         return []
     board = dashboard(dashboard_name)
     names = {variable["name"] for variable in board["templating"]["list"]}
     if set(variables) != names:
         raise ValueError(f"dashboard {dashboard_name!r} takes the variables {sorted(names)}")
     solo = dashboard_url(app, dashboard_name, solo=True)
-    values = [(f"var-{name}", value) for name, value in variables.items()]
-    whole = f"{dashboard_url(app, dashboard_name)}?" + urlencode([("orgId", 1), *values,
+    chosen = [(f"var-{name}", value) for name, value in variables.items()]
+    whole = f"{dashboard_url(app, dashboard_name)}?" + urlencode([("orgId", 1), *chosen,
                                                                   *EMBED.items()])
-    return [Embed(f"{solo}?" + urlencode([("orgId", 1), ("panelId", panel["id"]), *values,
+    security_headers.allow("frame-src", origin(app))
+    return [Embed(f"{solo}?" + urlencode([("orgId", 1), ("panelId", panel["id"]), *chosen,
                                           *EMBED.items()]), panel["title"], whole)
             for panel in board["panels"]]
 
@@ -159,9 +181,9 @@ def _datasource(api, url):
         if exc.status_code != 404:
             raise
         api.datasource.create_datasource(body)
-        return f"Data source {DATASOURCE_NAME} created, reading {url}."
+        return f"Data source {DATASOURCE_NAME} created, reading {values.shown_url(url)}."
     api.datasource.update_datasource_by_uid(DATASOURCE_UID, body)
-    return f"Data source {DATASOURCE_NAME} updated, reading {url}."
+    return f"Data source {DATASOURCE_NAME} updated, reading {values.shown_url(url)}."
 
 
 def _folder(api):

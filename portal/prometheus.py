@@ -1,7 +1,8 @@
 """A small client of Prometheus's HTTP API: range queries for the built-in charts.
 
 Every failure (no answer, an HTTP error, an answer that is not a matrix) is one exception,
-``PrometheusError``, whose text the pages show as "no data from Prometheus: <reason>".
+``PrometheusError``, whose text the charts' note gives as the reason they show Hourglass's
+own samples instead.
 Label values that come from the database go through ``label`` before they enter a query.
 """
 

@@ -8,21 +8,19 @@ tag, its indicator styles live in ``hourglass.css``), no inline style either, no
 nosniff`` and ``Referrer-Policy: same-origin``. Talisman forces no HTTPS (a lab may serve
 plain http) and keeps the session cookie settings of ``portal.config``.
 
-Frames may come from this origin only, and from the lab's Grafana when it is configured
-(``portal.grafana``: its panels are embedded in the miner's pages).
+Frames may come from this origin only (``default-src 'self'``).
 
 A view whose page needs more says so for its own answer only: ``allow`` adds sources to a
-directive (Open's form posts to the notebook origin; xterm.js writes inline styles), and
+directive (Open's form posts to the notebook origin; xterm.js writes inline styles; the
+miner's pages with Grafana's panels frame its origin, see ``portal.grafana.panels``), and
 ``referrer_policy`` replaces the Referrer-Policy.
 """
 
-from flask import current_app, g
+from flask import g
 
-from portal import grafana
 from portal.extensions import talisman
 
 CSP = "Content-Security-Policy"
-APP_POLICY = "hourglass.csp"  # app.extensions key: this app's POLICY
 POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
@@ -48,25 +46,16 @@ def referrer_policy(value):
     g.referrer_policy = value
 
 
-def app_policy(app):
-    """POLICY, and frames from the lab's Grafana when it is configured."""
-    if not grafana.configured(app):
-        return dict(POLICY)
-    return {**POLICY, "frame-src": f"'self' {grafana.origin(app)}"}
-
-
 def policy_text(policy):
     return "; ".join(f"{directive} {sources}" for directive, sources in policy.items())
 
 
 def _view_wishes(response):
-    """After Talisman (registered before it, so it runs after it): this app's additions
-    (Talisman's one instance holds one policy for every app) and this view's."""
-    policy = current_app.extensions[APP_POLICY]
+    """After Talisman (registered before it, so it runs after it): this view's additions."""
     extra = g.get("csp_extra")
-    if (extra or policy != POLICY) and CSP in response.headers:
-        policy = dict(policy)
-        for directive, sources in (extra or {}).items():
+    if extra and CSP in response.headers:
+        policy = dict(POLICY)
+        for directive, sources in extra.items():
             policy[directive] = " ".join([policy.get(directive, POLICY["default-src"]),
                                           *sources])
         response.headers[CSP] = policy_text(policy)
@@ -76,7 +65,6 @@ def _view_wishes(response):
 
 
 def init_app(app):
-    app.extensions[APP_POLICY] = app_policy(app)
     app.after_request(_view_wishes)
     talisman.init_app(
         app,

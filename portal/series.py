@@ -2,11 +2,15 @@
 readings) and a task's (per replica CPU and memory, its chips' readings over the run).
 
 They come from Prometheus when Hourglass has one (``prometheus_stack.prometheus_url``), else
-from the sample tables the sampling job fills. Either way a window of at most ``MAX_POINTS``
-points: Prometheus is asked with that step, sample rows are averaged per step-long bucket
-in SQL. The answer is the charts' JSON: ``{"range", "start", "end", "running", "source",
-"error", "charts": [{"key", "title", "unit", "x", "series": [{"label", "values"}]}]}``
-(times in unix seconds; a chart with no data has an empty ``x``).
+from the sample tables the sampling job fills; when Prometheus does not answer, every chart
+comes from the samples, and when it has no series for a chart, that chart does. Either way
+a window of at most ``MAX_POINTS`` points: Prometheus is asked with that step, sample rows
+are averaged per step-long bucket in SQL. The answer is the charts' JSON: ``{"range",
+"start", "end", "running", "source", "note", "charts": [{"key", "title", "unit", "source",
+"note", "x", "series": [{"label", "values"}]}]}`` (times in unix seconds; a chart with no
+data has an empty ``x``; ``source`` is "prometheus" or "samples", the answer's "mixed" when
+its charts with data differ; ``note`` says why a chart is not Prometheus's although there is
+one).
 """
 
 import math
@@ -34,12 +38,16 @@ from portal.prometheus_stack import prometheus_url
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "7d": 7 * 24 * 3600}
 DEFAULT_RANGE = "1h"
 MAX_POINTS = 300
+# the order of the charts, whichever source each comes from
+ORDER = ("cpu", "memory", "chips", "chip-util", "chip-memory", "chip-temp")
 
 # Hourglass's own gauges (portal.metrics) and node-exporter's, as Prometheus has them
 CHIP_METRICS = {"util": "hourglass_chip_utilization_ratio",
                 "memory": "hourglass_chip_memory_used_bytes",
                 "temp": "hourglass_chip_temperature_celsius"}
-NODE_CPU = '1 - avg by (node)(rate(node_cpu_seconds_total{{mode="idle",node={node}}}[1m]))'
+# rate()'s window holds at least 4 scrapes (Prometheus scrapes every SAMPLE_SECONDS) and a step
+NODE_CPU = ('1 - avg by (node)(rate(node_cpu_seconds_total{{mode="idle",node={node}}}'
+            '[{seconds}s]))')
 NODE_MEMORY_TOTAL = "node_memory_MemTotal_bytes{{node={node}}}"
 NODE_MEMORY_USED = ("node_memory_MemTotal_bytes{{node={node}}} "
                     "- node_memory_MemAvailable_bytes{{node={node}}}")
@@ -53,10 +61,15 @@ def chosen_range(value):
     return value if value in RANGES else DEFAULT_RANGE
 
 
+def range_from(args):
+    """The time range of a request's query string (``request.args``): its ``range``."""
+    return chosen_range(args.get("range", ""))
+
+
 def no_run():
     """The charts' JSON of a notebook that never ran: no charts."""
     return {"range": 0, "start": None, "end": None, "running": False, "source": "",
-            "error": "", "charts": []}
+            "note": "", "charts": []}
 
 
 @dataclass(frozen=True)
@@ -107,14 +120,43 @@ def chart(key, title, unit, named):
                        for name, points in named]}
 
 
-def _answer(win, running, charts, error=""):
+def _answer(win, running, charts, note=""):
+    sources = ({c["source"] for c in charts if c["x"]} or {c["source"] for c in charts}
+               or {"prometheus" if _url() else "samples"})
     return {"range": round(win.end - win.start), "start": win.start, "end": win.end,
-            "running": running, "source": "prometheus" if _url() else "samples",
-            "error": error, "charts": charts}
+            "running": running, "source": sources.pop() if len(sources) == 1 else "mixed",
+            "note": note, "charts": charts}
 
 
 def _url():
     return prometheus_url(current_app)
+
+
+def _charts(win, running, from_prometheus, from_samples):
+    """The answer of charts from Prometheus (``from_prometheus()``) when there is one, each
+    that has no data there from the samples (``from_samples()``) instead, and all of them
+    from the samples when there is none or it does not answer."""
+    if not _url():
+        return _answer(win, running, _sourced(from_samples(), "samples"))
+    try:
+        found = _sourced(from_prometheus(), "prometheus")
+    except prometheus.PrometheusError as exc:
+        note = _("Prometheus did not answer (%(reason)s): these are Hourglass's own samples.",
+                 reason=str(exc))
+        return _answer(win, running, _sourced(from_samples(), "samples", note), note)
+    if all(c["x"] for c in found):
+        return _answer(win, running, found)
+    by_key = {c["key"]: c for c in found}
+    note = _("Prometheus has no series for this chart: these are Hourglass's own samples.")
+    for own in _sourced(from_samples(), "samples", note):
+        if own["x"] and not by_key.get(own["key"], {}).get("x"):
+            by_key[own["key"]] = own
+    return _answer(win, running, [by_key[key] for key in ORDER if key in by_key])
+
+
+def _sourced(charts, source, note=""):
+    """``charts``, each saying where its figures come from and why."""
+    return [{**c, "source": source, "note": note} for c in charts]
 
 
 # --- a node ------------------------------------------------------------------------------
@@ -123,11 +165,8 @@ def _url():
 def node_charts(node, range_key):
     """The charts of ``node`` (a Node row) over the last ``range_key``."""
     win = window(range_key)
-    try:
-        charts = _node_from_prometheus(node, win) if _url() else _node_from_samples(node, win)
-    except prometheus.PrometheusError as exc:
-        return _answer(win, True, [], _("no data from Prometheus: %(reason)s", reason=str(exc)))
-    return _answer(win, True, charts)
+    return _charts(win, True, lambda: _node_from_prometheus(node, win),
+                   lambda: _node_from_samples(node, win))
 
 
 def _node_charts(cpu, used, total, held, chips):
@@ -153,7 +192,7 @@ def _node_from_prometheus(node, win):
     name = prometheus.label(node.name)
 
     def one(promql):
-        found = _query(promql.format(node=name), win)
+        found = _query(promql.format(node=name, seconds=cpu_window(win.step)), win)
         return found[0][1] if found else {}
 
     chips = {reading: [(chip_name(labels.get("chip", "?")), points)
@@ -161,6 +200,12 @@ def _node_from_prometheus(node, win):
              for reading, metric in CHIP_METRICS.items()}
     return _node_charts(one(NODE_CPU), one(NODE_MEMORY_USED), one(NODE_MEMORY_TOTAL),
                         one(NODE_CHIPS), chips)
+
+
+def cpu_window(step):
+    """Seconds of CPU counters a rate over ``step`` reads: at least 4 of Prometheus's scrapes
+    (every SAMPLE_SECONDS) and a whole step, so that no point has fewer than 2 samples."""
+    return math.ceil(max(4 * current_app.config["SAMPLE_SECONDS"], step))
 
 
 def _query(promql, win):
@@ -241,13 +286,8 @@ def task_charts(task, range_key, now=None):
                     .where(Replica.task == task).order_by(Subtask.role, Replica.index))
     begin, end, running = run_span(task, replicas, time.time() if now is None else now)
     win = window(range_key, end=end, begin=begin)
-    try:
-        charts = (_task_from_prometheus(task, replicas, win) if _url()
-                  else _task_from_samples(replicas, win))
-    except prometheus.PrometheusError as exc:
-        return _answer(win, running, [],
-                       _("no data from Prometheus: %(reason)s", reason=str(exc)))
-    return _answer(win, running, charts)
+    return _charts(win, running, lambda: _task_from_prometheus(task, replicas, win),
+                   lambda: _task_from_samples(replicas, win))
 
 
 def run_span(task, replicas, now):

@@ -9,6 +9,7 @@ string and API body uses.
 - ``text``: free text (a note, a reason, a description): no NUL and no C0 control but
   newline and tab; a length cap.
 - ``env_name``: an environment variable's name, the POSIX rule, a length cap.
+- ``shown_url``: a configured URL as pages and logs may show it, without ``user:password@``.
 
 Each rule also exists as a pattern body (``NAME``, ``TEXT``, ``ENV_NAME``): the API's
 schema puts it in the OpenAPI document as ``^(?:...)$`` and checks bodies with
@@ -21,6 +22,7 @@ their own field name.
 """
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from flask_babel import gettext as _
 
@@ -151,6 +153,10 @@ def env_name(value):
     return value
 
 
+def shown_url(url):
+    """``url`` as pages and logs may show it: without any ``user:password@``."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def checked(error, field, check, *args, message=None):

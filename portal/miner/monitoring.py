@@ -18,10 +18,6 @@ RETENTION_KEY = "sample_retention_days"
 MOST_DAYS = 365
 
 
-def _range():
-    return series.chosen_range(request.args.get("range", ""))
-
-
 @bp.get("/monitoring")
 def monitoring():
     return _page()
@@ -35,7 +31,7 @@ def _page(days_typed=None, days_error=None, status=200):
                .where(Task.state.in_(("starting", "running"))).order_by(Task.id))
     return answer("miner/monitoring.html", status, push=url_for("miner.monitoring"),
                   nodes=nodes, node=node, running=list(running),
-                  prometheus=prometheus_url(current_app),
+                  prometheus=values.shown_url(prometheus_url(current_app)),
                   retention=settings.get(RETENTION_KEY),
                   days_typed=days_typed, days_error=days_error,
                   grafana_panels=grafana.panels("cluster"))
@@ -43,7 +39,7 @@ def _page(days_typed=None, days_error=None, status=200):
 
 @bp.get("/monitoring/nodes/<int:node_id>/metrics.json")
 def node_metrics(node_id):
-    return jsonify(series.node_charts(get_or_404(Node, node_id), _range()))
+    return jsonify(series.node_charts(get_or_404(Node, node_id), series.range_from(request.args)))
 
 
 @bp.get("/monitoring/tasks/<int:task_id>")
@@ -58,7 +54,7 @@ def task_monitoring(task_id):
 
 @bp.get("/monitoring/tasks/<int:task_id>/metrics.json")
 def task_metrics(task_id):
-    return jsonify(series.task_charts(get_or_404(Task, task_id), _range()))
+    return jsonify(series.task_charts(get_or_404(Task, task_id), series.range_from(request.args)))
 
 
 @bp.post("/monitoring/retention")

@@ -11,13 +11,10 @@ from portal.renter.blueprint import bp
 from portal.tasks import get_task_or_404
 
 
-def _range():
-    return series.chosen_range(request.args.get("range", ""))
-
-
 @bp.get("/tasks/<int:task_id>/metrics.json")
 def task_metrics(task_id):
-    return jsonify(series.task_charts(get_task_or_404(current_user, task_id), _range()))
+    return jsonify(series.task_charts(get_task_or_404(current_user, task_id),
+                                      series.range_from(request.args)))
 
 
 @bp.get("/notebooks/<int:notebook_id>/metrics.json")
@@ -27,4 +24,4 @@ def notebook_metrics(notebook_id):
            .order_by(Task.id.desc()).first())
     if run is None:
         return jsonify(series.no_run())
-    return jsonify(series.task_charts(run, _range()))
+    return jsonify(series.task_charts(run, series.range_from(request.args)))

@@ -1,13 +1,16 @@
 /* The built-in charts (templates/components/charts.html): each section[data-charts-url]
-   fetches its JSON ({range, start, end, running, error, charts: [{key, title, unit, x,
-   series: [{label, values}]}]}, see portal/series.py) for the chosen range and draws every
-   chart with uPlot, with the same figures in a table and the latest values as the chart's
-   accessible name. The range buttons choose the window; while the JSON says "running" the
-   section fetches again every 15 s. Sections swapped in by htmx start when they arrive. */
+   fetches its JSON ({range, start, end, running, source, note, charts: [{key, title, unit,
+   source, note, x, series: [{label, values}]}]}, see portal/series.py) for the chosen range
+   and draws every chart with uPlot, with the same figures in a table, the latest values as
+   the chart's accessible name, and why it is not Prometheus's (its note) where it says.
+   The range buttons choose the window; while the JSON says "running" the section fetches
+   again every 15 s, else every 60 s (a stopped notebook started again: its new run).
+   Sections swapped in by htmx start when they arrive. */
 (function () {
   if (window.hourglassCharts) { window.hourglassCharts.scan(); return; }
 
   var REFRESH_MS = 15000;
+  var IDLE_REFRESH_MS = 60000;
   var COLOURS = ['#1e88e5', '#e53935', '#43a047', '#fb8c00', '#8e24aa', '#00897b', '#6d4c41',
                  '#3949ab'];
   var sections = [];
@@ -116,6 +119,9 @@
       figure.dataset.key = chart.key;
       figure.dataset.points = String(chart.x.length);
       figure.appendChild(element('figcaption', '', chart.title));
+      if (chart.note && chart.note !== answer.note) {
+        figure.appendChild(element('p', 'muted chart-note', chart.note));
+      }
       list.appendChild(figure);
       if (!chart.x.length) {
         figure.appendChild(element('p', 'muted chart-empty', section.dataset.textEmpty));
@@ -136,6 +142,7 @@
     var status = section.querySelector('.charts-status');
     var url = section.dataset.chartsUrl + '?range=' + encodeURIComponent(section.dataset.range);
     var asked = section.asked = (section.asked || 0) + 1;
+    section.askedAt = Date.now();
     fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (response) {
         if (!response.ok) throw new Error('HTTP ' + response.status);
@@ -147,8 +154,9 @@
         draw(section, answer);
         var said = section.dataset.textUpdated.replace('%(time)s', utc(Date.now() / 1000));
         if (answer.running) said += ' · ' + section.dataset.textLive;
-        status.textContent = answer.error ? answer.error : said;
-        status.classList.toggle('error-text', !!answer.error);
+        if (answer.note) said += ' · ' + answer.note;
+        status.textContent = said;
+        status.classList.remove('error-text');
         section.dataset.loaded = String(Number(section.dataset.loaded || 0) + 1);
       })
       .catch(function () {
@@ -184,7 +192,8 @@
   function refresh() {
     sections = sections.filter(function (section) { return document.contains(section); });
     sections.forEach(function (section) {
-      if (section.dataset.running && !document.hidden) load(section);
+      var idle = Date.now() - section.askedAt >= IDLE_REFRESH_MS - REFRESH_MS / 2;
+      if ((section.dataset.running || idle) && !document.hidden) load(section);
     });
   }
 

@@ -2,7 +2,9 @@
 task on real Podman and samples every second (a fake Sophgo tree for the chips, the host's
 own CPU counters): the miner's Monitoring page draws the node's charts, its chips' included,
 and the renter's running task page draws the task's, each with data, a table of the same
-figures, and no CSP violation. Screenshots of both pages are kept in tests/artifacts."""
+figures, and no CSP violation; a notebook's charts that show no run are fetched again every
+minute, so a run started later shows without a reload. Screenshots of both pages are kept in
+tests/artifacts."""
 
 import re
 from types import SimpleNamespace
@@ -124,3 +126,18 @@ def test_a_running_tasks_page_charts_its_replica(page, new_page, lab, test_image
     miner.locator(f'#running-tasks tr[data-task="{task["id"]}"] a').click()
     expect(heading(miner)).to_have_text("sleeper")
     drawn(miner, miner.locator('#run-charts figure[data-key="cpu"]'))
+
+
+def test_a_notebooks_charts_without_a_run_look_again_every_minute(page, lab, test_image):
+    notebook = api(lab.server, lab.renter, "POST", "/notebooks", {
+        "name": "later", "image": test_image, "spec": "small", "pool": "default",
+        "start": False})
+    page.clock.install()  # the page's timers run when the test says
+    sign_in(page, lab.server.url, "renter", "rene", PASSWORD)
+    expect(page.locator("#logout")).to_be_visible()
+    page.goto(f"{lab.server.url}/renter/notebooks/{notebook['id']}")
+    charts = page.locator("#run-charts")
+    expect(charts).to_have_attribute("data-loaded", "1")
+    expect(charts).to_have_attribute("data-running", "")
+    page.clock.run_for(61_000)
+    expect(charts).to_have_attribute("data-loaded", "2")

@@ -2,8 +2,9 @@
 server that answers as Grafana's documented HTTP API does and checks what grafana-client
 sends. Provisioning makes the data source, the folder and both dashboards by their fixed
 uids, and again updates rather than duplicates; Grafana down, refusing the token or too
-slow is a clear error and the portal works on; the embed URLs, the Content-Security-Policy's
-frame-src and the frames of the miner's pages.
+slow is a clear error and the portal works on; a Prometheus URL's password never in what is
+said or logged; the embed URLs, the Content-Security-Policy's frame-src on the miner's pages
+with panels only, their frames, and no frames of a Grafana on the portal's own origin.
 """
 
 import html
@@ -109,6 +110,17 @@ def test_provisioning_again_updates_and_never_duplicates(lab, fake):
     assert {kept["version"] for kept in fake.dashboards.values()} == {2}
     saves = [body for verb, path, body in fake.received if path == "/api/dashboards/db"]
     assert len(saves) == 4 and all(body["overwrite"] is True for body in saves)
+
+
+def test_a_prometheus_urls_password_is_neither_said_nor_logged(lab, fake, caplog):
+    lab.config["PROMETHEUS_URL"] = "http://reader:s3cret@prometheus.lab.example:9090"
+    with caplog.at_level(logging.INFO, logger="portal.grafana"):
+        grafana.keep_provisioned(lab)
+    assert lab.extensions.get(grafana.PROVISIONED)
+    assert f"reading {PROMETHEUS}." in caplog.text
+    assert "s3cret" not in caplog.text and "reader" not in caplog.text
+    done = grafana.provision(lab)
+    assert done[0] == f"Data source Hourglass Prometheus updated, reading {PROMETHEUS}."
 
 
 def test_a_hourglass_folder_made_by_hand_is_used_not_doubled(lab, fake):
@@ -284,10 +296,42 @@ def test_without_grafana_no_page_frames_another_origin(client):
     assert "frame-src" not in policy(client.get("/miner/login"))  # default-src 'self' rules
 
 
-def test_with_grafana_its_origin_alone_may_be_framed(far_lab):
-    answer = far_lab.test_client().get("/miner/login")
+def test_with_grafana_only_the_miners_pages_with_panels_frame_it(far_lab):
+    create_accounts(far_lab)
+    for path in ("/miner/login", "/renter/login", "/api/v1/openapi.json"):
+        answer = far_lab.test_client().get(path)
+        assert "frame-src" not in policy(answer), path
+    assert_portal_headers(far_lab.test_client().get("/miner/login"))
+    miner = far_lab.test_client()
+    login(miner, "miner", "mina", PASSWORD)
+    answer = miner.get("/miner/monitoring")
     assert_portal_headers(answer)
     assert policy(answer)["frame-src"] == ["'self'", "https://grafana.lab.example"]
+    assert "frame-src" not in policy(miner.get("/miner/nodes"))
+
+
+def test_a_grafana_on_the_portals_own_origin_is_not_framed(request, monkeypatch, caplog):
+    app = app_with(request, monkeypatch, GRAFANA_URL="http://localhost/grafana",
+                   GRAFANA_TOKEN="glsa_secret_token_0123456789abcdef")
+    create_accounts(app)
+    client = app.test_client()
+    login(client, "miner", "mina", PASSWORD)
+    with caplog.at_level(logging.WARNING, logger="portal.grafana"):
+        first = client.get("/miner/monitoring")
+        second = client.get("/miner/monitoring")
+        with app.test_request_context(base_url="http://localhost:80"):
+            assert grafana.panels("cluster") == []
+        with app.test_request_context(base_url="http://localhost:8080"):  # another origin
+            assert grafana.panels("cluster")
+        app.config["PORTAL_URL"] = "http://LOCALHOST"  # the origin browsers see, behind a proxy
+        with app.test_request_context(base_url="http://127.0.0.1:8000"):
+            assert grafana.panels("cluster") == []
+    for answer in (first, second):
+        assert answer.status_code == 200
+        assert 'id="grafana-panels"' not in answer.get_data(as_text=True)
+        assert "frame-src" not in policy(answer)
+    assert caplog.text.count("Grafana's panels are not embedded") == 1
+    assert "portal's own origin" in caplog.text and "glsa_" not in caplog.text
 
 
 def test_the_partial_frames_each_panel_with_its_title_and_the_sign_in_note(far_lab):

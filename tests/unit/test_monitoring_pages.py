@@ -1,6 +1,8 @@
 """The built-in charts: their JSON from the sample tables (values averaged per bucket, at most
-~300 points, the window of a task's run), from a real Prometheus (label values escaped), the
-miner's Monitoring pages and retention form, and who may read what: a renter only their own
+~300 points, the window of a task's run), from a real Prometheus (label values escaped, the
+CPU's rate window long enough for its scrapes), from the samples where Prometheus does not
+answer or has no series for a chart, the miner's Monitoring pages (a Prometheus URL shown
+without its password) and retention form, and who may read what: a renter only their own
 task's and notebook's charts, never the miner's. The world is ``test_tasks``'s."""
 
 import threading
@@ -25,6 +27,7 @@ from portal.models import (
 )
 from portal.prometheus import label
 from tests.conftest import PASSWORD
+from tests.monitoring import free_port
 from tests.support import csrf_token, login, wait_for
 from tests.unit import test_renter_billing as billing
 from tests.unit import test_tasks as shared
@@ -127,6 +130,8 @@ def test_a_window_has_at_most_about_300_points_for_every_range():
         assert (win.end - win.start) / win.step <= series.MAX_POINTS + 1
         assert win.start % win.step == 0 and win.end - win.start >= seconds
     assert series.chosen_range("1y") == series.DEFAULT_RANGE == "1h"
+    assert series.range_from({"range": "6h"}) == "6h"
+    assert series.range_from({}) == series.range_from({"range": "1y"}) == "1h"
     # a task's run of ten minutes: its window is the run, not the last hour
     run = series.window("1h", end=1_800_000_000, begin=1_800_000_000 - 600)
     assert run.step == 2 and run.end - run.start == 600
@@ -302,7 +307,12 @@ def test_the_charts_come_from_prometheus_when_there_is_one(client, app, world, p
     with app.app_context():
         task = running_task()
         weird = add_node(WEIRD, chips=1)
-        ids = {"task": task.id, "weird": weird.id}
+        ids = {"task": task.id, "weird": weird.id, "box": node("box").id}
+        now = time.time()
+        # Hourglass's own samples of both nodes; Prometheus has none of box's
+        NodeSample.insert_many([{"node": n, "at": at(now - ago), "cpu_ratio": 0.25,
+                                 "chips_held": 3} for n in (weird, node("box"))
+                                for ago in (30, 20, 10)]).execute()
     replica_label = f"{task.id}/worker/0"
     exposition = Exposition(
         f'hourglass_replica_cpu_cores{{replica="{replica_label}",task="{task.id}",node="box"}} '
@@ -328,7 +338,7 @@ def test_the_charts_come_from_prometheus_when_there_is_one(client, app, world, p
             return answer if cpu and any(values_of(cpu, "worker/0")) else None
 
         answer = wait_for(charted, timeout=40, interval=0.5, what="Prometheus's series")
-        assert answer["source"] == "prometheus" and answer["error"] == ""
+        assert answer["source"] == "prometheus" and answer["note"] == ""
         charts = by_key(answer)
         assert {v for v in values_of(charts["cpu"], "worker/0") if v is not None} == {1.5}
         assert not any(values_of(charts["cpu"], "worker/1"))  # no series: empty
@@ -339,19 +349,70 @@ def test_the_charts_come_from_prometheus_when_there_is_one(client, app, world, p
 
         def node_charted():
             got = by_key(client.get(f"/miner/monitoring/nodes/{ids['weird']}/metrics.json").json)
-            return got if got.get("cpu") and any(got["cpu"]["series"][0]["values"]) else None
+            cpu = got.get("cpu")
+            return got if cpu and cpu["source"] == "prometheus" and any(
+                cpu["series"][0]["values"]) else None
 
         charts = wait_for(node_charted, timeout=40, interval=0.5, what="the node's CPU")
         assert {v for v in charts["cpu"]["series"][0]["values"] if v is not None} == {1.0}
         assert {v for v in values_of(charts["memory"], "used") if v} == {600}
         assert {v for v in charts["chips"]["series"][0]["values"] if v} == {1}
+        assert {c["source"] for c in charts.values()} == {"prometheus"}
         assert "Prometheus at " + server.url in text(client.get("/miner/monitoring"))
 
-        server.stop()  # Prometheus gone: the charts say why they are empty
+        # no series of box in Prometheus: its charts are Hourglass's own samples, saying so
+        box = client.get(f"/miner/monitoring/nodes/{ids['box']}/metrics.json").json
+        assert box["source"] == "samples"
+        cpu = by_key(box)["cpu"]
+        assert cpu["source"] == "samples" and "Prometheus has no series" in cpu["note"]
+        assert {v for v in cpu["series"][0]["values"] if v is not None} == {0.25}
+
+        server.stop()  # Prometheus gone: the charts are Hourglass's own samples, saying why
         gone = client.get(f"/miner/monitoring/nodes/{ids['weird']}/metrics.json").json
-        assert gone["charts"] == [] and gone["error"].startswith("no data from Prometheus: ")
+        assert gone["source"] == "samples"
+        assert gone["note"].startswith("Prometheus did not answer (ConnectionError)")
+        assert {v for v in values_of(by_key(gone)["chips"], "chips held") if v} == {3}
     finally:
         exposition.close()
+
+
+def test_without_an_answer_from_prometheus_the_charts_are_hourglasss_samples(client, app,
+                                                                            two_renters):
+    closed = f"http://reader:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    app.config["PROMETHEUS_URL"] = closed
+    with app.app_context():
+        box = node("box")
+        NodeSample.insert_many([{"node": box, "at": at(time.time() - ago), "cpu_ratio": 0.5,
+                                 "memory_used_bytes": 2**30} for ago in (20, 10)]).execute()
+    miner(client)
+    answer = client.get(f"/miner/monitoring/nodes/{box.id}/metrics.json").json
+    assert answer["source"] == "samples"
+    assert answer["note"] == ("Prometheus did not answer (ConnectionError): these are "
+                              "Hourglass's own samples.")
+    charts = by_key(answer)
+    assert {c["source"] for c in charts.values()} == {"samples"}
+    assert {c["note"] for c in charts.values()} == {answer["note"]}
+    assert {v for v in charts["cpu"]["series"][0]["values"] if v is not None} == {0.5}
+    assert {v for v in values_of(charts["memory"], "used") if v} == {2**30}
+
+    task = client.get(f"/miner/monitoring/tasks/{two_renters['run']}/metrics.json").json
+    assert task["source"] == "samples" and task["note"] == answer["note"]
+    assert {v for v in values_of(by_key(task)["cpu"], "worker/0") if v} == {2.0}
+
+    page = text(client.get("/miner/monitoring"))
+    assert f"Prometheus at {closed.replace('reader:s3cret@', '')}." in page
+    assert "s3cret" not in page and "reader" not in page
+
+
+def test_the_node_cpu_rate_window_holds_four_scrapes_and_a_step(app):
+    with app.app_context():
+        app.config["SAMPLE_SECONDS"] = 15.0
+        assert series.cpu_window(series.window("1h").step) == 60  # a step of 12 s
+        assert series.cpu_window(series.window("7d").step) == 2016
+        app.config["SAMPLE_SECONDS"] = 30.0
+        assert series.cpu_window(series.window("6h").step) == 120  # a step of 72 s
+        assert series.cpu_window(series.window("24h").step) == 288
+    assert "[{seconds}s]" in series.NODE_CPU and "[1m]" not in series.NODE_CPU
 
 
 def test_promql_label_values_are_escaped():
