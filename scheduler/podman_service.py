@@ -26,6 +26,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from portal import processes
 from portal.config import local_podman_socket
 from scheduler.podman_endpoint import PodmanEndpoint
 
@@ -157,12 +158,7 @@ class LocalPodmanService:
     def stop(self, timeout=10):
         """Stop the service, started or reused (containers keep running under conmon)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            processes.stop(self.process, timeout)
         elif self.reused and self.pid is not None:
             self._end(self.pid, timeout)
         self.pid_path.unlink(missing_ok=True)

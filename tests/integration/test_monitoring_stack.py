@@ -4,6 +4,7 @@ real Hourglass server and real node-exporters, and ``flask monitoring run`` as a
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,14 +14,24 @@ from pathlib import Path
 import pytest
 import requests
 
+from portal import db
+from portal.db import open_database
 from portal.models import Node
-from portal.prometheus_stack import prometheus_url, write_config
+from portal.prometheus_stack import (
+    prometheus_url,
+    refresh_targets,
+    start_beside,
+    write_config,
+    write_targets,
+)
 from tests.conftest import PASSWORD, ROOT
 from tests.integration.test_replica_io import api
 from tests.monitoring import free_port, query, start_node_exporter, wait_for_series
 from tests.support import CSRF_RE, LOGIN_PATH, wait_for
 
 TOKEN = "a-scrape-token-for-tests-0123456789"
+SECRETS = {"GRAFANA_TOKEN": "a-grafana-token-for-tests", "SECRET_KEY": "k" * 40,
+           "PROMETHEUS_MULTIPROC_DIR": "/nonexistent/multiproc"}
 
 
 def node_groups(path):
@@ -30,6 +41,36 @@ def node_groups(path):
 def children_of(pid):
     return {int(child) for child in
             Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def environment(pid):
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if entry)
+
+
+def gone(pid):
+    """Whether process ``pid`` has ended (a zombie no one reaped yet has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def listening():
+    """``listen(host, port)``: a socket listening there for the test, as another program."""
+    sockets = []
+
+    def listen(host, port):
+        sock = socket.socket()
+        sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+
+    yield listen
+    for sock in sockets:
+        sock.close()
 
 
 def test_generated_config_passes_promtool_and_lists_every_node(app):
@@ -48,6 +89,94 @@ def test_generated_config_passes_promtool_and_lists_every_node(app):
     assert token_file.stat().st_mode & 0o077 == 0
     assert node_groups(targets) == {"here": ["127.0.0.1:9100"], "far": ["192.0.2.7:9100"],
                                     "new": ["[2001:db8::5]:9100"]}
+
+
+def test_targets_stay_while_the_database_fails_and_heal_after(app, tmp_path):
+    targets = Path(app.instance_path) / "monitoring" / "nodes.json"
+    with app.app_context():
+        db.database.execute_sql("ALTER TABLE nodes RENAME TO nodes_away")  # not set up yet
+        write_targets(app)
+        assert node_groups(targets) == {}
+        db.database.execute_sql("ALTER TABLE nodes_away RENAME TO nodes")
+        Node.create(name="here", url="unix:///run/podman.sock", source="local")
+        refresh_targets(app)
+        assert node_groups(targets) == {"here": [f"127.0.0.1:{app.config['NODE_EXPORTER_PORT']}"]}
+        db.database.connection().close()  # as when the database server restarts
+        refresh_targets(app)
+        assert list(node_groups(targets)) == ["here"]  # kept, not emptied
+        reachable = db.database.obj
+        db.database.initialize(open_database(f"sqlite:///{tmp_path}/absent/hourglass.db"))
+        try:
+            refresh_targets(app)  # as while the database server is down: no connection
+        finally:
+            db.database.initialize(reachable)
+        assert list(node_groups(targets)) == ["here"]
+        Node.create(name="far", url="ssh://lab@192.0.2.7/run/podman.sock", address="192.0.2.7")
+        refresh_targets(app)
+        assert list(node_groups(targets)) == ["far", "here"]
+
+
+@pytest.mark.parametrize("setting, host", [("NODE_EXPORTER_PORT", "127.0.0.1"),
+                                           ("PROMETHEUS_PORT", "0.0.0.0")])
+def test_monitoring_run_stops_at_once_when_a_port_is_taken(app, runner, listening, setting,
+                                                           host):
+    app.config.update(PROMETHEUS_PORT=free_port(), NODE_EXPORTER_PORT=free_port())
+    port = app.config[setting]
+    listening(host, port)  # as Debian's own service, on every interface
+    result = runner.invoke(args=["monitoring", "run"])
+    assert result.exit_code == 1
+    assert f"port {port} is in use" in result.stderr
+    assert "systemctl disable --now prometheus prometheus-node-exporter" in result.stderr
+    assert not (Path(app.instance_path) / "monitoring" / "prometheus.url").exists()
+
+
+def test_monitoring_warns_when_hourglass_would_refuse_its_scrapes(app, runner, listening,
+                                                                   monkeypatch):
+    monkeypatch.setenv("HOST", "192.0.2.1")
+    config = runner.invoke(args=["monitoring", "config"])
+    assert config.exit_code == 0
+    assert "HOST is 192.0.2.1" in config.stderr and "HOURGLASS_METRICS_TOKEN" in config.stderr
+    app.config["PROMETHEUS_PORT"] = free_port()
+    listening("127.0.0.1", app.config["PROMETHEUS_PORT"])  # so that run stops at once
+    assert "HOST is 192.0.2.1" in runner.invoke(args=["monitoring", "run"]).stderr
+    app.config["METRICS_TOKEN"] = TOKEN
+    assert runner.invoke(args=["monitoring", "config"]).stderr == ""
+    app.config["METRICS_TOKEN"] = ""
+    monkeypatch.setenv("HOST", "0.0.0.0")  # scraped on loopback
+    assert runner.invoke(args=["monitoring", "config"]).stderr == ""
+    app.config["METRICS_LOOPBACK"] = False
+    assert "HOURGLASS_METRICS_LOOPBACK is off" in runner.invoke(
+        args=["monitoring", "config"]).stderr
+
+
+def test_the_stack_gets_no_secrets_and_dies_with_a_killed_run(app, monkeypatch):
+    for name, value in {**SECRETS, "HOURGLASS_METRICS_TOKEN": TOKEN,
+                        "HOURGLASS_PROMETHEUS_PORT": str(free_port()),
+                        "HOURGLASS_NODE_EXPORTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    run = start_beside(app)
+    programs = set()
+    try:
+        wait_for(lambda: run.process.poll() is None and prometheus_url(app), timeout=60,
+                 what="the stack to be up")
+        programs = children_of(run.process.pid)
+        assert len(programs) == 2
+        env = environment(run.process.pid)
+        assert env["HOURGLASS_METRICS_TOKEN"] == TOKEN  # it writes Prometheus's token file
+        assert "GRAFANA_TOKEN" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env
+        assert env["SECRET_KEY"] != SECRETS["SECRET_KEY"]
+        for pid in programs:
+            assert set(environment(pid)) <= {"PATH", "HOME", "LANG"}
+        run.process.send_signal(signal.SIGKILL)
+        run.process.wait()
+        wait_for(lambda: all(gone(pid) for pid in programs), timeout=20,
+                 what="prometheus and node-exporter to end with the killed run")
+        assert prometheus_url(app) == ""
+    finally:
+        run.stop()
+        for pid in programs:  # what a failure left
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.podman
@@ -176,12 +305,12 @@ def test_a_running_tasks_chart_comes_from_prometheus(live_server_factory, promet
         answer = session.get(f"{server.url}/renter/tasks/{task}/metrics.json", timeout=10)
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        memory = {chart["key"]: chart for chart in body["charts"]}.get("memory")
-        values = [v for s in (memory or {}).get("series", []) for v in s["values"] if v]
-        return body if values else None
+        memory = {chart["key"]: chart for chart in body["charts"]}.get("memory") or {}
+        values = [v for s in memory.get("series", []) for v in s["values"] if v]
+        return body if values and memory["source"] == "prometheus" else None
 
     body = wait_for(charts, timeout=60, interval=1, what="the task's memory from Prometheus")
-    assert body["source"] == "prometheus" and body["running"]
+    assert body["source"] in ("prometheus", "mixed") and body["running"]
     memory = {chart["key"]: chart for chart in body["charts"]}["memory"]
     assert [s["label"] for s in memory["series"]] == ["main/0"]
     assert max(v for v in memory["series"][0]["values"] if v) > 0
