@@ -12,7 +12,12 @@ RUN_PACKAGES := podman runc catatonit netavark aardvark-dns iptables python3-ven
 # `make monitoring` (and `make run MONITORING=1`): Prometheus and node-exporter, run by
 # Hourglass itself (never Debian's system services).
 MONITORING_PACKAGES := prometheus prometheus-node-exporter
-TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server $(MONITORING_PACKAGES)
+# The tests' two-node Slurm cluster (tests/slurm_cluster.py) runs its own daemons, never the
+# system services: slurm-wlm's parts are named one by one, as each service is named after its
+# package (slurm-client has none).
+SLURM_SERVICES := slurmctld slurmd slurmrestd munge
+SLURM_PACKAGES := slurm-client $(SLURM_SERVICES)
+TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server $(MONITORING_PACKAGES) $(SLURM_PACKAGES)
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
 
@@ -70,7 +75,7 @@ run-packages:
 	$(call apt_ensure,$(RUN_PACKAGES))
 
 test-packages:
-	$(call apt_ensure,$(TEST_PACKAGES),$(MONITORING_PACKAGES))
+	$(call apt_ensure,$(TEST_PACKAGES),$(MONITORING_PACKAGES) $(SLURM_SERVICES))
 
 monitoring-packages:
 	$(call apt_ensure,$(MONITORING_PACKAGES),$(MONITORING_PACKAGES))

@@ -12,6 +12,7 @@ server with its accounts. Each test still gets a database of its own.
 
 import functools
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -28,6 +29,7 @@ from scheduler.jupyter_image import build_jupyter_image
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.monitoring import monitoring_stack
+from tests.slurm_cluster import missing_programs, start_cluster
 from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,6 +371,29 @@ def prometheus(tmp_path):
     ``prometheus.node_exporter()``. All stopped at the end."""
     with monitoring_stack(tmp_path / "monitoring") as start:
         yield start
+
+
+# --- a real Slurm cluster ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real two-node Slurm cluster for the session (tests.slurm_cluster), stopped at the end.
+    Its Epilog appends "job=<id> het=<leader id, if any> node=<node>" to ``.root /
+    "epilog.log"`` each time a job (or a heterogeneous job's component) ends on a node."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): "
+                    "make test-packages installs it")
+    root = tmp_path_factory.mktemp("slurm")
+    epilog = root / "epilog"
+    epilog.write_text('#!/bin/sh\n'
+                      'echo "job=$SLURM_JOB_ID het=$SLURM_HET_JOB_ID node=$SLURMD_NODENAME" >> '
+                      f"{shlex.quote(str(root / 'epilog.log'))}\n")
+    epilog.chmod(0o755)
+    cluster = start_cluster(root, epilog=epilog)
+    yield cluster
+    cluster.stop()
 
 
 # --- Chromium ----------------------------------------------------------------------------

@@ -137,6 +137,9 @@ def programs(tmp_path):
         shutil.which("prometheus-node-exporter") or "prometheus-node-exporter":
             "make monitoring",
         shutil.which("promtool") or "promtool": "the monitoring config test",
+        **{shutil.which(name) or name: "the tests' Slurm cluster"
+           for name in ("munged", "slurmctld", "slurmd", "slurmstepd", "slurmrestd", "sbatch",
+                        "scontrol", "sinfo")},
     }
 
 
