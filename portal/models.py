@@ -113,17 +113,37 @@ class Setting(BaseModel):
     value = TextField()
 
 
+class SlurmCluster(BaseModel):
+    """A lab's Slurm cluster, reached through its slurmrestd (docs/slurm.md): ``rest_url`` is
+    ``unix:///path`` (local auth, no token) or ``http(s)://host:port`` with ``user`` and a
+    JWT ``token`` (never shown back). ``podman_url`` is how Hourglass reaches Podman on a
+    compute node and ``host_root`` where that node's devices are, both with ``{node}`` and
+    ``{address}`` filled in per node."""
+
+    name = CharField(max_length=64, unique=True)
+    rest_url = CharField(max_length=512)
+    user = CharField(max_length=64, default="")
+    token = TextField(default="")
+    podman_url = CharField(max_length=512, default="ssh://root@{address}/run/podman/podman.sock")
+    host_root = CharField(max_length=512, default="/")
+    created_at = DateTimeField(default=utcnow)
+
+
 class Pool(BaseModel):
     """A resource pool: a set of whole nodes, bound to user groups.
 
     The default pool (``is_default``) holds every node in no other pool; with
-    no bound groups it serves every renter.
+    no bound groups it serves every renter. A pool with ``slurm_cluster`` is a Slurm pool:
+    its nodes are that cluster's ``partition``, and Slurm places its replicas.
     """
 
     name = CharField(max_length=64, unique=True)
     description = CharField(max_length=256, default="")
     is_default = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
+    slurm_cluster = ForeignKeyField(SlurmCluster, backref="pools", null=True,
+                                    on_delete="RESTRICT")
+    partition = CharField(max_length=128, default="")
 
 
 class PoolGroup(BaseModel):
@@ -166,6 +186,9 @@ class Node(BaseModel):
     draining = BooleanField(default=False)
     pool = ForeignKeyField(Pool, backref="nodes", null=True, on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
+    # a compute node of this Slurm cluster (``source`` "slurm"), found by its discovery
+    slurm_cluster = ForeignKeyField(SlurmCluster, backref="nodes", null=True,
+                                    on_delete="CASCADE")
 
 
 class NodeChip(BaseModel):
@@ -438,6 +461,9 @@ class Task(BaseModel):
                                       on_delete="SET NULL")
     max_run_minutes = IntegerField(null=True)
     template = ForeignKeyField(TaskTemplate, backref="tasks", null=True, on_delete="SET NULL")
+    # on a Slurm pool: the id of its heterogeneous job (the leader's), stored before anything
+    # else so a restart adopts it
+    slurm_job = BigIntegerField(null=True)
 
 
 class Subtask(BaseModel):
@@ -691,8 +717,8 @@ class NotebookAccess(BaseModel):
         table_name = "notebook_access"
 
 
-MODELS = [User, Group, Membership, LeaderLease, Setting, Pool, PoolGroup, Node, NodeChip,
-          CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
+MODELS = [User, Group, Membership, LeaderLease, Setting, SlurmCluster, Pool, PoolGroup, Node,
+          NodeChip, CustomResource, ResourceSpec, SpecResource, ApiToken, PoolLimit, Task, Subtask,
           Replica, ReplicaEvent, ReplicaChip, LedgerEntry, Notebook, UsageMonth,
           NotebookGrant, NotebookAccess, Algorithm, AlgorithmVersion, Dataset, DatasetVersion,
           DatasetShare, Upload, Image, TaskTemplate, TemplateShare, NodeEvent, NodeSample,
