@@ -55,6 +55,8 @@ from scheduler.reconcile import Reconciler
 from scheduler.renter_images import for_app as renter_images_for_app
 from scheduler.sampling import Sampler
 from scheduler.service import SchedulerService
+from scheduler.slurm_discovery import discover_clusters
+from scheduler.slurm_rest import client_for as slurm_client_for
 from scheduler.watch import EventWatcher
 
 AREAS = {"miner": miner_area, "renter": renter_area}
@@ -140,6 +142,7 @@ def _init_scheduler(app):
         local_url=app.config["PODMAN_URL"],
         host_root=Path(app.config["HOST_ROOT"]),
         probe_image=app.config["PROBE_IMAGE"],
+        clusters=discover_clusters,  # the Slurm clusters' nodes, from their slurmrestd
     )
     # The histograms of /metrics (portal.metrics.Timings), observed as the scheduler works.
     timings = app.extensions["hourglass.timings"]
@@ -168,6 +171,8 @@ def _init_scheduler(app):
     # What /healthz says of Podman: the last look, taken again at most every HEALTH_SECONDS.
     app.extensions["hourglass.engine"] = EngineStatus(backend, app.config["HEALTH_SECONDS"])
     app.extensions["hourglass.scheduler"] = service
+    # A Slurm cluster's slurmrestd client (portal.slurm tests a connection, lists partitions).
+    app.extensions["hourglass.slurm"] = slurm_client_for
     # Replicas' logs and consoles on whichever node runs them (the pages' own connections).
     app.extensions["hourglass.containers"] = Containers()
     # Builds of the JupyterLab image, started from the miner's Images page.

@@ -76,11 +76,13 @@ class Discovery:
     ``local_url``: the local node's Podman URL (``PODMAN_URL``); ``host_root``:
     where the local node's host paths are read (``HOST_ROOT``);
     ``probe_image``: the image probes run on other nodes; ``probe_root``: where
-    a probe finds a node's host paths, ``/`` except in tests.
+    a probe finds a node's host paths, ``/`` except in tests; ``clusters``: what discovers
+    the Slurm clusters' nodes after the Podman nodes'
+    (``scheduler.slurm_discovery.discover_clusters``; None: none).
     """
 
     def __init__(self, local_url, host_root=Path("/"), probe_image=DEFAULT_PROBE_IMAGE,
-                 timeout=5.0, workers=16, probe_root=Path("/")):
+                 timeout=5.0, workers=16, probe_root=Path("/"), clusters=None):
         self.local_url = local_url
         self.host_root = Path(host_root)
         self.probe_image = probe_image
@@ -88,13 +90,14 @@ class Discovery:
         self.deadline = 3 * timeout
         self.workers = workers
         self.probe_root = Path(probe_root)
+        self.clusters = clusters
         self.instance = None  # the database's instance id, read by ``run``
         self._canaries = {}  # node id -> (when its canary last passed, its Podman version)
         self._lock = threading.Lock()
 
     def run(self, local_only=False) -> dict[int, Finding]:
-        """Sync the node list, discover every enabled node (``local_only``: the local node),
-        store it all; {node id: finding}.
+        """Sync the node list, discover every enabled Podman node (``local_only``: the local
+        node), store it all, then the Slurm clusters' nodes; {Podman node id: finding}.
 
         Called by the scheduler's leader (and tests, the bench, ``serve``'s preflight);
         runs one at a time.
@@ -103,13 +106,17 @@ class Discovery:
             connections = _connections()
             with database.connection_context():
                 self.sync_nodes(connections)
-                nodes = Node.select().where(Node.enabled)
+                nodes = Node.select().where(Node.enabled & Node.slurm_cluster.is_null())
                 if local_only:
                     nodes = nodes.where(Node.url == self.local_url)
                 nodes = list(nodes)
                 self.instance = settings.instance_id()
             identities = {c.url: c.identity for c in connections or ()}
-            return self._discover(nodes, identities)
+            found = self._discover(nodes, identities)
+            if self.clusters is not None and not local_only:
+                with database.connection_context():
+                    self.clusters()
+            return found
 
     def sync_nodes(self, connections):
         """Add or update the local node and one node per connection, in one transaction.
@@ -241,15 +248,21 @@ def record(node, finding, now=None):
             Node.memory_mib: info.memory_bytes // 2**20, Node.last_seen_at: now,
             Node.images: json.dumps(list(info.images))})
     with database.atomic():
-        if Node.update(ready_changed_at=now).where(
-                (Node.id == node.id) & (Node.ready != finding.ready)).execute():
-            NodeEvent.create(node=node.id, at=now, ready=finding.ready,
-                             reason=finding.reason[:512])
+        note_readiness(node.id, finding.ready, finding.reason, now)
         if Node.update(fields).where(Node.id == node.id).execute() and finding.chips is not None:
-            _replace_chips(node.id, finding.chips)
+            replace_chips(node.id, finding.chips)
 
 
-def _replace_chips(node_id, chips):
+def note_readiness(node_id, ready, reason, now):
+    """When the node's Ready is about to flip to ``ready``: move ``ready_changed_at`` and write
+    a ``NodeEvent`` saying so (the miner's alerts). Before storing ``ready``, in the caller's
+    transaction."""
+    if Node.update(ready_changed_at=now).where(
+            (Node.id == node_id) & (Node.ready != ready)).execute():
+        NodeEvent.create(node=node_id, at=now, ready=ready, reason=reason[:512])
+
+
+def replace_chips(node_id, chips):
     """The node's chips as found: new ones added, changed ones updated, missing ones marked
     absent (never deleted: one failed read must not free a chip a replica holds)."""
     old = {(row.kind, row.index): row for row in NodeChip.select().where(NodeChip.node == node_id)}

@@ -49,8 +49,9 @@ def default_pool_id():
 
 
 def node_states():
-    """The placement view of every node (unschedulable ones included, flagged); what is
-    held is counted as the pages count it (``portal.capacity``)."""
+    """The placement view of every node (unschedulable ones included, flagged, Slurm's
+    compute nodes among them); what is held is counted as the pages count it
+    (``portal.capacity``)."""
     default = default_pool_id()
     nodes = list(Node.select())
     used = held_cpu_memory()
@@ -61,9 +62,10 @@ def node_states():
         total[chip.node_id][chip.kind] += 1
         if chip.id not in held:
             free[chip.node_id][chip.kind].append(chip.index)
+    # A Slurm compute node is never Hourglass's to place on: Slurm places there (docs/slurm.md).
     return [NodeState(
         id=n.id, pool_id=n.pool_id or default,
-        schedulable=schedulable(n),
+        schedulable=schedulable(n) and n.slurm_cluster_id is None,
         cpu_millis_free=max(0, n.cpu_millis - used.get(n.id, {}).get(CPU, 0)),
         memory_mib_free=max(0, n.memory_mib - used.get(n.id, {}).get(MEMORY, 0)),
         chips_free={k: tuple(sorted(v)) for k, v in free[n.id].items()},
