@@ -117,8 +117,8 @@ class SlurmCluster(BaseModel):
     """A lab's Slurm cluster, reached through its slurmrestd (docs/slurm.md): ``rest_url`` is
     ``unix:///path`` (local auth, no token) or ``http(s)://host:port`` with ``user`` and a
     JWT ``token`` (never shown back). ``podman_url`` is how Hourglass reaches Podman on a
-    compute node and ``host_root`` where that node's devices are, both with ``{node}`` and
-    ``{address}`` filled in per node."""
+    compute node (``{node}`` and ``{address}`` filled in per node) and ``host_root`` where
+    that node's devices are (``{node}`` filled in)."""
 
     name = CharField(max_length=64, unique=True)
     rest_url = CharField(max_length=512)

@@ -6,6 +6,7 @@ its schedulable nodes; the scheduler's placement reads the same limits. Bad inpu
 ``units.ResourceError``.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from flask_babel import gettext as _
@@ -131,8 +132,54 @@ def delete_pool(pool):
 
 def move_node(node, pool):
     """Put a whole node into ``pool``. Only ``Node.pool`` is written, so a discovery
-    saving the same node at the same time loses nothing."""
+    saving the same node at the same time loses nothing. A Slurm pool's nodes are its
+    partition's, put there by discovery: no node moves into or out of one."""
+    if pool.slurm_cluster_id or node.slurm_cluster_id:
+        fail("nodes", _("A Slurm pool's nodes are its partition's: node '%(node)s' cannot "
+                        "move into or out of one.", node=node.name))
     Node.update(pool=None if pool.is_default else pool).where(Node.id == node.id).execute()
+
+
+PARTITION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def set_pool_slurm(pool, cluster, partition="", offered=None):
+    """Make ``pool`` the Slurm pool of ``cluster``'s ``partition``, or (``cluster`` None) a
+    Podman pool again. ``offered``: the partitions the cluster listed, None when it did not
+    answer (the name typed is then taken as it is). Refused for the default pool, a pool
+    with Podman nodes of its own, a partition another pool has, and while the pool has
+    tasks waiting or running."""
+    partition = (partition or "").strip() if cluster else ""
+    if pool.is_default and cluster:
+        fail("cluster", _("The default pool cannot be a Slurm pool: create a pool for the "
+                          "partition."))
+    if cluster and not PARTITION_RE.fullmatch(partition):
+        fail("partition", _("A partition name is 1-128 letters, digits, '.', '_' or '-'."))
+    if cluster and offered is not None and partition not in offered:
+        fail("partition", _("Cluster '%(name)s' has no partition '%(partition)s'.",
+                            name=cluster.name, partition=partition))
+    if (pool.slurm_cluster_id, pool.partition) == (cluster.id if cluster else None, partition):
+        return pool
+    with database.atomic():  # the write first (see specs.save_named)
+        (Pool.update(slurm_cluster=cluster, partition=partition)
+         .where(Pool.id == pool.id).execute())
+        if cluster and Node.select().where((Node.pool == pool)
+                                           & Node.slurm_cluster.is_null()).exists():
+            fail("cluster", _("Pool '%(name)s' has Podman nodes: move them to another pool "
+                              "first.", name=pool.name))
+        if cluster and Pool.select().where((Pool.slurm_cluster == cluster)
+                                           & (Pool.partition == partition)
+                                           & (Pool.id != pool.id)).exists():
+            fail("partition", _("Partition '%(partition)s' of cluster '%(name)s' is already "
+                                "another pool's.", partition=partition, name=cluster.name))
+        busy = (Task.select().join(Replica)
+                .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED))
+                .distinct().count())
+        if busy:
+            fail("cluster", _("Pool '%(name)s' still has %(n)d task(s) waiting or running: "
+                              "stop them first.", name=pool.name, n=busy))
+    pool.slurm_cluster, pool.partition = cluster, partition
+    return pool
 
 
 def set_pool_groups(pool, group_ids):

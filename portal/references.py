@@ -1,7 +1,7 @@
 """Deleting a row that other rows still use: refused, saying what uses it.
 
 Every delete of a row that a page or the API makes (a custom resource, a spec, a
-pool, a group, a node, a token) goes through ``delete_unused``. In one
+pool, a group, a node, a token, a Slurm cluster) goes through ``delete_unused``. In one
 transaction it counts the rows that hold the row back and, if there are any,
 raises ``InUse`` ("'small' is used by 3 tasks and 2 ledger rows.") and deletes
 nothing; the pages show that message and the API answers 409 ``conflict``.
@@ -38,6 +38,7 @@ from portal.models import (
     Pool,
     PoolGroup,
     ResourceSpec,
+    SlurmCluster,
     SpecResource,
     Subtask,
     Task,
@@ -68,6 +69,9 @@ def _uses():
         PoolGroup: Use(PoolGroup.pool, lambda n, names: ngettext(
             "%(num)d pool (%(names)s)", "%(num)d pools (%(names)s)", n, names=names),
             Pool.name),
+        Pool: Use(Pool.id, lambda n, names: ngettext(
+            "%(num)d pool (%(names)s)", "%(num)d pools (%(names)s)", n, names=names),
+            Pool.name),
         Subtask: Use(Subtask.task, lambda n, _names: ngettext(
             "%(num)d task", "%(num)d tasks", n)),
         Task: Use(Task.id, lambda n, _names: ngettext("%(num)d task", "%(num)d tasks", n)),
@@ -82,6 +86,7 @@ def _hints():
         CustomResource: _("Take it out of those specs first."),
         ResourceSpec: _("Tasks and charges keep their spec for billing: disable it instead."),
         Group: _("Unbind it from those pools first."),
+        SlurmCluster: _("Make those pools Podman pools first (their Slurm partition)."),
     }
 
 

@@ -20,6 +20,7 @@ from portal.api import (  # noqa: F401
     pools,
     renter_images,
     resources,
+    slurm_clusters,
     specs,
     tasks,
     templates,

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal import pools, users
+from portal import pools, slurm, users
 from portal.access import open_pools
 from portal.api.auth import api_user
 from portal.api.errors import ApiError, refusals, refused
@@ -21,7 +21,7 @@ from portal.api.registry import route
 from portal.api.resources import DESCRIPTION, MAX_ID, REF, get_or_404, ref
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String
 from portal.db import database
-from portal.models import Group, Node, Pool
+from portal.models import Group, Node, Pool, SlurmCluster
 from portal.pools import LIMIT_FIELDS, MAX_CULL_MINUTES, MAX_LIMIT, MAX_RUN_MINUTES
 from portal.units import NAME_MAX
 
@@ -58,8 +58,22 @@ POOL = Object({
                                  "every renter, another pool nobody")),
     "nodes": Array(REF, _l("Miner only: its nodes")),
     "limits": LIMITS,
+    "slurm": Object({"cluster": String(), "partition": String()},
+                    required=("cluster", "partition"), name="PoolSlurm", nullable=True,
+                    description=_l("Miner only: the Slurm cluster and partition whose nodes "
+                                   "the pool is (Slurm places its tasks); null: a Podman "
+                                   "pool")),
 }, required=("id", "name", "description", "is_default", "capacity", "specs", "limits"),
     name="Pool")
+SLURM_CHANGE = Object({
+    "cluster": String(_l("The Slurm cluster's name (an unknown one: 409)"), min_length=1,
+                      max_length=64),
+    "partition": String(_l("One of its partitions; another pool's: 409"), min_length=1,
+                        max_length=128, pattern=pools.PARTITION_RE.pattern,
+                        rule=_l("letters, digits, '.', '_' or '-'")),
+}, required=("cluster", "partition"), name="PoolSlurmChange", nullable=True,
+    description=_l("Map the pool to a Slurm partition (not the default pool, nor a pool with "
+                   "Podman nodes); null makes it a Podman pool again"))
 
 POOL_FIELDS = {
     "name": Name(NAME_MAX["pool"], _l("Unique; the default pool keeps its name")),
@@ -72,6 +86,7 @@ POOL_FIELDS = {
                    _l("Ids of nodes to move into the pool (an unknown one: 409)"),
                    max_items=MAX_ITEMS),
     "limits": LIMITS_CHANGE,
+    "slurm": SLURM_CHANGE,
 }
 NEW_POOL = Object(POOL_FIELDS, required=("name",), name="NewPool")
 POOL_CHANGE = Object(POOL_FIELDS, name="PoolChange",
@@ -86,6 +101,9 @@ def pool_json(view, miner):
     if miner:
         out["groups"] = [group.name for group in view.groups]
         out["nodes"] = [ref(item.node) for item in view.nodes]
+        pool = view.pool
+        out["slurm"] = ({"cluster": pool.slurm_cluster.name, "partition": pool.partition}
+                        if pool.slurm_cluster_id else None)
     return out
 
 
@@ -139,11 +157,26 @@ def _nodes(ids):
     return nodes
 
 
+def _slurm(change):
+    """(cluster, partition, the partitions it lists or None) of a ``slurm`` change; an
+    unknown cluster is 409."""
+    if change is None:
+        return None, "", None
+    cluster = SlurmCluster.get_or_none(SlurmCluster.name == change["cluster"])
+    if cluster is None:
+        message = _("There is no Slurm cluster '%(name)s'.", name=change["cluster"])
+        raise refused(message, {"slurm.cluster": message})
+    return cluster, change["partition"], slurm.partitions(cluster)[0]
+
+
 def _save(pool, body):
     """Create (``pool`` None) or change a pool from ``body``; all of it or nothing."""
     group_ids = _group_ids(body["groups"]) if "groups" in body else None
     nodes = _nodes(body.get("nodes", []))
-    with refusals({name: f"limits.{name}" for name in LIMIT_FIELDS}), database.atomic():
+    mapping = _slurm(body["slurm"]) if "slurm" in body else None
+    rename = {name: f"limits.{name}" for name in LIMIT_FIELDS}
+    rename.update({"cluster": "slurm.cluster", "partition": "slurm.partition"})
+    with refusals(rename), database.atomic():
         if pool is None:
             pool = pools.create_pool(body["name"], body.get("description", ""))
         elif "name" in body or "description" in body:
@@ -155,6 +188,8 @@ def _save(pool, body):
             pools.set_pool_limits(pool, **body["limits"])
         for node in nodes:
             pools.move_node(node, pool)
+        if mapping is not None:
+            pools.set_pool_slurm(pool, *mapping)
     return _one(pool.id)
 
 

@@ -9,6 +9,7 @@ from portal.miner import (  # noqa: F401
     overview,
     pools,
     resources,
+    slurm_clusters,
     specs,
     users,
 )

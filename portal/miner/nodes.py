@@ -8,11 +8,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from peewee import JOIN
-from wtforms import StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from portal import slurm
 from portal.miner.blueprint import bp, get_or_404
-from portal.models import Node, NodeChip, Pool
+from portal.models import Node, NodeChip, Pool, SlurmCluster
 from portal.nodes import (
     NodeError,
     add_node,
@@ -40,17 +41,37 @@ class NodeForm(FlaskForm):
                       render_kw={"placeholder": "ssh://root@host/run/podman/podman.sock"})
 
 
+class ClusterForm(FlaskForm):
+    """A Slurm cluster (portal.slurm); its token is never filled in: empty keeps it."""
+
+    name = StringField(_l("Name"))
+    rest_url = StringField(_l("slurmrestd address"),
+                           render_kw={"placeholder": "unix:///run/slurmrestd.sock"})
+    user = StringField(_l("Slurm user (http(s) only)"))
+    token = PasswordField(_l("JWT token (http(s) only; empty keeps the stored one)"))
+    podman_url = StringField(_l("Podman on a compute node"),
+                             default=slurm.DEFAULTS["podman_url"])
+    host_root = StringField(_l("Host root of a compute node"),
+                            default=slurm.DEFAULTS["host_root"])
+
+
 @bp.get("/nodes")
 def nodes():
-    return _page()
+    edit = request.args.get("cluster", type=int)
+    return _page(editing=get_or_404(SlurmCluster, edit) if edit is not None else None)
 
 
-def _page(form=None):
-    """The Nodes page, with ``form`` (adding a node) as typed; the table alone for htmx."""
+def _page(form=None, cluster_form=None, editing=None):
+    """The Nodes page, with ``form`` (adding a node) or ``cluster_form`` (adding or, with
+    ``editing``, changing a Slurm cluster) as typed; the table alone for htmx."""
     nodes = list(Node.select(Node, Pool).join(Pool, JOIN.LEFT_OUTER).order_by(Node.name))
+    clusters = list(SlurmCluster.select().order_by(SlurmCluster.name))
     return page_or_partial("miner/nodes.html", "miner/_node_table.html", nodes=nodes,
                            chips=chips_by_node(nodes), labels=labels_of,
-                           form=form or NodeForm(formdata=None))
+                           form=form or NodeForm(formdata=None), clusters=clusters,
+                           cluster_nodes=slurm.nodes_by_cluster(), shown_url=slurm.shown_url,
+                           cluster_form=cluster_form or ClusterForm(formdata=None, obj=editing),
+                           editing=editing)
 
 
 @bp.post("/nodes")

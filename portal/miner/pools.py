@@ -13,10 +13,10 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
-from portal import values
+from portal import slurm, values
 from portal.capacity import chip_kinds, node_capacities
 from portal.miner.blueprint import bp, get_or_404, row_to_edit
-from portal.models import Group, Node, Pool
+from portal.models import Group, Node, Pool, SlurmCluster
 from portal.pools import (
     LIMIT_FIELDS,
     MAX_CULL_MINUTES,
@@ -28,6 +28,7 @@ from portal.pools import (
     pool_views,
     set_pool_groups,
     set_pool_limits,
+    set_pool_slurm,
     update_pool,
 )
 from portal.presenters import answer, button_post, done, form_post
@@ -61,6 +62,7 @@ def _page(form=None, editing=None, status=200, limits=None):
     limit_forms = {view.pool.id: _limits_form(view) for view in views}
     if limits:
         limit_forms[limits[0]] = limits[1]
+    clusters = list(SlurmCluster.select().order_by(SlurmCluster.name))
     return answer(
         "miner/pools.html", status,
         push=url_for("miner.pools", edit=editing.id if editing else None),
@@ -68,6 +70,7 @@ def _page(form=None, editing=None, status=200, limits=None):
         groups=list(Group.select().order_by(Group.name)), limit_forms=limit_forms,
         max_limit=MAX_LIMIT, max_cull=MAX_CULL_MINUTES, max_run=MAX_RUN_MINUTES,
         form=form or PoolForm(formdata=None, obj=editing), editing=editing,
+        clusters=clusters, partitions={c.id: slurm.partitions(c) for c in clusters},
     )
 
 
@@ -131,6 +134,26 @@ def set_pool_limits_view(pool_id):
         lambda form: _page(limits=(pool.id, form)))
 
 
+@bp.post("/pools/<int:pool_id>/slurm")
+def set_pool_slurm_view(pool_id):
+    """Map the pool to a cluster's partition (offered when the cluster lists them), or clear
+    it (no cluster chosen)."""
+    pool = get_or_404(Pool, pool_id)
+    chosen, cluster = request.form.get("cluster", ""), None
+    if chosen:
+        cluster = SlurmCluster.get_or_none(SlurmCluster.id == values.row_id(chosen))
+        if cluster is None:
+            return _refuse(_("Choose a Slurm cluster from the list."))
+    offered = slurm.partitions(cluster)[0] if cluster else None
+    return button_post(
+        lambda: set_pool_slurm(pool, cluster, request.form.get("partition", ""), offered),
+        lambda _saved: _back(_("Pool '%(name)s' is now a Slurm pool of partition "
+                               "'%(partition)s'.", name=pool.name, partition=pool.partition)
+                             if cluster else _("Pool '%(name)s' is a Podman pool.",
+                                               name=pool.name)),
+        lambda: _page(status=400))
+
+
 @bp.post("/pools/nodes/<int:node_id>")
 def move_node_view(node_id):
     node = get_or_404(Node, node_id)
@@ -138,6 +161,7 @@ def move_node_view(node_id):
     pool = Pool.get_or_none(Pool.id == pool_id) if pool_id else None
     if pool is None:
         return _refuse(_("Choose a pool from the list."))
-    move_node(node, pool)
-    return _back(_("Node '%(node)s' is now in pool '%(pool)s'.", node=node.name,
-                   pool=pool.name))
+    return button_post(lambda: move_node(node, pool),
+                       lambda _moved: _back(_("Node '%(node)s' is now in pool '%(pool)s'.",
+                                              node=node.name, pool=pool.name)),
+                       lambda: _page(status=400))

@@ -131,7 +131,7 @@ def test_miner_makes_resource_spec_and_pool_and_renters_see_theirs(app, api, wor
         "specs": [{"id": spec_id, "name": "4 CPU-2 GB-2 TPU 1684X"}], "groups": ["lab"],
         "nodes": [{"id": world["tpu"], "name": "tpu-1"}],
         "limits": {"max_chips_per_user": None, "max_replicas_per_user": None,
-                   "cull_idle_minutes": None, "max_run_minutes": None}}
+                   "cull_idle_minutes": None, "max_run_minutes": None}, "slurm": None}
     listed = api("miner", "GET", "/specs").json
     assert listed[0]["pools"] == [{"id": pool_id, "name": "lab pool"}]
     default = api("miner", "GET", "/pools/1").json
@@ -149,7 +149,8 @@ def test_miner_makes_resource_spec_and_pool_and_renters_see_theirs(app, api, wor
     assert api("rita", "GET", f"/specs/{spec_id}").json == seen[0]
     pools = api("rita", "GET", "/pools").json
     assert names(pools) == ["default", "lab pool"]
-    assert pools[1] == {key: pool.json[key] for key in pool.json if key not in {"groups", "nodes"}}
+    miner_only = {"groups", "nodes", "slurm"}
+    assert pools[1] == {key: pool.json[key] for key in pool.json if key not in miner_only}
     assert api("rita", "GET", f"/pools/{pool_id}").json == pools[1]
     # every signed-in user reads the custom resources: specs name them
     assert api("rene", "GET", "/resources").json == [resource.json]

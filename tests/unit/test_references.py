@@ -32,6 +32,7 @@ from portal.models import (
     PoolLimit,
     Replica,
     ResourceSpec,
+    SlurmCluster,
     SpecResource,
     Subtask,
     Task,
@@ -58,6 +59,8 @@ DELETES = {
     "miner.delete_group_view": Group,
     "miner.node_action": Node,  # action "remove"
     "api.remove_node_api": Node,
+    "miner.delete_slurm_cluster_view": SlurmCluster,
+    "api.delete_slurm_cluster_api": SlurmCluster,
     "account.revoke_token_view": ApiToken,
     "api.revoke_token_api": ApiToken,
     "renter.delete_task_view": None,
@@ -89,6 +92,7 @@ COVERED = {
     ("LedgerEntry", "spec"): "test_a_spec_a_charge_uses_is_409",
     ("Task", "pool"): "test_a_pool_with_work_is_409_and_one_with_history_moves_it",
     ("PoolGroup", "group"): "test_a_group_a_pool_is_bound_to_is_409",
+    ("Pool", "slurm_cluster"): "test_a_slurm_cluster_a_pool_maps_is_409",
 }
 
 
@@ -196,6 +200,25 @@ def test_a_spec_a_charge_uses_is_409(app, client, miner, world):
     refused_by_page(page_delete(miner, f"/miner/specs/{spec.id}/delete"), *words)
     refused_by_api(client.delete(f"/api/v1/specs/{spec.id}", headers=world["api"]), *words)
     assert exists(app, spec)
+
+
+def test_a_slurm_cluster_a_pool_maps_is_409(app, client, miner, world):
+    with app.app_context():
+        cluster = SlurmCluster.create(name="lab", rest_url="unix:///run/slurmrestd.sock")
+        node = Node.create(name="node1", url="ssh://root@node1/run/podman/podman.sock",
+                           source="slurm", slurm_cluster=cluster, pool=world["lab"])
+        Pool.update(slurm_cluster=cluster, partition="tpu").where(
+            Pool.id == world["lab"].id).execute()
+    message = ("'lab' is used by 1 pool (Lab-A). Make those pools Podman pools first (their "
+               "Slurm partition).")
+    refused_by_page(page_delete(miner, f"/miner/slurm-clusters/{cluster.id}/delete"), message)
+    refused_by_api(client.delete(f"/api/v1/slurm-clusters/{cluster.id}",
+                                 headers=world["api"]), message)
+    assert exists(app, cluster) and exists(app, node)
+    with app.app_context():
+        Pool.update(slurm_cluster=None, partition="").execute()
+    assert page_delete(miner, f"/miner/slurm-clusters/{cluster.id}/delete").status_code == 303
+    assert not exists(app, cluster) and not exists(app, node)  # its nodes go with it
 
 
 def test_a_group_a_pool_is_bound_to_is_409(app, miner, world):
