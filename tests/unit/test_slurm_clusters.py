@@ -6,9 +6,21 @@ test talks to the real two-node cluster through the scheduler's own client."""
 import pytest
 
 from portal import slurm
+from portal.access import open_pool, open_pools
 from portal.api.pools import POOL
 from portal.api.slurm_clusters import CLUSTER
-from portal.models import Node, Pool, Replica, ResourceSpec, SlurmCluster, Subtask, Task
+from portal.models import (
+    Group,
+    Membership,
+    Node,
+    Pool,
+    PoolGroup,
+    Replica,
+    ResourceSpec,
+    SlurmCluster,
+    Subtask,
+    Task,
+)
 from portal.pools import create_pool, default_pool, move_node, set_pool_slurm
 from portal.slurm import ClusterError, SlurmError
 from portal.tokens import create_token
@@ -436,3 +448,21 @@ def test_the_real_cluster_answers_the_page(app, miner, slurm_cluster, monkeypatc
     answer = miner.post(f"/miner/slurm-clusters/{gone.id}/test",
                         headers={"HX-Request": "true", "X-CSRFToken": token})
     assert 'class="error-text"' in answer.get_data(as_text=True)
+
+
+def test_a_renter_is_not_offered_a_slurm_pool_yet(app, accounts):
+    """Until Hourglass submits to Slurm, a Slurm pool is nobody's to submit to: no task of a
+    renter waits there for nothing. The same pool is open once its mapping is cleared."""
+    cluster = make_cluster(app)
+    with app.app_context():
+        renter = accounts["renter"]
+        lab = create_pool("Lab-A")
+        group = Group.create(name="lab")
+        Membership.create(user=renter, group=group)
+        PoolGroup.create(pool=lab, group=group)
+        assert open_pool(renter, "Lab-A") is not None
+        set_pool_slurm(lab, cluster, "tpu", offered=["tpu"])
+        assert open_pool(renter, "Lab-A") is None
+        assert "Lab-A" not in {view.pool.name for view in open_pools(renter)}
+        set_pool_slurm(Pool.get_by_id(lab.id), None, "")
+        assert open_pool(renter, "Lab-A") is not None
