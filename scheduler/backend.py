@@ -30,6 +30,7 @@ REPLICA_LABEL = "hourglass.replica"
 TASK_LABEL = "hourglass.task"
 SUBTASK_LABEL = "hourglass.subtask"
 USER_LABEL = "hourglass.user"
+SLURM_JOB_LABEL = "hourglass.slurm-job"  # a Slurm pool's job id (scheduler/slurm_epilog.sh)
 
 NS = 1_000_000_000
 EPOCH = datetime(1970, 1, 1)

@@ -1,0 +1,155 @@
+"""The Epilog Hourglass ships (scheduler/slurm_epilog.sh), run by a real cluster's slurmd: a job
+that Slurm ends has its Podman containers (labelled ``hourglass.slurm-job=<id>``; a
+heterogeneous job's with its leader's id) removed before it leaves COMPLETING, and no other
+container goes; whatever fails, the script exits 0, since a failing Epilog drains the node.
+
+The cluster is this module's own (the session's runs a marker Epilog): its Epilog is a wrapper
+that points the shipped script at the session's Podman service.
+"""
+
+import shlex
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scheduler.backend import SLURM_JOB_LABEL
+from scheduler.podman import PodmanBackend
+from tests.conftest import TEST_LABEL
+from tests.integration.test_slurm_cluster import all_idle, job_spec, jobs, running, submit
+from tests.slurm_cluster import missing_programs, start_cluster
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.podman]
+
+EPILOG = Path(__file__).resolve().parents[2] / "scheduler" / "slurm_epilog.sh"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, podman_service):
+    """A two-node cluster whose Epilog is the shipped script on the session's Podman service;
+    what the script writes to stderr goes to ``.root / "epilog.err"``."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): "
+                    "make test-packages installs it")
+    root = tmp_path_factory.mktemp("slurm-epilog")
+    wrapper = root / "epilog"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"HOURGLASS_EPILOG_PODMAN_URL={shlex.quote(podman_service.url)}\n"
+                       "export HOURGLASS_EPILOG_PODMAN_URL\n"
+                       f"exec {shlex.quote(str(EPILOG))} 2>> "
+                       f"{shlex.quote(str(root / 'epilog.err'))}\n")
+    wrapper.chmod(0o755)
+    cluster = start_cluster(root, epilog=wrapper)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm(cluster):
+    """The module's cluster; every job still pending or running is cancelled at the end and
+    the nodes are idle again."""
+    yield cluster
+    for job in cluster.request("GET", "/jobs")[1]["jobs"]:
+        if job["job_state"] in ("PENDING", "RUNNING"):
+            cluster.request("DELETE", f"/job/{job['job_id']}")
+    wait_for(lambda: all_idle(cluster), timeout=60, what="both nodes idle again")
+
+
+@pytest.fixture
+def start_container(podman_service, test_image):
+    """Start a container labelled with Slurm job ``job``; its id. What is left is removed."""
+    backend = PodmanBackend(podman_service.url)
+    started = []
+
+    def start(job):
+        with backend.client() as client:
+            container = client.containers.create(
+                test_image, ["sleep", "300"], init=True,
+                labels={TEST_LABEL: "1", SLURM_JOB_LABEL: str(job)})
+            container.start()
+        started.append(container.id)
+        return container.id
+
+    yield start
+    left = set(started) & containers(podman_service)
+    for container in left:
+        backend.remove(container)
+
+
+def containers(podman_service):
+    """The ids of every container of the session's Podman service, running or not."""
+    with PodmanBackend(podman_service.url).client() as client:
+        return {container.id for container in client.containers.list(all=True)}
+
+
+def cancel(cluster, job_id):
+    """Cancel the job and wait until Slurm has ended it, its Epilog run on every node."""
+    status, answer = cluster.request("DELETE", f"/job/{job_id}")
+    assert status == 200 and not answer["errors"], answer
+    wait_for(lambda: all(c["job_state"] == "CANCELLED" for c in jobs(cluster, job_id)),
+             timeout=60, what=f"job {job_id} cancelled")
+
+
+def test_cancelling_a_job_removes_its_containers_and_no_other(
+        slurm, podman_service, start_container):
+    job_id = submit(slurm, job_spec(slurm, 1))
+    wait_for(lambda: running(slurm, job_id), what=f"job {job_id} running")
+    mine = {start_container(job_id), start_container(job_id)}
+    other = start_container(job_id + 1000)  # a job id this cluster has not reached
+    assert mine | {other} <= containers(podman_service)
+
+    cancel(slurm, job_id)
+    # Gone by the time the job leaves COMPLETING: its chips are free only after the Epilog.
+    left = containers(podman_service)
+    assert not mine & left
+    assert other in left
+    removed = (slurm.root / "epilog.err").read_text()
+    for container in mine:
+        assert f"job {job_id}: removed container {container[:12]}" in removed
+
+
+def test_each_component_of_a_heterogeneous_job_removes_the_leaders_containers(
+        slurm, podman_service, start_container):
+    leader = submit(slurm, job_spec(slurm, 1), job_spec(slurm, 1))
+    first, second = wait_for(lambda: running(slurm, leader), what="the heterogeneous job")
+    assert second["job_id"] != leader
+    # Containers are labelled, as the backend labels them, with the leader's id.
+    mine = {start_container(leader), start_container(leader)}
+    assert mine <= containers(podman_service)
+
+    # The second component ending alone (a node failure, scancel of its id) runs its
+    # Epilog, with its own SLURM_JOB_ID and the leader's SLURM_HET_JOB_ID: it removes the
+    # leader's containers of its node's Podman (both nodes share one here).
+    cancel(slurm, second["job_id"])
+    assert jobs(slurm, leader)[0]["job_state"] == "RUNNING"
+    assert not mine & containers(podman_service)
+
+    # The leader's cancel: the rest of the job, and its containers, go.
+    again = {start_container(leader), start_container(leader)}
+    cancel(slurm, leader)
+    assert not again & containers(podman_service)
+
+
+def epilog(env):
+    """Run the script as slurmd would, with ``env`` alone; (exit status, stderr)."""
+    result = subprocess.run([str(EPILOG)], env=env, capture_output=True, text=True,
+                            timeout=60)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("job", ["", "12;true", "12 13", "-1", "１２"])
+def test_a_job_id_that_is_not_digits_is_ignored(job):
+    assert epilog({"SLURM_JOB_ID": job}) == (0, "hourglass epilog: no job id to clean up after\n")
+
+
+def test_a_podman_that_does_not_answer_still_exits_0(tmp_path):
+    closed = tmp_path / "closed.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(closed))  # never listening: every connection is refused
+    status, stderr = epilog({"SLURM_JOB_ID": "42",
+                             "HOURGLASS_EPILOG_PODMAN_URL": f"unix://{closed}"})
+    assert status == 0
+    assert stderr.endswith("hourglass epilog: job 42: could not list its containers\n")
