@@ -29,7 +29,7 @@ from scheduler.jupyter_image import build_jupyter_image
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.monitoring import monitoring_stack
-from tests.slurm_cluster import missing_programs, start_cluster
+from tests.slurm_cluster import skip_unless_installed, start_cluster
 from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,10 +381,7 @@ def slurm_cluster(tmp_path_factory):
     """A real two-node Slurm cluster for the session (tests.slurm_cluster), stopped at the end.
     Its Epilog appends "job=<id> het=<leader id, if any> node=<node>" to ``.root /
     "epilog.log"`` each time a job (or a heterogeneous job's component) ends on a node."""
-    missing = missing_programs()
-    if missing:
-        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): "
-                    "make test-packages installs it")
+    skip_unless_installed()
     root = tmp_path_factory.mktemp("slurm")
     epilog = root / "epilog"
     epilog.write_text('#!/bin/sh\n'

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.fake_hosts import mknod
 
 NODES = ("node1", "node2")
@@ -37,6 +39,14 @@ def missing_programs():
     """The programs the cluster needs that are not installed (``make test-packages``)."""
     path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
     return [name for name in PROGRAMS if shutil.which(name, path=path) is None]
+
+
+def skip_unless_installed():
+    """Skip the test, naming what is missing, when Slurm is not installed."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): "
+                    "make test-packages installs it")
 
 
 def free_port():
@@ -230,6 +240,23 @@ class Cluster:
             text = self.log(process.name)
             tails.append(f"--- {process.name}\n" + "\n".join(text.splitlines()[-lines:]))
         return "\n".join(tails)
+
+    def settle(self, timeout=60):
+        """Cancel every job still pending or running and wait until both nodes are idle with
+        no flags (what each test leaves behind)."""
+        for job in self.request("GET", "/jobs")[1]["jobs"]:
+            if job["job_state"] in ("PENDING", "RUNNING"):
+                self.request("DELETE", f"/job/{job['job_id']}")
+        deadline = time.monotonic() + timeout
+        while not self.all_idle():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the nodes were not idle again within {timeout} s")
+            time.sleep(0.1)
+
+    def all_idle(self):
+        """Both nodes idle, with no flags, as slurmrestd says."""
+        nodes = self.request("GET", "/nodes")[1]["nodes"]
+        return all(node["state"] == "idle" and not node["state_flags"] for node in nodes)
 
     def _nodes_idle(self):
         result = self.run("sinfo", "-h", "-N", "-o", "%N %t", check=False)

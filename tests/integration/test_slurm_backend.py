@@ -77,7 +77,7 @@ def test_a_heterogeneous_job_read_by_component_and_cancelled_by_its_leader(slurm
                            "#!/bin/sh\nsleep 300\n")
     components = wait_for(
         lambda: (c := client.het_components(leader)) and all(j.state == "RUNNING" for j in c)
-        and c, what="both components running")
+        and c, timeout=30, what="both components running")
     assert [(j.het_job_id, j.het_offset) for j in components] == [(leader, 0), (leader, 1)]
     assert components[0].id == leader and components[1].id != leader
     held = []

@@ -70,15 +70,7 @@ def slurm(slurm_cluster):
     """The session's cluster; every job still pending or running is cancelled at the end and
     the nodes are idle again."""
     yield slurm_cluster
-    for job in slurm_cluster.request("GET", "/jobs")[1]["jobs"]:
-        if job["job_state"] in ("PENDING", "RUNNING"):
-            slurm_cluster.request("DELETE", f"/job/{job['job_id']}")
-    wait_for(lambda: all_idle(slurm_cluster), timeout=30, what="both nodes idle again")
-
-
-def all_idle(cluster):
-    nodes = cluster.request("GET", "/nodes")[1]["nodes"]
-    return all(node["state"] == "idle" and not node["state_flags"] for node in nodes)
+    slurm_cluster.settle(timeout=30)
 
 
 def running(cluster, job_id):

@@ -17,8 +17,8 @@ import pytest
 from scheduler.backend import SLURM_JOB_LABEL
 from scheduler.podman import PodmanBackend
 from tests.conftest import TEST_LABEL
-from tests.integration.test_slurm_cluster import all_idle, job_spec, jobs, running, submit
-from tests.slurm_cluster import missing_programs, start_cluster
+from tests.integration.test_slurm_cluster import job_spec, jobs, running, submit
+from tests.slurm_cluster import skip_unless_installed, start_cluster
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
@@ -30,10 +30,7 @@ EPILOG = Path(__file__).resolve().parents[2] / "scheduler" / "slurm_epilog.sh"
 def cluster(tmp_path_factory, podman_service):
     """A two-node cluster whose Epilog is the shipped script on the session's Podman service;
     what the script writes to stderr goes to ``.root / "epilog.err"``."""
-    missing = missing_programs()
-    if missing:
-        pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing): "
-                    "make test-packages installs it")
+    skip_unless_installed()
     root = tmp_path_factory.mktemp("slurm-epilog")
     wrapper = root / "epilog"
     wrapper.write_text("#!/bin/sh\n"
@@ -52,10 +49,7 @@ def slurm(cluster):
     """The module's cluster; every job still pending or running is cancelled at the end and
     the nodes are idle again."""
     yield cluster
-    for job in cluster.request("GET", "/jobs")[1]["jobs"]:
-        if job["job_state"] in ("PENDING", "RUNNING"):
-            cluster.request("DELETE", f"/job/{job['job_id']}")
-    wait_for(lambda: all_idle(cluster), timeout=60, what="both nodes idle again")
+    cluster.settle()
 
 
 @pytest.fixture
