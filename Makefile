@@ -15,8 +15,8 @@ MONITORING_PACKAGES := prometheus prometheus-node-exporter
 # The tests' two-node Slurm cluster (tests/slurm_cluster.py) runs its own daemons, never the
 # system services: slurm-wlm's parts are named one by one, as each service is named after its
 # package (slurm-client has none).
-SLURM_SERVICES := slurmctld slurmd slurmrestd munge
-SLURM_PACKAGES := slurm-client $(SLURM_SERVICES)
+SLURM_PACKAGES := slurm-client slurmctld slurmd slurmrestd munge
+SLURM_SERVICES := $(filter-out slurm-client,$(SLURM_PACKAGES))
 TEST_PACKAGES := chromium fonts-noto-cjk postgresql openssh-server $(MONITORING_PACKAGES) $(SLURM_PACKAGES)
 TRANSLATIONS := portal/translations
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(TRANSLATIONS)/*/LC_MESSAGES/messages.po))
