@@ -71,7 +71,8 @@ def save_notebook_code(notebook, algorithm_id=None, name=None, note=""):
         return versions.latest(create_algorithm(notebook.user, name, note=note,
                                                 source=source))
     algorithm = Algorithm.get_or_none(Algorithm.id == algorithm_id,
-                                      Algorithm.user == notebook.user_id)
+                                      Algorithm.user == notebook.user_id) \
+        if versions.is_row_id(algorithm_id) else None
     if algorithm is None:
         raise VersionError({"algorithm": _("Choose one of your algorithms.")})
     return versions.copy_of(algorithm, source, note)

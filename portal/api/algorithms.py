@@ -14,6 +14,7 @@ from portal import algorithms, uploads, versions
 from portal.api.auth import api_user
 from portal.api.errors import refusals
 from portal.api.registry import route
+from portal.api.resources import MAX_ID
 from portal.api.schema import Array, Integer, Name, Object, Record, String, Text, iso
 from portal.notebooks import get_notebook_or_404
 
@@ -61,7 +62,7 @@ NEW_VERSION = Object({
 
 SAVE_CODE = Object({
     "algorithm": Integer(_l("One of your algorithms, by id; left out: a new algorithm "
-                            "named 'name'"), minimum=1),
+                            "named 'name'"), minimum=1, maximum=MAX_ID),
     "name": Name(algorithms.NAME_MAX, _l("The new algorithm's name (without 'algorithm')")),
     "note": NOTE,
 }, name="SaveNotebookCode")

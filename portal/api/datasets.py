@@ -16,6 +16,7 @@ from portal.api.algorithms import NOTE, VERSION, upload_key, version_json
 from portal.api.auth import api_user
 from portal.api.errors import refusals
 from portal.api.registry import route
+from portal.api.resources import MAX_ID
 from portal.api.schema import Array, Boolean, Integer, Name, Object, Record, String, Text, iso
 
 DATASET = Record({
@@ -47,7 +48,8 @@ NEW_VERSION = Object({
     "keep_previous": Boolean(_l("Start from a copy of the newest version's files")),
 }, name="NewDatasetVersion")
 
-SHARE = Object({"group": Integer(_l("One of your groups, by id (another: 409)"), minimum=1)},
+SHARE = Object({"group": Integer(_l("One of your groups, by id (another: 409)"), minimum=1,
+                           maximum=MAX_ID)},
                required=("group",), name="DatasetShare")
 
 

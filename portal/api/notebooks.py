@@ -16,6 +16,7 @@ from portal import notebook_views, notebooks, task_input, task_views, values
 from portal.api.auth import api_user
 from portal.api.errors import ApiError, refusals
 from portal.api.registry import route
+from portal.api.resources import MAX_ID
 from portal.api.schema import Array, Boolean, Integer, Name, Object, Record, String, iso
 from portal.api.tasks import (
     DATASET_VERSION,
@@ -78,7 +79,7 @@ NEW_NOTEBOOK = Object({
     "algorithm_version": Integer(_l("The id of a version of one of your algorithms: /code, "
                                     "the notebook's own folder, starts as a copy of it "
                                     "(another: 409); null or left out: empty"),
-                                 nullable=True, minimum=1),
+                                 nullable=True, minimum=1, maximum=MAX_ID),
     "dataset_version": DATASET_VERSION,
     "max_run_minutes": MAX_RUN,
     "start": Boolean(_l("Start it at once (true when left out)")),

@@ -15,6 +15,7 @@ from portal import task_input, task_views, tasks, values
 from portal.api.auth import api_user
 from portal.api.errors import refusals
 from portal.api.registry import route
+from portal.api.resources import MAX_ID
 from portal.api.schema import Array, Boolean, Integer, Map, Name, Object, Record, String, iso
 from portal.pools import MAX_RUN_MINUTES
 from portal.units import NAME_MAX
@@ -102,10 +103,10 @@ MAX_RUN = Integer(_l("Stop it after this many minutes of running; at most its po
 
 ALGORITHM_VERSION = Integer(_l("The id of a version of one of your algorithms, read-only at "
                                "/code, the working folder (another: 409); null or left out: "
-                               "none"), nullable=True, minimum=1)
+                               "none"), nullable=True, minimum=1, maximum=MAX_ID)
 DATASET_VERSION = Integer(_l("The id of a version of a dataset you may use (yours or shared "
                              "with your group), read-only at /dataset (another: 409); null or "
-                             "left out: none"), nullable=True, minimum=1)
+                             "left out: none"), nullable=True, minimum=1, maximum=MAX_ID)
 
 NEW_SUBTASK = Object({
     "role": ROLE,

@@ -218,8 +218,9 @@ def test_a_notebook_gets_a_working_copy_and_saves_it_as_a_new_version(ctx):
     assert (fresh.number, fresh.algorithm.name) == (1, "from the lab")
     assert (versions.folder(fresh) / "new.py").read_text() == "x = 1"
     theirs = code_version(renter("rita"), name="theirs")
-    assert errors_of(algorithms.save_notebook_code, notebook, theirs.algorithm_id) == {
-        "algorithm": "Choose one of your algorithms."}
+    for other in (theirs.algorithm_id, 2**100, True):  # 2**100: no row, and no 500 either
+        assert errors_of(algorithms.save_notebook_code, notebook, other) == {
+            "algorithm": "Choose one of your algorithms."}
     assert "name" in errors_of(algorithms.save_notebook_code, notebook, None, "mnist")
 
 
