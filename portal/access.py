@@ -16,12 +16,9 @@ def group_ids_of(user):
 
 def open_pools(user, views=None):
     """The ``PoolView``s ``user`` may use: the default pool when no group is bound to it or
-    the user is in one that is, and every other pool bound to one of the user's groups;
-    never a Slurm pool while Hourglass does not submit to Slurm yet (docs/slurm.md), so no
-    renter's task waits there for nothing."""
+    the user is in one that is, and every other pool bound to one of the user's groups."""
     groups = group_ids_of(user)
-    return [view for view in (pool_views() if views is None else views)
-            if view.open_to(groups) and view.pool.slurm_cluster_id is None]
+    return [view for view in (pool_views() if views is None else views) if view.open_to(groups)]
 
 
 _POOL_FIELDS = Pool._meta.sorted_fields
@@ -43,8 +40,6 @@ def open_pool(user, name):
         return None
     *fields, bound, mine = rows[0]
     pool = model_row(Pool, fields)
-    if pool.slurm_cluster_id is not None:  # not yet: see open_pools
-        return None
     return pool if mine or (pool.is_default and not bound) else None
 
 

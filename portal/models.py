@@ -166,7 +166,8 @@ class Node(BaseModel):
     """
 
     name = CharField(max_length=64, unique=True)
-    url = CharField(max_length=512, unique=True)
+    # not unique: a Slurm cluster's compute nodes may share one Podman service
+    url = CharField(max_length=512, index=True)
     source = CharField(max_length=16, default="manual")
     enabled = BooleanField(default=True)
     hostname = CharField(max_length=255, default="")
@@ -189,6 +190,9 @@ class Node(BaseModel):
     # a compute node of this Slurm cluster (``source`` "slurm"), found by its discovery
     slurm_cluster = ForeignKeyField(SlurmCluster, backref="nodes", null=True,
                                     on_delete="CASCADE")
+    # where a Slurm node's devices and runtime are, from its cluster's host root ("": the
+    # host's own, or HOURGLASS_HOST_ROOT on the local Podman)
+    host_root = CharField(max_length=512, default="")
 
 
 class NodeChip(BaseModel):
@@ -464,6 +468,8 @@ class Task(BaseModel):
     # on a Slurm pool: the id of its heterogeneous job (the leader's), stored before anything
     # else so a restart adopts it
     slurm_job = BigIntegerField(null=True)
+    # its Slurm job is over: cancelled once its replicas ended, or ended by Slurm
+    slurm_job_done = BooleanField(default=False)
 
 
 class Subtask(BaseModel):

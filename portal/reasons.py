@@ -53,6 +53,16 @@ TEXTS = {
                        "nodes and need one each (HOURGLASS_PEER_PORTS)"),
     "waiting_for_room": N_("waiting for room in pool %(pool)s: enough is free in all, but not "
                            "on nodes that can hold these replicas"),
+    # A Slurm pool's task waits for its job (``scheduler.slurm_jobs``): Slurm's reason.
+    "slurm_submitting": N_("being submitted to Slurm partition %(partition)s"),
+    "slurm_resources": N_("waiting for resources in partition %(partition)s"),
+    "slurm_priority": N_("waiting behind higher-priority jobs in partition %(partition)s"),
+    "slurm_nodes_unavailable": N_("waiting: the nodes it needs in partition %(partition)s are "
+                                  "unavailable (down, drained or reserved)"),
+    "slurm_over_limit": N_("waiting: it is above a limit of partition %(partition)s "
+                           "(Slurm: %(reason)s)"),
+    "slurm_waiting": N_("waiting in partition %(partition)s (Slurm: %(reason)s)"),
+    "slurm_silent": N_("waiting: Slurm cluster %(cluster)s does not answer (%(detail)s)"),
 }
 # The sentences of a replica's moves (``scheduler.transitions``), by code; the values carry
 # names, times and Podman's own (English) words.
@@ -69,6 +79,8 @@ REPLICA_TEXTS = {
     "node_removed": N_("its node was removed (last seen alive %(seen)s)"),
     "node_silent": N_("node %(node)s not answering since %(since)s (%(detail)s)"),
     "container_vanished": N_("its container vanished (last seen alive %(seen)s)"),
+    "slurm_refused": N_("Slurm refused its job: %(detail)s"),
+    "slurm_job_ended": N_("its Slurm job %(job)s ended (%(state)s)"),
 }
 TEXTS.update(REPLICA_TEXTS)
 UNITS = {"cpu": N_("CPU"), "memory": N_("MiB of memory")}

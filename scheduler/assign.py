@@ -83,12 +83,12 @@ def apply(chosen, local_url, peer_ports):
     will not start.
     """
     if chosen.assignments:
-        _store_assignments(chosen.assignments, local_url, peer_ports)
+        store_assignments(chosen.assignments, local_url, peer_ports)
     if chosen.pending:
-        _store_reasons(chosen.pending)
+        store_reasons(chosen.pending)
 
 
-def _store_assignments(by_task, local_url, peer_ports):
+def store_assignments(by_task, local_url, peer_ports):
     """Store the placements ``{task id: [Assignment]}`` (see ``apply``)."""
     chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
         NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).where(
@@ -142,7 +142,7 @@ def _store_assignments(by_task, local_url, peer_ports):
         refresh_state(Task(id=task_id))
 
 
-def _store_reasons(pending):
+def store_reasons(pending):
     """Why each task waits (``{task id: Reason}``), as ``Task.reason``: one statement
     per reason (most waiting tasks share one), and only for the rows whose reason
     changed, so a pass over many waiting tasks takes the write lock, which submissions

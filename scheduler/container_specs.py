@@ -26,7 +26,13 @@ from portal.models import (
     Subtask,
 )
 from scheduler.accelerators import Chip
-from scheduler.backend import ContainerSpec, StartFailed, attach_chips, network_name
+from scheduler.backend import (
+    SLURM_JOB_LABEL,
+    ContainerSpec,
+    StartFailed,
+    attach_chips,
+    network_name,
+)
 
 PIDS_LIMIT = 4096
 JUPYTER_PORT = 8888
@@ -65,7 +71,8 @@ def container_specs(replicas, instance, local_url, host_root, data_root):
     of them, however many replicas and tasks.
 
     ``instance`` is the database's instance id (in every name); a replica on the node at
-    ``local_url`` gets its chips' host paths under ``host_root``; ``data_root`` holds the
+    ``local_url`` gets its chips' host paths under ``host_root`` (a Slurm node: under its
+    own); ``data_root`` holds the
     notebooks' folders and the versions (None: what needs them does not start)."""
     specs = {spec.id: spec for spec in ResourceSpec.select().where(
         ResourceSpec.id.in_({r.subtask.spec_id for r in replicas}))}
@@ -88,7 +95,8 @@ def container_specs(replicas, instance, local_url, host_root, data_root):
     data = _rows(DatasetVersion, {o.dataset_version_id for o in owners})
     out = []
     for r in replicas:
-        root = host_root if r.node.url == local_url else Path("/")
+        root = (Path(r.node.host_root) if r.node.host_root
+                else host_root if r.node.url == local_url else Path("/"))
         spec = _container(r, specs[r.subtask.spec_id], peers[r.task_id], chips.get(r.id, []),
                           instance, root)
         try:
@@ -149,7 +157,9 @@ def _container(replica, spec, everyone, chips, instance, chip_root):
         image=task.image, argv=tuple(json.loads(task.argv)), env=env,
         cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
         network=network_name(instance, task.id), hostname=name, aliases=(name,),
-        ports=ports)
+        ports=ports,
+        # the Epilog of a Slurm node removes the containers of the job that ended there
+        labels={SLURM_JOB_LABEL: str(task.slurm_job)} if task.slurm_job else {})
     return attach_chips(container, chips, chip_root) if chips else container
 
 

@@ -127,7 +127,9 @@ class Discovery:
         """
         with database.atomic():
             local = Node.get_or_none(Node.source == "local")
-            holder = Node.get_or_none(Node.url == self.local_url)
+            # A Slurm cluster's nodes may share the local Podman (a cluster on this host).
+            holder = Node.get_or_none((Node.url == self.local_url)
+                                      & Node.slurm_cluster.is_null())
             if holder is not None and (local is None or holder.id != local.id):
                 log.warning("node %r already has the local Podman URL; no local node", holder.name)
             elif local is None:

@@ -80,7 +80,9 @@ _PENDING = Prepared(lambda: (
                    Task.pool, Task.submitted_at)
     .join(Subtask).switch(Replica).join(Task)
     .where((Replica.state == "pending") & (Task.stop_requested == False)  # noqa: E712
-           & (Task.deleted == False))  # noqa: E712
+           & (Task.deleted == False)  # noqa: E712
+           # Slurm places a Slurm pool's tasks (scheduler.slurm_jobs)
+           & Task.pool.not_in(Pool.select(Pool.id).where(Pool.slurm_cluster.is_null(False))))
     .order_by(Task.id, Subtask.id, Replica.index)))
 _START_COSTS = Prepared(lambda: (
     Task.select(Task.id, Task.user, fn.SUM(ResourceSpec.price_per_hour))
@@ -91,7 +93,8 @@ _START_COSTS = Prepared(lambda: (
 
 
 def pending_tasks(needs):
-    """Every task with replicas waiting to be placed, with just those replicas."""
+    """Every task with replicas waiting for Hourglass to place them (not Slurm's), with just
+    those replicas."""
     tasks, rows = {}, _PENDING.rows()
     for replica_id, _index, _subtask, spec_id, task_id, user_id, pool_id, submitted in rows:
         cpu, mem, chips = needs[spec_id]

@@ -31,6 +31,7 @@ from portal.tasks import move, request_stop
 from scheduler import assign, culling, follow, run_limits, start, sweep
 from scheduler.notebook_starts import NotebookStarts
 from scheduler.podman import PodmanBackend
+from scheduler.slurm_jobs import SlurmJobs
 from scheduler.transitions import release_chips
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Reconciler:
         self.more_to_start = False  # the last pass left placed replicas for the next one
         self._stopping = set()
         self._instance = None
+        self.slurm_jobs = SlurmJobs(timeout=engine_timeout)
 
     @property
     def instance(self):
@@ -99,7 +101,7 @@ class Reconciler:
         self.failed_steps = []
         notebooks = self.notebook_starts  # the runs waiting before, the runs running after
         for step in (notebooks.note_waiting, self.drain, self.stop_requested, self.place,
-                     self.start_placed, self.refresh, notebooks.await_jupyter,
+                     self.place_slurm, self.start_placed, self.refresh, notebooks.await_jupyter,
                      self.release_lost, self.cull_idle, self.stop_overdue, ledger.meter,
                      self.stop_exhausted, self.clean_up, self.sweep):
             try:
@@ -113,6 +115,11 @@ class Reconciler:
         chosen = assign.plan()
         if chosen is not None:
             assign.apply(chosen, self.local_url, self.peer_ports)
+
+    def place_slurm(self):
+        """Run the tasks of Slurm pools as Slurm jobs (``scheduler.slurm_jobs``): submit,
+        wait with Slurm's reason, store the allocation for ``start_placed``, cancel."""
+        self.slurm_jobs.run(self.instance, self.local_url, self.peer_ports)
 
     def start_placed(self):
         """Start the containers of placed replicas (``scheduler.start``); ``more_to_start``
@@ -218,9 +225,10 @@ class Reconciler:
 
     def sweep(self):
         """Every ``sweep_seconds``, on every enabled node: remove this instance's containers
-        and networks that nothing claims (``scheduler.sweep``). A removal that fails is
-        tried again at the next sweep."""
+        and networks that nothing claims (``scheduler.sweep``), and cancel its Slurm jobs that
+        no task claims. A removal that fails is tried again at the next sweep."""
         if time.monotonic() - self._swept_at < self.sweep_seconds:
             return
         self._swept_at = time.monotonic()
         sweep.sweep_orphans(self.backend, self.threads, self.instance)
+        self.slurm_jobs.sweep(self.instance)

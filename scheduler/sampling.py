@@ -84,15 +84,18 @@ class Sampler:
             with database.connection_context():
                 nodes, replicas, held_on, held, chips = self._look_up()
             self._forget_all_but({node.url for node in nodes})
-            futures = {}
+            futures, sharing = {}, defaultdict(list)  # nodes by URL: Slurm's may share one
             for node in nodes:
-                running = self._reading.get(node.url)
+                sharing[node.url].append(node)
+            for url, group in sharing.items():
+                running = self._reading.get(url)
                 if running is not None and not running.done():
-                    log.info("node %s: its last sample is still being read; skipped", node.name)
+                    log.info("node %s: its last sample is still being read; skipped",
+                             group[0].name)
                     continue
-                handles = [replica.container for replica in replicas[node.id]]
-                futures[node.id] = self._reading[node.url] = self.threads.submit(
-                    self._read, node.url, handles)
+                handles = [r.container for node in group for r in replicas[node.id]]
+                self._reading[url] = self.threads.submit(self._read, url, handles)
+                futures.update((node.id, self._reading[url]) for node in group)
             chip_future = self.threads.submit(self._read_chips, chips) if chips else None
             wait([*futures.values()] + ([chip_future] if chip_future else []),
                  timeout=self.deadline)
@@ -160,7 +163,7 @@ class Sampler:
 
     def _rows(self, now, nodes, replicas, held_on, futures):
         """The NodeSample and ReplicaSample rows of the nodes that answered in time."""
-        node_rows, replica_rows, seen = [], [], {}
+        node_rows, replica_rows, seen, local_cpu = [], [], {}, {}
         for node in nodes:
             future = futures.get(node.id)
             if future is None:
@@ -174,10 +177,12 @@ class Sampler:
                 log.info("node %s gave no sample: %s", node.name, error)
                 continue
             local = node.url == self.local_url
+            if local and not local_cpu:  # once a round: Slurm's nodes may share this host
+                local_cpu["ratio"] = self._local_cpu()
             used, total = self._memory(host, local)
             node_rows.append({
                 "node": node.id, "at": now, "chips_held": held_on[node.id],
-                "cpu_ratio": self._local_cpu() if local else None,
+                "cpu_ratio": local_cpu["ratio"] if local else None,
                 "memory_total_bytes": total, "memory_used_bytes": used})
             for replica in replicas[node.id]:
                 usage = usages.get(replica.container)

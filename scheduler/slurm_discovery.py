@@ -139,11 +139,12 @@ def _gone(cluster, node, seen):
 
 def _store(cluster, slurm_node, pool, now):
     """Add or update the Node of ``slurm_node`` and its chips; (its id, its reason). One whose
-    Podman URL is another node's is NotReady, saying so; one whose name is another's is not
-    added: (None, its reason)."""
+    name is another node's is not added: (None, its reason). Several may share one Podman
+    URL (a cluster on one host)."""
     name = node_name(cluster.name, slurm_node.name)
     reason = readiness(slurm_node)
     fields = {"url": fill(cluster.podman_url, slurm_node)[:512], "source": "slurm",
+              "host_root": fill(cluster.host_root, slurm_node)[:512],
               "slurm_cluster": cluster.id, "pool": pool.id, "hostname": slurm_node.hostname[:255],
               "address": slurm_node.address[:255], "cpu_millis": slurm_node.cpus * 1000,
               "memory_mib": slurm_node.memory_mib, "last_seen_at": now}
@@ -157,15 +158,10 @@ def _store(cluster, slurm_node, pool, now):
             Node.update(ready=not reason, reason=reason[:512], **fields).where(
                 Node.id == node.id).execute()
             replace_chips(node.id, chips_of(slurm_node, fill(cluster.host_root, slurm_node)))
-    except IntegrityError:  # Node.name and Node.url are unique
-        node = Node.get_or_none((Node.name == name) & (Node.slurm_cluster == cluster))
-        if node is None:
-            log.warning("Slurm node %s of cluster %r not added: node name %r or Podman URL %r "
-                        "is another node's", slurm_node.name, cluster.name, name, fields["url"])
-            return None, reason
-        clash = (f"its Podman URL {fields['url']} is another node's: give each node its own "
-                 "with {node} or {address} in the cluster's Podman URL")
-        return node.id, _not_ready(node, clash, now)
+    except IntegrityError:  # Node.name is unique
+        log.warning("Slurm node %s of cluster %r not added: node name %r is another node's",
+                    slurm_node.name, cluster.name, name)
+        return None, reason
     return node.id, reason
 
 

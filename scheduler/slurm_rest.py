@@ -73,6 +73,7 @@ class SlurmJob:
     start: int | None = None
     end: int | None = None
     exit_code: int = 0
+    name: str = ""
 
 
 class SlurmRefused(SlurmError):
@@ -159,6 +160,12 @@ class SlurmClient:
             body["jobs"] = components
         answer = self._call("POST", "/job/submit", body)
         return self._parsed("POST /job/submit", lambda: int(answer["job_id"]))
+
+    def jobs(self) -> list[SlurmJob]:
+        """Every job Slurm knows (each heterogeneous job's components one by one), ended ones
+        until slurm.conf's MinJobAge."""
+        answer = self._call("GET", "/jobs/")
+        return self._parsed("GET /jobs", lambda: [parse_job(j) for j in answer["jobs"]])
 
     def job(self, job_id) -> SlurmJob | None:
         """Job (or component) ``job_id``; None when Slurm does not know it (any more: an
@@ -301,7 +308,7 @@ def parse_job(job) -> SlurmJob:
         gres_detail={node: parse_gres_detail(detail)
                      for node, detail in zip(nodes, details, strict=False)},
         start=job.get("start_time") or None, end=job.get("end_time") or None,
-        exit_code=exit_status(int(job.get("exit_code") or 0)))
+        exit_code=exit_status(int(job.get("exit_code") or 0)), name=job.get("name") or "")
 
 
 def exit_status(raw):

@@ -45,7 +45,8 @@ def sweep_orphans(backend_for, threads, instance):
     replica's, on a node that answers again) is stopped, not removed, for its logs.
     A task's network is claimed until the task is deleted.
     """
-    nodes = list(Node.select().where(Node.enabled))
+    # One node per Podman service: a Slurm cluster's nodes may share one.
+    nodes = list({node.url: node for node in Node.select().where(Node.enabled)}.values())
     listings = {node.id: threads.submit(_listing, backend_for(node), node, instance)
                 for node in nodes}
     found = {node.id: listings[node.id].result() for node in nodes}

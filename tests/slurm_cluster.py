@@ -13,6 +13,7 @@ the jobs' processes).
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ NODE_MEMORY_MB = 1024
 PARTITION = "tpu"
 API = "/slurm/v0.0.38"
 KILL_WAIT = 10  # seconds between SIGTERM and SIGKILL of a job's processes
+EPILOG = Path(__file__).resolve().parents[1] / "scheduler" / "slurm_epilog.sh"
 PROGRAMS = ("munged", "slurmctld", "slurmd", "slurmrestd", "sbatch", "scontrol", "sinfo")
 
 
@@ -317,6 +319,21 @@ def start_cluster(root: Path, epilog: Path | None = None) -> Cluster:
         cluster.stop()
         raise
     return cluster
+
+
+def start_podman_cluster(root: Path, podman_url: str) -> Cluster:
+    """``start_cluster`` with Hourglass's own Epilog (scheduler/slurm_epilog.sh) on the Podman
+    service at ``podman_url``, as a lab installs it; what the script writes to stderr goes
+    to ``root / "epilog.err"``."""
+    root.mkdir(parents=True, exist_ok=True)
+    wrapper = root / "epilog"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"HOURGLASS_EPILOG_PODMAN_URL={shlex.quote(podman_url)}\n"
+                       "export HOURGLASS_EPILOG_PODMAN_URL\n"
+                       f"exec {shlex.quote(str(EPILOG))} 2>> "
+                       f"{shlex.quote(str(root / 'epilog.err'))}\n")
+    wrapper.chmod(0o755)
+    return start_cluster(root, epilog=wrapper)
 
 
 def _distinct_ports(count):

@@ -7,10 +7,8 @@ The cluster is this module's own (the session's runs a marker Epilog): its Epilo
 that points the shipped script at the session's Podman service.
 """
 
-import shlex
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -18,28 +16,16 @@ from scheduler.backend import SLURM_JOB_LABEL
 from scheduler.podman import PodmanBackend
 from tests.conftest import TEST_LABEL
 from tests.integration.test_slurm_cluster import job_spec, jobs, running, submit
-from tests.slurm_cluster import skip_unless_installed, start_cluster
+from tests.slurm_cluster import EPILOG, skip_unless_installed, start_podman_cluster
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
 
-EPILOG = Path(__file__).resolve().parents[2] / "scheduler" / "slurm_epilog.sh"
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, podman_service):
-    """A two-node cluster whose Epilog is the shipped script on the session's Podman service;
-    what the script writes to stderr goes to ``.root / "epilog.err"``."""
+    """A two-node cluster whose Epilog is the shipped script on the session's Podman service."""
     skip_unless_installed()
-    root = tmp_path_factory.mktemp("slurm-epilog")
-    wrapper = root / "epilog"
-    wrapper.write_text("#!/bin/sh\n"
-                       f"HOURGLASS_EPILOG_PODMAN_URL={shlex.quote(podman_service.url)}\n"
-                       "export HOURGLASS_EPILOG_PODMAN_URL\n"
-                       f"exec {shlex.quote(str(EPILOG))} 2>> "
-                       f"{shlex.quote(str(root / 'epilog.err'))}\n")
-    wrapper.chmod(0o755)
-    cluster = start_cluster(root, epilog=wrapper)
+    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-epilog"), podman_service.url)
     yield cluster
     cluster.stop()
 

@@ -439,19 +439,17 @@ def test_the_pools_api_maps_and_clears_a_partition(app, api, live):
     assert api("mina", "DELETE", f"/slurm-clusters/{cluster.id}").status_code == 204
 
 
-def test_a_renter_is_not_offered_a_slurm_pool_yet(app, accounts):
-    """Until Hourglass submits to Slurm, a Slurm pool is nobody's to submit to: no task of a
-    renter waits there for nothing. The same pool is open once its mapping is cleared."""
+def test_a_renter_is_offered_a_slurm_pool_as_any_pool(app, accounts):
+    """A Slurm pool is open to the groups bound to it, as any pool: Slurm runs its tasks
+    (scheduler.slurm_jobs)."""
     cluster = make_cluster(app)
     with app.app_context():
         renter = accounts["renter"]
         lab = create_pool("Lab-A")
+        set_pool_slurm(lab, cluster, "tpu", offered=["tpu"])
+        assert open_pool(renter, "Lab-A") is None  # not bound to the renter's group yet
         group = Group.create(name="lab")
         Membership.create(user=renter, group=group)
         PoolGroup.create(pool=lab, group=group)
-        assert open_pool(renter, "Lab-A") is not None
-        set_pool_slurm(lab, cluster, "tpu", offered=["tpu"])
-        assert open_pool(renter, "Lab-A") is None
-        assert "Lab-A" not in {view.pool.name for view in open_pools(renter)}
-        set_pool_slurm(Pool.get_by_id(lab.id), None, "")
-        assert open_pool(renter, "Lab-A") is not None
+        assert open_pool(renter, "Lab-A").slurm_cluster_id == cluster.id
+        assert "Lab-A" in {view.pool.name for view in open_pools(renter)}

@@ -1,0 +1,220 @@
+"""A Slurm pool on a real two-node Slurm cluster and real Podman (docs/slurm.md): a task is a
+heterogeneous job, Slurm places it, Hourglass starts each replica's container in the
+allocation with the chips Slurm gave it, and nothing outlives the job.
+
+The cluster is this module's own, with Hourglass's Epilog on the session's Podman service;
+both compute nodes share that service, as a cluster on one host does.
+"""
+
+import os
+
+import pytest
+
+from portal import ledger
+from portal.models import Group, Membership, Node, PoolGroup, Replica, SlurmCluster, Task
+from portal.pools import create_pool, set_pool_slurm
+from portal.specs import create_resource, parse_spec, save_spec
+from portal.task_views import reason_text
+from portal.tasks import create_task, request_stop
+from portal.users import create_user
+from scheduler.backend import SLURM_JOB_LABEL
+from scheduler.discovery import Discovery
+from scheduler.podman import PodmanBackend
+from scheduler.reconcile import Reconciler
+from scheduler.slurm_discovery import discover_cluster
+from scheduler.slurm_jobs import job_name
+from tests.conftest import PASSWORD
+from tests.slurm_cluster import PARTITION, skip_unless_installed, start_podman_cluster
+from tests.support import fund, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.podman]
+
+# Each replica lists its chips and says which host devices they are (by major:minor).
+SHOW_CHIPS = ('echo "CHIPS=$HOURGLASS_CHIPS PEERS=$HOURGLASS_PEERS"; '
+              'for d in /dev/bm-sophon*; do echo "DEV $d $(stat -c %t:%T $d)"; done; '
+              'exec sleep 600')
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, podman_service):
+    skip_unless_installed()
+    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-pool"), podman_service.url)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def lab(instance, cluster, podman_service, test_image, monkeypatch):
+    """An app with the local node and pool "tpu" mapped to the cluster's partition (both nodes
+    found by discovery, 3 chips each), spec "two" (1 CPU, 256 MiB, 2 chips), a funded renter
+    of the pool's group, and a reconciler."""
+    from app import create_app
+    from portal import db
+
+    monkeypatch.setenv("HOURGLASS_PODMAN_URL", podman_service.url)
+    app = create_app({"TESTING": True})
+    ctx = app.app_context()
+    ctx.push()
+    db.upgrade()
+    Discovery(podman_service.url, probe_image=test_image).run()
+    slurm = SlurmCluster.create(name="lab", rest_url=f"unix://{cluster.rest}",
+                                podman_url=podman_service.url,
+                                host_root=f"{cluster.root}/{{node}}")
+    pool = create_pool("tpu")
+    set_pool_slurm(pool, slurm, PARTITION, offered=[PARTITION])
+    assert set(discover_cluster(slurm).values()) == {""}  # both Ready
+    tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
+    save_spec(None, parse_spec("two", "1", "0.25", "3.6", {tpu: "2"}))
+    renter = fund(create_user("rene", "renter", PASSWORD))
+    group = Group.create(name="lab")
+    Membership.create(user=renter, group=group)
+    PoolGroup.create(pool=pool, group=group)
+    reconciler = Reconciler(podman_service.url, grace=1)
+    yield renter, reconciler, slurm
+    backend = PodmanBackend(podman_service.url)
+    for replica in Replica.select().where(Replica.container != ""):
+        backend.remove(replica.container)
+    ctx.pop()
+    cluster.settle()
+
+
+def drive(reconciler, task, check, what, timeout=60):
+    """Run the leader's pass until ``check(task read again)``; the task, read again."""
+    def there():
+        reconciler.run()
+        return check(Task.get_by_id(task.id))
+    try:
+        wait_for(there, timeout=timeout, interval=0.2, what=what)
+    except AssertionError as timed_out:
+        now = Task.get_by_id(task.id)
+        found = [(r.state, r.reason) for r in Replica.select().where(Replica.task == task)]
+        raise AssertionError(f"{timed_out}: {now.state} {now.reason!r} {found}") from None
+    return Task.get_by_id(task.id)
+
+
+def job_of(cluster, task):
+    """The components of the task's job as slurmrestd shows them ([] once forgotten)."""
+    status, answer = cluster.request("GET", f"/job/{task.slurm_job}")
+    return answer.get("jobs") or [] if status == 200 else []
+
+
+def containers_of(podman_service, job):
+    """The containers (running or not) labelled with Slurm job ``job``."""
+    with PodmanBackend(podman_service.url).client() as client:
+        return client.containers.list(all=True, filters={"label": f"{SLURM_JOB_LABEL}={job}"})
+
+
+def submit(renter, test_image, replicas=2, argv=("sh", "-c", SHOW_CHIPS), **more):
+    return create_task(renter, "train", test_image, list(argv), {}, "tpu",
+                       [("worker", "two", replicas)], **more)
+
+
+def test_a_two_replica_task_runs_in_one_job_with_its_chips(lab, cluster, podman_service,
+                                                          test_image):
+    renter, reconciler, slurm = lab
+    task = submit(renter, test_image)
+    task = drive(reconciler, task, lambda t: t.state == "running", "the task running")
+    components = job_of(cluster, task)
+    assert [c["job_state"] for c in components] == ["RUNNING", "RUNNING"]
+    assert {c["name"] for c in components} == {job_name(reconciler.instance, task.id)}
+    # Slurm placed one replica per node (two chips each, three per node); each replica runs
+    # there with the very chips Slurm gave its component, renumbered from 0.
+    replicas = list(Replica.select(Replica, Node).join(Node).where(Replica.task == task)
+                    .order_by(Replica.index))
+    backend = PodmanBackend(podman_service.url)
+    for replica, component in zip(replicas, components, strict=True):
+        slurm_node = component["nodes"]
+        assert replica.node.name == f"lab-{slurm_node}"
+        assert component["gres_detail"] == ["tpu:bm1684x:2(IDX:0-1)"]
+        want = {f"/dev/bm-sophon{n}": cluster.devices[slurm_node][n] for n in range(2)}
+        out = wait_for(lambda r=replica: "DEV" in (text := "".join(backend.logs(r.container)))
+                       and text, what="the replica's device list")
+        assert "CHIPS=0,1 " in out
+        seen = dict(line.split()[1:] for line in out.splitlines() if line.startswith("DEV"))
+        assert seen == {path: f"{os.major(dev.stat().st_rdev):x}:{os.minor(dev.stat().st_rdev):x}"
+                        for path, dev in want.items()}
+        assert replica.peer_port  # the task spans nodes: peers by address and port
+    assert {r.node.name for r in replicas} == {"lab-node1", "lab-node2"}
+    labelled = containers_of(podman_service, task.slurm_job)
+    assert sorted(c.name for c in labelled) == sorted(r.container for r in replicas)
+
+    # The renter stops it: the containers stop, then the job is cancelled and done.
+    request_stop(task)
+    task = drive(reconciler, task, lambda t: t.state == "stopped" and t.slurm_job_done,
+                 "the stop and the job's end")
+    wait_for(lambda: all(c["job_state"] != "RUNNING" for c in job_of(cluster, task)),
+             what="the job cancelled")
+    cluster.settle()
+    assert containers_of(podman_service, task.slurm_job) == []  # the Epilog removed them
+    ended = list(Replica.select().where(Replica.task == task))
+    assert all(r.finished_ns and not list(r.chips) for r in ended)
+    assert ledger.verify() == []
+    assert all(r.charged == ledger.cost(ledger.billed_seconds(r.started_ns, r.finished_ns),
+                                        r.price_per_hour) and r.settled for r in ended)
+
+
+def test_a_task_larger_than_what_is_free_waits_with_slurms_reason(lab, cluster, test_image):
+    renter, reconciler, _slurm = lab
+    first = submit(renter, test_image, argv=("sleep", "600"))
+    drive(reconciler, first, lambda t: t.state == "running", "the first task running")
+    # Two chips are held on each node: a replica of two more fits on neither.
+    second = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    second = drive(reconciler, second, lambda t: "resources" in reason_text(t.reason),
+                   "Slurm's reason")
+    assert reason_text(second.reason) == f"waiting for resources in partition {PARTITION}"
+    assert second.state == "pending" and second.slurm_job
+    # The first ends: the second's job gets the chips and runs.
+    request_stop(first)
+    drive(reconciler, second, lambda t: t.state == "running", "the second task running",
+          timeout=90)
+    request_stop(Task.get_by_id(second.id))
+    drive(reconciler, second, lambda t: t.slurm_job_done, "the second job done")
+    assert ledger.verify() == []
+
+
+def test_scancel_ends_the_task_and_leaves_no_container(lab, cluster, podman_service,
+                                                       test_image):
+    renter, reconciler, _slurm = lab
+    task = submit(renter, test_image, argv=("sleep", "600"))
+    task = drive(reconciler, task, lambda t: t.state == "running", "the task running")
+    cluster.run("scancel", str(task.slurm_job))
+    # The Epilog removes the containers before the nodes leave COMPLETING; the pass sees
+    # the job ended and the task ends with it.
+    task = drive(reconciler, task, lambda t: t.state not in ("pending", "running"),
+                 "the task ended")
+    wait_for(lambda: containers_of(podman_service, task.slurm_job) == [],
+             what="the job's containers gone")
+    drive(reconciler, task, lambda t: t.slurm_job_done, "the job done")
+    assert all(not list(r.chips) for r in Replica.select().where(Replica.task == task))
+    assert "slurm job" in Task.get_by_id(task.id).stop_reason.lower()
+    assert ledger.verify() == []
+
+
+def test_a_new_leader_carries_on_from_the_stored_job(lab, cluster, podman_service,
+                                                     test_image):
+    renter, reconciler, _slurm = lab
+    task = submit(renter, test_image, argv=("sleep", "600"))
+    task = drive(reconciler, task, lambda t: t.slurm_job is not None, "the job submitted")
+    job = task.slurm_job
+    # Another leader (a restart): nothing but the database and Slurm to go on.
+    after = Reconciler(podman_service.url, grace=1)
+    task = drive(after, task, lambda t: t.state == "running", "the task running")
+    assert task.slurm_job == job and len(job_of(cluster, task)) == 2  # no second job
+    request_stop(task)
+    drive(after, task, lambda t: t.slurm_job_done, "the job done")
+    wait_for(lambda: not containers_of(podman_service, job), what="no container left")
+
+
+def test_the_sweep_cancels_a_job_no_task_claims(lab, cluster):
+    _renter, reconciler, _slurm = lab
+    status, answer = cluster.request("POST", "/job/submit", {
+        "script": "#!/bin/sh\nexec sleep 600\n",
+        "job": {"name": job_name(reconciler.instance, 999999), "partition": PARTITION,
+                "tasks": 1, "environment": {"PATH": "/bin"}, "current_working_directory": "/tmp",
+                "standard_output": "/dev/null"}})
+    assert status == 200, answer
+    job = answer["job_id"]
+    state = lambda: cluster.request("GET", f"/job/{job}")[1]["jobs"][0]["job_state"]  # noqa: E731
+    wait_for(lambda: state() == "RUNNING", what="the job running")
+    reconciler.sweep()
+    wait_for(lambda: state() != "RUNNING", what="the unclaimed job cancelled")
