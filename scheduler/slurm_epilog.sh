@@ -1,5 +1,5 @@
 #!/bin/sh
-# Hourglass's Slurm Epilog: removes the Podman containers of a job Slurm has ended.
+# Hourglass's Slurm Epilog: stops the Podman containers of a job Slurm has ended.
 #
 # Hourglass starts a Slurm pool's containers in the job's allocation, labelled
 # hourglass.slurm-job=<job id> (a heterogeneous job's: its leader's id). They live in
@@ -39,15 +39,17 @@ run_podman() {
     fi
 }
 
-if ! containers=$(run_podman ps -aq --filter "label=hourglass.slurm-job=$JOB"); then
+# Stopped, not removed: an ended replica's container keeps its logs for the renter until
+# Hourglass removes it with its task, as on any node.
+if ! containers=$(run_podman ps -q --filter "label=hourglass.slurm-job=$JOB"); then
     echo "hourglass epilog: job $JOB: could not list its containers" >&2
     exit 0
 fi
 for container in $containers; do
-    if run_podman rm -f -t "$STOP_TIMEOUT" "$container" >/dev/null; then
-        echo "hourglass epilog: job $JOB: removed container $container" >&2
+    if run_podman stop -t "$STOP_TIMEOUT" "$container" >/dev/null; then
+        echo "hourglass epilog: job $JOB: stopped container $container" >&2
     else
-        echo "hourglass epilog: job $JOB: could not remove container $container" >&2
+        echo "hourglass epilog: job $JOB: could not stop container $container" >&2
     fi
 done
 exit 0

@@ -1,7 +1,8 @@
 """The Epilog Hourglass ships (scheduler/slurm_epilog.sh), run by a real cluster's slurmd: a job
 that Slurm ends has its Podman containers (labelled ``hourglass.slurm-job=<id>``; a
-heterogeneous job's with its leader's id) removed before it leaves COMPLETING, and no other
-container goes; whatever fails, the script exits 0, since a failing Epilog drains the node.
+heterogeneous job's with its leader's id) stopped before it leaves COMPLETING (kept, exited,
+with their logs), and no other container stops; whatever fails, the script exits 0, since a
+failing Epilog drains the node.
 
 The cluster is this module's own (the session's runs a marker Epilog): its Epilog is a wrapper
 that points the shipped script at the session's Podman service.
@@ -59,10 +60,11 @@ def start_container(podman_service, test_image):
         backend.remove(container)
 
 
-def containers(podman_service):
-    """The ids of every container of the session's Podman service, running or not."""
+def containers(podman_service, running=False):
+    """The ids of the containers of the session's Podman service (``running``: only those
+    that run)."""
     with PodmanBackend(podman_service.url).client() as client:
-        return {container.id for container in client.containers.list(all=True)}
+        return {container.id for container in client.containers.list(all=not running)}
 
 
 def cancel(cluster, job_id):
@@ -73,44 +75,46 @@ def cancel(cluster, job_id):
              timeout=60, what=f"job {job_id} cancelled")
 
 
-def test_cancelling_a_job_removes_its_containers_and_no_other(
+def test_cancelling_a_job_stops_its_containers_and_no_other(
         slurm, podman_service, start_container):
     job_id = submit(slurm, job_spec(slurm, 1))
     wait_for(lambda: running(slurm, job_id), what=f"job {job_id} running")
     mine = {start_container(job_id), start_container(job_id)}
     other = start_container(job_id + 1000)  # a job id this cluster has not reached
-    assert mine | {other} <= containers(podman_service)
+    assert mine | {other} <= containers(podman_service, running=True)
 
     cancel(slurm, job_id)
-    # Gone by the time the job leaves COMPLETING: its chips are free only after the Epilog.
-    left = containers(podman_service)
+    # Stopped by the time the job leaves COMPLETING: its chips are free only after the
+    # Epilog. They stay, exited, with their logs (Hourglass removes them with their task).
+    left = containers(podman_service, running=True)
     assert not mine & left
     assert other in left
-    removed = (slurm.root / "epilog.err").read_text()
+    assert mine <= containers(podman_service)
+    stopped = (slurm.root / "epilog.err").read_text()
     for container in mine:
-        assert f"job {job_id}: removed container {container[:12]}" in removed
+        assert f"job {job_id}: stopped container {container[:12]}" in stopped
 
 
-def test_each_component_of_a_heterogeneous_job_removes_the_leaders_containers(
+def test_each_component_of_a_heterogeneous_job_stops_the_leaders_containers(
         slurm, podman_service, start_container):
     leader = submit(slurm, job_spec(slurm, 1), job_spec(slurm, 1))
     first, second = wait_for(lambda: running(slurm, leader), what="the heterogeneous job")
     assert second["job_id"] != leader
     # Containers are labelled, as the backend labels them, with the leader's id.
     mine = {start_container(leader), start_container(leader)}
-    assert mine <= containers(podman_service)
+    assert mine <= containers(podman_service, running=True)
 
     # The second component ending alone (a node failure, scancel of its id) runs its
-    # Epilog, with its own SLURM_JOB_ID and the leader's SLURM_HET_JOB_ID: it removes the
+    # Epilog, with its own SLURM_JOB_ID and the leader's SLURM_HET_JOB_ID: it stops the
     # leader's containers of its node's Podman (both nodes share one here).
     cancel(slurm, second["job_id"])
     assert jobs(slurm, leader)[0]["job_state"] == "RUNNING"
-    assert not mine & containers(podman_service)
+    assert not mine & containers(podman_service, running=True)
 
-    # The leader's cancel: the rest of the job, and its containers, go.
+    # The leader's cancel: the rest of the job, and its containers, stop.
     again = {start_container(leader), start_container(leader)}
     cancel(slurm, leader)
-    assert not again & containers(podman_service)
+    assert not again & containers(podman_service, running=True)
 
 
 def epilog(env):

@@ -7,6 +7,10 @@ both compute nodes share that service, as a cluster on one host does.
 """
 
 import os
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +28,9 @@ from scheduler.reconcile import Reconciler
 from scheduler.slurm_discovery import discover_cluster
 from scheduler.slurm_jobs import job_name
 from tests.conftest import PASSWORD
+from tests.integration.test_scheduler_restart import Api, instance_of
 from tests.slurm_cluster import PARTITION, skip_unless_installed, start_podman_cluster
-from tests.support import fund, wait_for
+from tests.support import fund, fund_on, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
 
@@ -98,10 +103,11 @@ def job_of(cluster, task):
     return answer.get("jobs") or [] if status == 200 else []
 
 
-def containers_of(podman_service, job):
-    """The containers (running or not) labelled with Slurm job ``job``."""
+def running_containers_of(podman_service, job):
+    """The running containers labelled with Slurm job ``job`` (ended ones stay, exited, with
+    their logs, until their task is deleted)."""
     with PodmanBackend(podman_service.url).client() as client:
-        return client.containers.list(all=True, filters={"label": f"{SLURM_JOB_LABEL}={job}"})
+        return client.containers.list(filters={"label": f"{SLURM_JOB_LABEL}={job}"})
 
 
 def submit(renter, test_image, replicas=2, argv=("sh", "-c", SHOW_CHIPS), **more):
@@ -135,7 +141,7 @@ def test_a_two_replica_task_runs_in_one_job_with_its_chips(lab, cluster, podman_
                         for path, dev in want.items()}
         assert replica.peer_port  # the task spans nodes: peers by address and port
     assert {r.node.name for r in replicas} == {"lab-node1", "lab-node2"}
-    labelled = containers_of(podman_service, task.slurm_job)
+    labelled = running_containers_of(podman_service, task.slurm_job)
     assert sorted(c.name for c in labelled) == sorted(r.container for r in replicas)
 
     # The renter stops it: the containers stop, then the job is cancelled and done.
@@ -145,7 +151,7 @@ def test_a_two_replica_task_runs_in_one_job_with_its_chips(lab, cluster, podman_
     wait_for(lambda: all(c["job_state"] != "RUNNING" for c in job_of(cluster, task)),
              what="the job cancelled")
     cluster.settle()
-    assert containers_of(podman_service, task.slurm_job) == []  # the Epilog removed them
+    assert running_containers_of(podman_service, task.slurm_job) == []
     ended = list(Replica.select().where(Replica.task == task))
     assert all(r.finished_ns and not list(r.chips) for r in ended)
     assert ledger.verify() == []
@@ -178,12 +184,12 @@ def test_scancel_ends_the_task_and_leaves_no_container(lab, cluster, podman_serv
     task = submit(renter, test_image, argv=("sleep", "600"))
     task = drive(reconciler, task, lambda t: t.state == "running", "the task running")
     cluster.run("scancel", str(task.slurm_job))
-    # The Epilog removes the containers before the nodes leave COMPLETING; the pass sees
+    # The Epilog stops the containers before the nodes leave COMPLETING; the pass sees
     # the job ended and the task ends with it.
     task = drive(reconciler, task, lambda t: t.state not in ("pending", "running"),
                  "the task ended")
-    wait_for(lambda: containers_of(podman_service, task.slurm_job) == [],
-             what="the job's containers gone")
+    wait_for(lambda: running_containers_of(podman_service, task.slurm_job) == [],
+             what="the job's containers stopped")
     drive(reconciler, task, lambda t: t.slurm_job_done, "the job done")
     assert all(not list(r.chips) for r in Replica.select().where(Replica.task == task))
     assert "slurm job" in Task.get_by_id(task.id).stop_reason.lower()
@@ -202,7 +208,7 @@ def test_a_new_leader_carries_on_from_the_stored_job(lab, cluster, podman_servic
     assert task.slurm_job == job and len(job_of(cluster, task)) == 2  # no second job
     request_stop(task)
     drive(after, task, lambda t: t.slurm_job_done, "the job done")
-    wait_for(lambda: not containers_of(podman_service, job), what="no container left")
+    wait_for(lambda: not running_containers_of(podman_service, job), what="no container left")
 
 
 def test_the_sweep_cancels_a_job_no_task_claims(lab, cluster):
@@ -218,3 +224,99 @@ def test_the_sweep_cancels_a_job_no_task_claims(lab, cluster):
     wait_for(lambda: state() == "RUNNING", what="the job running")
     reconciler.sweep()
     wait_for(lambda: state() != "RUNNING", what="the unclaimed job cancelled")
+
+
+def test_kill_9_of_hourglass_then_a_restart_carries_on_from_the_stored_jobs(
+        cluster, live_server_factory, podman_service, test_image):
+    """All real: ``serve`` (gunicorn, the scheduler) set up through the API, a task running
+    and another waiting in Slurm when the server gets SIGKILL; the next server adopts both
+    jobs by their stored ids (no second job, no container started twice) and nothing is
+    left once both are stopped."""
+    env = {"HOURGLASS_TICK_SECONDS": "0.5", "HOURGLASS_DISCOVERY_SECONDS": "1",
+           "HOURGLASS_LEASE_SECONDS": "3"}
+    first = live_server_factory(accounts=True, **env)
+    first.flask("user", "add", "lena", "--role", "renter", "--group", "lab", "--password-stdin",
+                stdin=PASSWORD)
+    fund_on(first, "lena")
+    miner = Api(first, first.flask("token", "create", "mina").stdout.strip())
+    renter = Api(first, first.flask("token", "create", "lena").stdout.strip())
+    first.start()
+    servers = [first]
+    try:
+        miner("POST", "/slurm-clusters", 201, json={
+            "name": "lab", "rest_url": f"unix://{cluster.rest}",
+            "podman_url": podman_service.url, "host_root": f"{cluster.root}/{{node}}"})
+        miner("POST", "/pools", 201, json={"name": "tpu", "groups": ["lab"], "slurm": {
+            "cluster": "lab", "partition": PARTITION}})
+        wait_for(lambda: sorted(n["name"] for n in miner("GET", "/nodes")
+                                if n["ready"] and len(n["chips"]) == 3)
+                 == ["lab-node1", "lab-node2"], timeout=30, interval=0.2,
+                 what="discovery to find both compute nodes")
+        miner("POST", "/resources", 201, json={"name": "TPU 1684X", "kind": "sophgo.com/bm1684x"})
+        miner("POST", "/specs", 201, json={"name": "two", "cpu": "1", "memory_gb": "0.25",
+                                           "price": "1", "resources": {"TPU 1684X": 2}})
+
+        def submit_task(name, replicas):
+            return renter("POST", "/tasks", 201, json={
+                "name": name, "image": test_image, "argv": ["sleep", "600"], "pool": "tpu",
+                "subtasks": [{"role": "worker", "spec": "two", "replicas": replicas}]})["id"]
+
+        def task(task_id):
+            return renter("GET", f"/tasks/{task_id}")
+
+        running = submit_task("running", 2)
+        before = wait_for(lambda: (t := task(running))["state"] == "running" and t,
+                          timeout=30, interval=0.2, what="the first task running")
+        waiting = submit_task("waiting", 1)
+        wait_for(lambda: task(waiting)["reason"]
+                 == f"waiting for resources in partition {PARTITION}", timeout=30,
+                 interval=0.2, what="the second task waiting with Slurm's reason")
+        jobs = dict(_stored_jobs(first))
+
+        first.kill()  # SIGKILL to gunicorn's master and workers: no clean-up at all
+        second = live_server_factory(**env)
+        servers.append(second.start())
+        renter.server = second
+        for _ in range(4):  # a few of the new leader's passes: nothing submitted or started twice
+            now = task(running)
+            assert now["state"] == "running"
+            assert [r["started_ns"] for r in now["replicas"]] == [
+                r["started_ns"] for r in before["replicas"]]
+            assert dict(_stored_jobs(second)) == jobs
+            assert sorted(_slurm_jobs(cluster, instance_of(second))) == sorted(jobs.values())
+            time.sleep(0.5)
+
+        renter("POST", f"/tasks/{running}/stop")
+        wait_for(lambda: task(waiting)["state"] == "running", timeout=60, interval=0.2,
+                 what="the waiting task to run once the first one's job is cancelled")
+        renter("POST", f"/tasks/{waiting}/stop")
+        wait_for(lambda: all(done for _, done in _stored_jobs(second, done=True)), timeout=30,
+                 interval=0.2, what="both jobs done")
+        wait_for(lambda: not _slurm_jobs(cluster, instance_of(second)), timeout=30,
+                 what="no job of ours left in Slurm")
+        for job in jobs.values():
+            assert running_containers_of(podman_service, job) == []
+        assert "The ledger is consistent." in second.flask("billing", "verify").stdout
+    except BaseException:
+        for server in servers:
+            print(f"--- log of the server on {server.url} ---\n{server.log()}")
+        raise
+    finally:
+        cluster.settle()
+
+
+def _stored_jobs(server, done=False):
+    """[(task id, its Slurm job id, or whether it is done)] in a live server's database."""
+    column = "slurm_job_done" if done else "slurm_job"
+    path = Path(server.env["HOURGLASS_INSTANCE"]) / "hourglass.db"
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(f"SELECT id, {column} FROM tasks ORDER BY id").fetchall()
+
+
+def _slurm_jobs(cluster, instance):
+    """The ids of the jobs of Hourglass instance ``instance`` that Slurm still runs or holds
+    (a heterogeneous job's by its leader's id)."""
+    _status, answer = cluster.request("GET", "/jobs")
+    return [job["job_id"] for job in answer["jobs"]
+            if job["name"].startswith(f"hourglass-{instance}-") and not job["het_job_offset"]
+            and job["job_state"] in ("PENDING", "RUNNING")]
