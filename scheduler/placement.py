@@ -225,11 +225,8 @@ def _decide(pool, task, limit, held, now, reserve_after):
     key = (task.user_id, task.pool_id)
     chips_in_use, replicas_in_use = held.get(key, (0, 0))
     chips = sum(n for _, n in total[2])
-    reason = (_limit_reason(OVER_CHIP_LIMIT, TASK_ABOVE_CHIP_LIMIT, limit and limit.max_chips,
-                            chips_in_use, chips, pool.name)
-              or _limit_reason(OVER_REPLICA_LIMIT, TASK_ABOVE_REPLICA_LIMIT,
-                               limit and limit.max_replicas, replicas_in_use, len(needs),
-                               pool.name))
+    reason = limit_reason(limit, Usage(chips_in_use, replicas_in_use), chips, len(needs),
+                          pool.name)
     if reason:
         return reason
     if pool.reserved_by is not None:
@@ -242,6 +239,16 @@ def _decide(pool, task, limit, held, now, reserve_after):
         return lambda: pool.wait_reason(total)
     held[key] = (chips_in_use + chips, replicas_in_use + len(needs))
     return pool.commit(task.replicas, needs, spots)
+
+
+def limit_reason(limit, usage, chips, replicas, pool_name):
+    """Why a task of ``chips`` chips and ``replicas`` replicas waits for its renter's
+    ``Limits`` in pool ``pool_name``, where they hold ``usage`` already: a ``Reason``, or None
+    when it is within them (``limit`` None: no limits)."""
+    return (_limit_reason(OVER_CHIP_LIMIT, TASK_ABOVE_CHIP_LIMIT, limit and limit.max_chips,
+                          usage.chips, chips, pool_name)
+            or _limit_reason(OVER_REPLICA_LIMIT, TASK_ABOVE_REPLICA_LIMIT,
+                             limit and limit.max_replicas, usage.replicas, replicas, pool_name))
 
 
 def _limit_reason(over, above, limit, in_use, needed, pool_name):

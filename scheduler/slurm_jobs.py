@@ -33,7 +33,7 @@ from portal.slurm import SlurmError
 from portal.task_input import TaskError
 from portal.tasks import refresh_state, request_stop
 from scheduler import assign, inventory
-from scheduler.placement import Assignment, Reason
+from scheduler.placement import Assignment, Reason, Usage, limit_reason
 from scheduler.slurm_discovery import GRES_KINDS, gres_kind, node_name
 from scheduler.slurm_rest import SlurmRefused, client_for
 from scheduler.transitions import transition
@@ -93,8 +93,10 @@ class SlurmJobs:
         open_tasks = {}
         for task in _open_tasks():
             open_tasks.setdefault(task.pool.slurm_cluster, []).append(task)
-        # Whose balance does not cover the start of their task: they wait, as on any pool.
+        # A task waits, as on any pool, while its renter's balance does not cover its start
+        # or it would take them over the pool's per-user limits.
         short = assign.unaffordable() if open_tasks else {}
+        held = _held() if open_tasks else None
         for cluster, tasks in open_tasks.items():
             client = self.client_for(cluster, timeout=self.timeout)
             try:
@@ -108,6 +110,8 @@ class SlurmJobs:
                 try:
                     if task.slurm_job is None and task.id in short:
                         _say([task], short[task.id])
+                    elif task.slurm_job is None and (over := held.over(task)) is not None:
+                        _say([task], over)
                     else:
                         self._follow(client, cluster, task, jobs.get(task.slurm_job),
                                      instance, local_url, peer_ports)
@@ -180,6 +184,41 @@ class SlurmJobs:
         _say([task], Reason("slurm_submitting", {"partition": task.pool.partition}))
         log.info("task %s submitted to Slurm cluster %r as job %s", task.id, cluster.name,
                  job_id)
+
+
+class _Held:
+    """What each renter holds per pool, against the pools' per-user limits: their starting
+    and running replicas, and those of Slurm jobs submitted and not done (waiting in Slurm).
+    ``over(task)`` says why a task may not be submitted, or counts it in and says None."""
+
+    def __init__(self, needs, usage, limits, names):
+        self.needs, self.usage, self.limits, self.names = needs, usage, limits, names
+
+    def over(self, task):
+        key = (task.user_id, task.pool_id)
+        specs = [r.subtask.spec_id for r in _replicas(task)]
+        chips = sum(sum(self.needs[spec][2].values()) for spec in specs)
+        now = self.usage.get(key, Usage())
+        reason = limit_reason(self.limits.get(task.pool_id), now, chips, len(specs),
+                              self.names.get(task.pool_id, ""))
+        if reason is None:
+            self.usage[key] = Usage(now.chips + chips, now.replicas + len(specs))
+        return reason
+
+
+def _held():
+    needs = inventory.spec_needs()
+    usage, limits = inventory.usage_and_limits(needs)
+    usage = dict(usage)
+    submitted = (Replica.select(Task.user, Task.pool, Subtask.spec).join(Task)
+                 .switch(Replica).join(Subtask)
+                 .where((Replica.state == "pending") & Task.slurm_job.is_null(False)
+                        & ~Task.slurm_job_done).tuples())
+    for user_id, pool_id, spec_id in submitted:
+        now = usage.get((user_id, pool_id), Usage())
+        usage[(user_id, pool_id)] = Usage(now.chips + sum(needs[spec_id][2].values()),
+                                          now.replicas + 1)
+    return _Held(needs, usage, limits, inventory.pool_names())
 
 
 def _open_tasks():

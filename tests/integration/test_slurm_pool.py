@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from portal import ledger
-from portal.models import Group, Membership, Node, PoolGroup, Replica, SlurmCluster, Task
-from portal.pools import create_pool, set_pool_slurm
+from portal.models import Group, Membership, Node, Pool, PoolGroup, Replica, SlurmCluster, Task
+from portal.pools import create_pool, set_pool_limits, set_pool_slurm
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.task_views import reason_text
 from portal.tasks import create_task, request_stop
@@ -320,3 +320,13 @@ def _slurm_jobs(cluster, instance):
     return [job["job_id"] for job in answer["jobs"]
             if job["name"].startswith(f"hourglass-{instance}-") and not job["het_job_offset"]
             and job["job_state"] in ("PENDING", "RUNNING")]
+
+
+def test_the_pools_per_user_limits_hold_before_anything_goes_to_slurm(lab, test_image):
+    renter, reconciler, _slurm = lab
+    set_pool_limits(Pool.get(Pool.name == "tpu"), max_chips_per_user=2)
+    task = submit(renter, test_image, argv=("sleep", "600"))  # 2 replicas of 2 chips
+    reconciler.run()
+    task = Task.get_by_id(task.id)
+    assert reason_text(task.reason) == "needs 4 chips, more than your limit of 2 in pool tpu"
+    assert task.slurm_job is None and task.state == "pending"
