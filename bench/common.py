@@ -1,5 +1,6 @@
 """Helpers the benches that drive a live ``flask --app app serve`` share."""
 
+import math
 import socket
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def free_port():
 
 def p90(values):
     return sorted(values)[max(0, int(len(values) * 0.9) - 1)]
+
+
+def p95(values):
+    """The nearest-rank 95th percentile: the largest of fewer than 20 values."""
+    return sorted(values)[math.ceil(len(values) * 0.95) - 1]
 
 
 def rss_kib(pid):

@@ -78,6 +78,7 @@ class Reconciler:
         self._stopping = set()
         self._instance = None
         self.slurm_jobs = SlurmJobs(timeout=engine_timeout)
+        self._slurm_deciding = False  # a Slurm job just submitted awaits Slurm's decision
 
     @property
     def instance(self):
@@ -119,14 +120,16 @@ class Reconciler:
     def place_slurm(self):
         """Run the tasks of Slurm pools as Slurm jobs (``scheduler.slurm_jobs``): submit,
         wait with Slurm's reason, store the allocation for ``start_placed``, cancel."""
-        self.slurm_jobs.run(self.instance, self.local_url, self.peer_ports)
+        self._slurm_deciding = self.slurm_jobs.run(self.instance, self.local_url,
+                                                   self.peer_ports)
 
     def start_placed(self):
         """Start the containers of placed replicas (``scheduler.start``); ``more_to_start``
-        asks for the next pass at once when some are left for it."""
+        asks for the next pass at once when some are left for it, or a Slurm job just
+        submitted may start any moment."""
         self.more_to_start = start.start_placed(
             self.backend, self.threads, self.instance, self.local_url, self.host_root,
-            self.data_root, self.timings and self.timings.queue_wait)
+            self.data_root, self.timings and self.timings.queue_wait) or self._slurm_deciding
 
     def refresh(self):
         """Follow every replica believed starting or running (``scheduler.follow``)."""

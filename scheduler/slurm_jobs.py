@@ -24,6 +24,7 @@ job ids.
 
 import logging
 import math
+import time
 
 from portal import reasons
 from portal.models import Node, Pool, Replica, SlurmCluster, Subtask, Task
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 SCRIPT = ("#!/bin/sh\n# Hourglass runs this job's replicas in Podman containers.\n"
           "exec sleep infinity\n")
 RUNNING = "RUNNING"
+# How long after a submission the passes come quickly (every few tenths of a second, not at
+# the tick) while Slurm has neither started the job nor said why it waits.
+DECIDING_SECONDS = 10
 # A job's Slurm time limit is the task's maximum run time plus this: Hourglass stops the
 # containers itself first (grace, exact billing), Slurm's limit only backs it up.
 TIME_LIMIT_SLACK_MINUTES = 2
@@ -87,9 +91,14 @@ class SlurmJobs:
     def __init__(self, timeout=5, client_for=client_for):
         self.timeout = timeout
         self.client_for = client_for
+        # {task id: until when (monotonic)} for jobs submitted that Slurm has neither started
+        # nor given a reason to wait yet: the passes come quickly for them meanwhile
+        self._deciding = {}
 
     def run(self, instance, local_url, peer_ports):
-        """One pass over every Slurm cluster with open tasks (see the module)."""
+        """One pass over every Slurm cluster with open tasks (see the module); whether a job
+        just submitted awaits Slurm's decision (the next pass should come soon, not at the
+        next tick)."""
         open_tasks = {}
         for task in _open_tasks():
             open_tasks.setdefault(task.pool.slurm_cluster, []).append(task)
@@ -117,6 +126,9 @@ class SlurmJobs:
                                      instance, local_url, peer_ports)
                 except SlurmError as error:
                     log.warning("Slurm job of task %s: %s", task.id, error)
+        now = time.monotonic()
+        self._deciding = {task: until for task, until in self._deciding.items() if until > now}
+        return bool(self._deciding)
 
     def sweep(self, instance):
         """Cancel the jobs of this instance that no task claims: a submit whose id was never
@@ -158,9 +170,12 @@ class SlurmJobs:
             return
         leader = components[0] if components else None
         if leader is not None and (leader.state in WAITING):
+            if leader.reason:  # Slurm has decided it waits: the tick looks again
+                self._deciding.pop(task.id, None)
             if not live:
                 _say([task], reason_for(leader, task.pool.partition))
             return
+        self._deciding.pop(task.id, None)
         if leader is not None and leader.state == RUNNING and "pending" in states:
             _start_in(task, components, cluster, local_url, peer_ports)
             return
@@ -184,6 +199,7 @@ class SlurmJobs:
         _say([task], Reason("slurm_submitting", {"partition": task.pool.partition}))
         log.info("task %s submitted to Slurm cluster %r as job %s", task.id, cluster.name,
                  job_id)
+        self._deciding[task.id] = time.monotonic() + DECIDING_SECONDS
 
 
 class _Held:
