@@ -13,6 +13,7 @@ the jobs' processes).
 import http.client
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -108,6 +109,9 @@ def slurm_conf(root, ctld_port, node_ports, epilog):
         "SchedulerParameters=batch_sched_delay=0,bf_interval=1",
         f"KillWait={KILL_WAIT}",
         "GresTypes=tpu",
+        # Job ids of their own: test sessions share Podman, and an Epilog stops the
+        # containers labelled with its job's id, whoever's cluster that id came from.
+        f"FirstJobId={random.randrange(1000, 10**7)}",  # MaxJobId is 67043328
     ]
     if epilog:
         lines.append(f"Epilog={epilog}")
