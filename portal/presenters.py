@@ -169,6 +169,9 @@ def _runs(pool_view, usable):
 def _pool_choice(pool_view, usable):
     """A pool's option: the specs it can run, or disabled with why it runs none."""
     name, runs = pool_view.pool.name, _runs(pool_view, usable)
+    if runs and pool_view.pool.slurm_cluster_id:
+        return (name, _("%(pool)s · Slurm partition %(partition)s · runs %(specs)s", pool=name,
+                        partition=pool_view.pool.partition, specs=", ".join(runs)))
     if runs:
         return (name, _("%(pool)s · runs %(specs)s", pool=name, specs=", ".join(runs)))
     if not any(item.schedulable for item in pool_view.nodes):

@@ -44,7 +44,7 @@ class NodeForm(FlaskForm):
 class ClusterForm(FlaskForm):
     """A Slurm cluster (portal.slurm); its token is never filled in: empty keeps it."""
 
-    name = StringField(_l("Name"))
+    name = StringField(_l("Name"), id="cluster-name")  # the Add a node form has "name"
     rest_url = StringField(_l("slurmrestd address"),
                            render_kw={"placeholder": "unix:///run/slurmrestd.sock"})
     user = StringField(_l("Slurm user (http(s) only)"))
