@@ -81,6 +81,8 @@ REPLICA_TEXTS = {
     "container_vanished": N_("its container vanished (last seen alive %(seen)s)"),
     "slurm_refused": N_("Slurm refused its job: %(detail)s"),
     "slurm_job_ended": N_("its Slurm job %(job)s ended (%(state)s)"),
+    "slurm_job_ending": N_("its Slurm job %(job)s was ended by Slurm (a time limit, scancel or "
+                           "a node failure)"),
 }
 TEXTS.update(REPLICA_TEXTS)
 UNITS = {"cpu": N_("CPU"), "memory": N_("MiB of memory")}

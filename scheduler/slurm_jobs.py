@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 SCRIPT = ("#!/bin/sh\n# Hourglass runs this job's replicas in Podman containers.\n"
           "exec sleep infinity\n")
 RUNNING = "RUNNING"
+# A job whose processes and Epilog are being ended: why (time limit, scancel...) shows once
+# it has completed, often after its containers have stopped.
+COMPLETING = "COMPLETING"
+STOP_REASON_MAX = 128  # Task.stop_reason
 # How long after a submission the passes come quickly (every few tenths of a second, not at
 # the tick) while Slurm has neither started the job nor said why it waits.
 DECIDING_SECONDS = 10
@@ -179,7 +183,9 @@ class SlurmJobs:
         if leader is not None and leader.state == RUNNING and "pending" in states:
             _start_in(task, components, cluster, local_url, peer_ports)
             return
-        if leader is None or leader.state != RUNNING:  # Slurm ended it
+        if leader is not None and leader.state == COMPLETING:  # ended, Slurm's why not known
+            _end(task, stored("slurm_job_ending", {"job": task.slurm_job}))
+        elif leader is None or leader.state != RUNNING:  # Slurm ended it
             state = leader.state if leader else "gone"
             _end(task, stored("slurm_job_ended", {"job": task.slurm_job, "state": state}))
 
@@ -330,7 +336,9 @@ def _end(task, reason):
     refresh_state(task)
     if not task.stop_requested:
         try:
-            request_stop(task, reasons.english(reason)[:128])
+            # Stored as a code where it fits, so each reader sees it in their language.
+            request_stop(task, reason if len(reason) <= STOP_REASON_MAX
+                         else reasons.english(reason)[:STOP_REASON_MAX])
         except TaskError:  # every replica has ended
             pass
 

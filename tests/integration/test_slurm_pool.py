@@ -17,6 +17,7 @@ import pytest
 from portal import ledger
 from portal.models import Group, Membership, Node, Pool, PoolGroup, Replica, SlurmCluster, Task
 from portal.pools import create_pool, set_pool_limits, set_pool_slurm
+from portal.reasons import english
 from portal.specs import create_resource, parse_spec, save_spec
 from portal.task_views import reason_text
 from portal.tasks import create_task, request_stop
@@ -192,7 +193,8 @@ def test_scancel_ends_the_task_and_leaves_no_container(lab, cluster, podman_serv
              what="the job's containers stopped")
     drive(reconciler, task, lambda t: t.slurm_job_done, "the job done")
     assert all(not list(r.chips) for r in Replica.select().where(Replica.task == task))
-    assert "slurm job" in Task.get_by_id(task.id).stop_reason.lower()
+    assert english(Task.get_by_id(task.id).stop_reason).startswith(
+        f"its Slurm job {task.slurm_job} ")
     assert ledger.verify() == []
 
 
@@ -330,3 +332,42 @@ def test_the_pools_per_user_limits_hold_before_anything_goes_to_slurm(lab, test_
     task = Task.get_by_id(task.id)
     assert reason_text(task.reason) == "needs 4 chips, more than your limit of 2 in pool tpu"
     assert task.slurm_job is None and task.state == "pending"
+
+
+def test_slurms_time_limit_ends_the_task_and_leaves_no_container_running(
+        lab, cluster, podman_service, test_image):
+    renter, reconciler, _slurm = lab
+    task = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    task = drive(reconciler, task, lambda t: t.state == "running", "the task running")
+    # As if its time limit had been a second: slurmctld times it out at its next check.
+    cluster.run("scontrol", "update", f"jobid={task.slurm_job}", "timelimit=0:01")
+    task = drive(reconciler, task, lambda t: t.state not in ("pending", "running"),
+                 "the task ended by Slurm's time limit", timeout=120)
+    assert english(task.stop_reason) in (
+        f"its Slurm job {task.slurm_job} ended (TIMEOUT)",
+        f"its Slurm job {task.slurm_job} was ended by Slurm (a time limit, scancel or a node "
+        "failure)")
+    assert running_containers_of(podman_service, task.slurm_job) == []
+    drive(reconciler, task, lambda t: t.slurm_job_done, "the job done")
+    assert all(not list(r.chips) and r.finished_ns
+               for r in Replica.select().where(Replica.task == task))
+    assert ledger.verify() == []
+
+
+def test_a_podman_pool_runs_beside_the_slurm_pool(lab, podman_service, test_image):
+    renter, reconciler, _slurm = lab
+    save_spec(None, parse_spec("plain", "0.1", "0.125", "1", {}))
+    on_slurm = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    on_podman = create_task(renter, "here", test_image, ["sleep", "600"], {}, "default",
+                            [("main", "plain", 1)])
+    for task in (on_slurm, on_podman):
+        drive(reconciler, task, lambda t: t.state == "running", f"task {task.name} running")
+    (here,) = Replica.select(Replica, Node).join(Node).where(Replica.task == on_podman)
+    assert here.node.source == "local" and Task.get_by_id(on_podman.id).slurm_job is None
+    (there,) = Replica.select(Replica, Node).join(Node).where(Replica.task == on_slurm)
+    assert there.node.slurm_cluster_id is not None
+    for task in (on_slurm, on_podman):
+        request_stop(Task.get_by_id(task.id))
+    drive(reconciler, on_podman, lambda t: t.state == "stopped", "the Podman task stopped")
+    drive(reconciler, on_slurm, lambda t: t.slurm_job_done, "the Slurm job done")
+    assert ledger.verify() == []
