@@ -29,7 +29,7 @@ from scheduler.jupyter_image import build_jupyter_image
 from scheduler.podman import PodmanBackend
 from scheduler.podman_service import LocalPodmanService, podman_env
 from tests.monitoring import monitoring_stack
-from tests.slurm_cluster import skip_unless_installed, start_cluster
+from tests.slurm_cluster import skip_unless_installed, start_cluster, start_podman_cluster
 from tests.support import fund, fund_on, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,6 +389,16 @@ def slurm_cluster(tmp_path_factory):
                       f"{shlex.quote(str(root / 'epilog.log'))}\n")
     epilog.chmod(0o755)
     cluster = start_cluster(root, epilog=epilog)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def slurm_podman_cluster(tmp_path_factory, podman_service):
+    """A real two-node Slurm cluster of the test module's own whose Epilog is Hourglass's, on
+    the session's Podman service (``tests.slurm_cluster.start_podman_cluster``)."""
+    skip_unless_installed()
+    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-podman"), podman_service.url)
     yield cluster
     cluster.stop()
 

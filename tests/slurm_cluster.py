@@ -346,3 +346,33 @@ def _distinct_ports(count):
         ports.add(free_port())
     return list(ports)
 
+
+
+def hourglass_lab(cluster: Cluster, podman_url: str, spec: str, cpu: str, memory_gb: str,
+                  chips: int):
+    """Hourglass set up on ``cluster``, inside an app context on a migrated database whose
+    local node discovery has found: Slurm cluster "lab" (its nodes on the Podman service at
+    ``podman_url``), pool "tpu" mapped to the partition with both nodes found Ready (3 chips
+    each), resource "TPU 1684X", spec ``spec`` (``cpu``, ``memory_gb``, ``chips`` chips) and
+    a funded renter rene of group "lab", bound to the pool; (the SlurmCluster row, rene)."""
+    from portal.models import Group, Membership, PoolGroup, SlurmCluster
+    from portal.pools import create_pool, set_pool_slurm
+    from portal.specs import create_resource, parse_spec, save_spec
+    from portal.users import create_user
+    from scheduler.slurm_discovery import discover_cluster
+    from tests.conftest import PASSWORD
+    from tests.support import fund
+
+    slurm = SlurmCluster.create(name="lab", rest_url=f"unix://{cluster.rest}",
+                                podman_url=podman_url, host_root=f"{cluster.root}/{{node}}")
+    pool = create_pool("tpu")
+    set_pool_slurm(pool, slurm, PARTITION, offered=[PARTITION])
+    found = discover_cluster(slurm)
+    assert set(found.values()) == {""} and len(found) == len(NODES), found
+    tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
+    save_spec(None, parse_spec(spec, cpu, memory_gb, "3.6", {tpu: str(chips)}))
+    renter = fund(create_user("rene", "renter", PASSWORD))
+    group = Group.create(name="lab")
+    Membership.create(user=renter, group=group)
+    PoolGroup.create(pool=pool, group=group)
+    return slurm, renter

@@ -25,7 +25,7 @@ from tests.e2e.helpers import (
     sign_out,
 )
 from tests.integration.test_replica_io import api
-from tests.slurm_cluster import NODES, PARTITION, skip_unless_installed, start_podman_cluster
+from tests.slurm_cluster import NODES, PARTITION
 from tests.support import fund_on, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman, pytest.mark.slurm]
@@ -34,13 +34,8 @@ CLUSTER = "lab"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, podman_service):
-    """A real two-node Slurm cluster of this module whose Epilog removes a job's containers
-    on the session's Podman service: the one the live server's local node uses too."""
-    skip_unless_installed()
-    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-journey"), podman_service.url)
-    yield cluster
-    cluster.stop()
+def cluster(slurm_podman_cluster):
+    return slurm_podman_cluster
 
 
 @pytest.fixture

@@ -17,18 +17,14 @@ from scheduler.backend import SLURM_JOB_LABEL
 from scheduler.podman import PodmanBackend
 from tests.conftest import TEST_LABEL
 from tests.integration.test_slurm_cluster import job_spec, jobs, running, submit
-from tests.slurm_cluster import EPILOG, skip_unless_installed, start_podman_cluster
+from tests.slurm_cluster import EPILOG
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, podman_service):
-    """A two-node cluster whose Epilog is the shipped script on the session's Podman service."""
-    skip_unless_installed()
-    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-epilog"), podman_service.url)
-    yield cluster
-    cluster.stop()
+def cluster(slurm_podman_cluster):
+    return slurm_podman_cluster
 
 
 @pytest.fixture

@@ -19,31 +19,24 @@ from prometheus_client import CollectorRegistry
 from portal import ledger
 from portal.metrics import Timings
 from portal.models import (
-    Group,
-    Membership,
     Node,
     Notebook,
     Pool,
-    PoolGroup,
     Replica,
-    SlurmCluster,
     Task,
 )
 from portal.notebooks import active_run, create_notebook, delete_notebook, stop_notebook
-from portal.pools import create_pool, set_pool_limits, set_pool_slurm
+from portal.pools import set_pool_limits
 from portal.reasons import CULLED
-from portal.specs import create_resource, parse_spec, save_spec
-from portal.users import create_user
 from scheduler.backend import INSTANCE_LABEL, SLURM_JOB_LABEL
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
-from scheduler.slurm_discovery import discover_cluster
 from scheduler.slurm_jobs import job_name
 from tests.conftest import PASSWORD
 from tests.integration.test_slurm_pool import drive, job_of
-from tests.slurm_cluster import PARTITION, skip_unless_installed, start_podman_cluster
-from tests.support import fund, login, wait_for
+from tests.slurm_cluster import hourglass_lab
+from tests.support import login, wait_for
 from tests.unit.test_proxy_access import GRANT_RE, enter, open_page
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
@@ -64,12 +57,8 @@ def containers_of(podman_service, reconciler, run):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, podman_service):
-    skip_unless_installed()
-    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-notebook"),
-                                   podman_service.url)
-    yield cluster
-    cluster.stop()
+def cluster(slurm_podman_cluster):
+    return slurm_podman_cluster
 
 
 @pytest.fixture(params=["this-host", "head-node"])
@@ -88,18 +77,7 @@ def lab(request, instance, cluster, podman_service, jupyter_image, monkeypatch):
     ctx.push()
     db.upgrade()
     Discovery(podman_service.url).run()
-    slurm = SlurmCluster.create(name="lab", rest_url=f"unix://{cluster.rest}",
-                                podman_url=podman_service.url,
-                                host_root=f"{cluster.root}/{{node}}")
-    pool = create_pool("tpu")
-    set_pool_slurm(pool, slurm, PARTITION, offered=[PARTITION])
-    assert set(discover_cluster(slurm).values()) == {""}  # both Ready
-    tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
-    save_spec(None, parse_spec("lab1", "1", "0.5", "3.6", {tpu: "1"}))
-    renter = fund(create_user("rene", "renter", PASSWORD))
-    group = Group.create(name="lab")
-    Membership.create(user=renter, group=group)
-    PoolGroup.create(pool=pool, group=group)
+    _slurm, renter = hourglass_lab(cluster, podman_service.url, "lab1", "1", "0.5", chips=1)
     registry = CollectorRegistry()
     local = podman_service.url if request.param == "this-host" else HEAD_URL
     reconciler = Reconciler(local, grace=2, data_root=app.config["DATA_ROOT"],

@@ -15,23 +15,21 @@ from pathlib import Path
 import pytest
 
 from portal import ledger
-from portal.models import Group, Membership, Node, Pool, PoolGroup, Replica, SlurmCluster, Task
-from portal.pools import create_pool, set_pool_limits, set_pool_slurm
+from portal.models import Node, Pool, Replica, Task
+from portal.pools import set_pool_limits
 from portal.reasons import english
-from portal.specs import create_resource, parse_spec, save_spec
+from portal.specs import parse_spec, save_spec
 from portal.task_views import reason_text
 from portal.tasks import create_task, request_stop
-from portal.users import create_user
 from scheduler.backend import SLURM_JOB_LABEL
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
-from scheduler.slurm_discovery import discover_cluster
 from scheduler.slurm_jobs import job_name
 from tests.conftest import PASSWORD
 from tests.integration.test_scheduler_restart import Api, instance_of
-from tests.slurm_cluster import PARTITION, skip_unless_installed, start_podman_cluster
-from tests.support import fund, fund_on, wait_for
+from tests.slurm_cluster import PARTITION, hourglass_lab
+from tests.support import fund_on, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
 
@@ -42,11 +40,8 @@ SHOW_CHIPS = ('echo "CHIPS=$HOURGLASS_CHIPS PEERS=$HOURGLASS_PEERS"; '
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, podman_service):
-    skip_unless_installed()
-    cluster = start_podman_cluster(tmp_path_factory.mktemp("slurm-pool"), podman_service.url)
-    yield cluster
-    cluster.stop()
+def cluster(slurm_podman_cluster):
+    return slurm_podman_cluster
 
 
 @pytest.fixture
@@ -63,18 +58,7 @@ def lab(instance, cluster, podman_service, test_image, monkeypatch):
     ctx.push()
     db.upgrade()
     Discovery(podman_service.url, probe_image=test_image).run()
-    slurm = SlurmCluster.create(name="lab", rest_url=f"unix://{cluster.rest}",
-                                podman_url=podman_service.url,
-                                host_root=f"{cluster.root}/{{node}}")
-    pool = create_pool("tpu")
-    set_pool_slurm(pool, slurm, PARTITION, offered=[PARTITION])
-    assert set(discover_cluster(slurm).values()) == {""}  # both Ready
-    tpu = create_resource("TPU 1684X", "sophgo.com/bm1684x")
-    save_spec(None, parse_spec("two", "1", "0.25", "3.6", {tpu: "2"}))
-    renter = fund(create_user("rene", "renter", PASSWORD))
-    group = Group.create(name="lab")
-    Membership.create(user=renter, group=group)
-    PoolGroup.create(pool=pool, group=group)
+    slurm, renter = hourglass_lab(cluster, podman_service.url, "two", "1", "0.25", chips=2)
     reconciler = Reconciler(podman_service.url, grace=1)
     yield renter, reconciler, slurm
     backend = PodmanBackend(podman_service.url)
