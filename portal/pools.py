@@ -172,8 +172,11 @@ def set_pool_slurm(pool, cluster, partition="", offered=None):
                                            & (Pool.id != pool.id)).exists():
             fail("partition", _("Partition '%(partition)s' of cluster '%(name)s' is already "
                                 "another pool's.", partition=partition, name=cluster.name))
+        # a Slurm job not yet cancelled counts too: unmapped, nothing would cancel it
         busy = (Task.select().join(Replica)
-                .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED))
+                .where((Task.pool == pool) & (Replica.state.not_in(REPLICA_ENDED)
+                                              | (Task.slurm_job.is_null(False)
+                                                 & ~Task.slurm_job_done)))
                 .distinct().count())
         if busy:
             fail("cluster", _("Pool '%(name)s' still has %(n)d task(s) waiting or running: "

@@ -16,6 +16,7 @@ slurmrestd does not answer, every node of the cluster is NotReady with the reaso
 import hashlib
 import logging
 import re
+from collections import Counter
 
 from peewee import IntegrityError
 
@@ -41,6 +42,8 @@ READY_STATES = {"idle", "mixed", "allocated"}
 NOT_READY_FLAGS = {"DRAIN", "FAIL", "NOT_RESPONDING", "INVALID_REG", "POWER_DOWN",
                    "POWERED_DOWN", "POWERING_DOWN", "POWERING_UP", "REBOOT_ISSUED"}
 NAME_MAX = 64  # Node.name
+SAME_MACHINE = ("its Podman URL and host root are another node's: give each node its own with "
+                "{node} or {address} in the cluster's Podman URL or host root")
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -111,17 +114,26 @@ def discover_cluster(cluster, client=None, now=None):
         reason = f"Slurm cluster {cluster.name}: {error}"
         return {node.id: _not_ready(node, reason, now) for node in _nodes_of(cluster)}
     seen, results = {}, {}
+    # Nodes that would share a Podman URL and host root are one machine's devices listed
+    # twice: each chip could be given out twice. None of them is Ready.
+    machines = Counter(_where(cluster, n) for n in found)
     for slurm_node in found:
         pool = next((pools[p] for p in slurm_node.partitions if p in pools), None)
         seen[node_name(cluster.name, slurm_node.name)] = slurm_node
         if pool is not None:
-            node_id, reason = _store(cluster, slurm_node, pool, now)
+            node_id, reason = _store(cluster, slurm_node, pool, now,
+                                     machines[_where(cluster, slurm_node)] > 1)
             if node_id is not None:
                 results[node_id] = reason
     for node in _nodes_of(cluster):
         if node.id not in results:
             results[node.id] = _not_ready(node, _gone(cluster, node, seen), now)
     return results
+
+
+def _where(cluster, slurm_node):
+    """(Podman URL, host root) of ``slurm_node``: which machine's devices its chips are."""
+    return fill(cluster.podman_url, slurm_node)[:512], fill(cluster.host_root, slurm_node)[:512]
 
 
 def _nodes_of(cluster):
@@ -137,14 +149,15 @@ def _gone(cluster, node, seen):
     return f"not in a partition of Slurm cluster {cluster.name} that a pool maps"
 
 
-def _store(cluster, slurm_node, pool, now):
+def _store(cluster, slurm_node, pool, now, same_machine=False):
     """Add or update the Node of ``slurm_node`` and its chips; (its id, its reason). One whose
     name is another node's is not added: (None, its reason). Several may share one Podman
-    URL (a cluster on one host)."""
+    URL (a cluster on one host), each with its own host root; ``same_machine`` (another has
+    both) makes it NotReady, saying so."""
     name = node_name(cluster.name, slurm_node.name)
-    reason = readiness(slurm_node)
-    fields = {"url": fill(cluster.podman_url, slurm_node)[:512], "source": "slurm",
-              "host_root": fill(cluster.host_root, slurm_node)[:512],
+    reason = SAME_MACHINE if same_machine else readiness(slurm_node)
+    url, host_root = _where(cluster, slurm_node)
+    fields = {"url": url, "source": "slurm", "host_root": host_root,
               "slurm_cluster": cluster.id, "pool": pool.id, "hostname": slurm_node.hostname[:255],
               "address": slurm_node.address[:255], "cpu_millis": slurm_node.cpus * 1000,
               "memory_mib": slurm_node.memory_mib, "last_seen_at": now}

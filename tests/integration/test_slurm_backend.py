@@ -209,12 +209,19 @@ def test_the_clusters_nodes_and_chips_become_nodes(app, slurm, tmp_path):
                  what="node2 Ready again")
         assert Node.select().where(Node.slurm_cluster == cluster).count() == len(NODES)
 
-        # They may share one Podman service (a cluster on one host), even a Podman node's.
+        # They may share one Podman service (a cluster on one host), even a Podman node's,
+        # each with its own devices; with the same devices too, they would be one machine.
         cluster.podman_url = podman.url
         cluster.save()
         assert set(discover_cluster(cluster).values()) == {""}
         assert {n.url for n in Node.select()} == {podman.url}
+        host_root, cluster.host_root = cluster.host_root, str(slurm.root)
+        cluster.save()
+        assert set(discover_cluster(cluster).values()) == {
+            "its Podman URL and host root are another node's: give each node its own with "
+            "{node} or {address} in the cluster's Podman URL or host root"}
         cluster.podman_url = f"unix://{slurm.root}/{{node}}/podman.sock"
+        cluster.host_root = host_root
         cluster.save()
 
         # The pool maps another partition: the nodes stay, NotReady.

@@ -68,9 +68,12 @@ def test_bad_nodes_are_refused(app, miner, name, url):
 
 
 def test_duplicate_node_is_refused(app, miner, node):
-    response = post(miner, "/miner/nodes", name="box1", url="tcp://other:1")
-    assert response.status_code == 400
-    assert "already exists" in response.get_data(as_text=True)
+    for name, url in (("box1", "tcp://other:1"), ("box9", node.url)):  # a name, a machine
+        response = post(miner, "/miner/nodes", name=name, url=url)
+        assert response.status_code == 400
+        assert "already exists" in response.get_data(as_text=True)
+    with app.app_context():
+        assert Node.select().count() == 1
 
 
 def test_labels_are_validated_and_saved(app, miner, node):

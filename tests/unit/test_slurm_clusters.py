@@ -189,6 +189,25 @@ def test_a_cluster_running_replicas_is_not_removed(app, accounts):
 # --- pools mapped to partitions -----------------------------------------------------------
 
 
+def test_a_pool_whose_slurm_job_is_not_cancelled_yet_stays_mapped(app, accounts):
+    """Its replicas ended, its job not cancelled yet (slurmrestd down, say): unmapped, no pass
+    would cancel it any more."""
+    cluster = make_cluster(app)
+    with app.app_context():
+        lab = create_pool("Lab-A")
+        set_pool_slurm(lab, cluster, "tpu", offered=["tpu"])
+        spec = ResourceSpec.create(name="s", cpu_millis=1000, memory_mib=1024, price_per_hour=1)
+        task = Task.create(user=accounts["renter"], name="t", image="busybox", pool=lab,
+                           state="stopped", slurm_job=41)
+        subtask = Subtask.create(task=task, role="main", spec=spec, count=1)
+        Replica.create(task=task, subtask=subtask, index=0, state="stopped")
+        with pytest.raises(ResourceError, match="still has 1 task"):
+            set_pool_slurm(Pool.get_by_id(lab.id), None, "")
+        Task.update(slurm_job_done=True).where(Task.id == task.id).execute()
+        assert set_pool_slurm(Pool.get_by_id(lab.id), None, "").slurm_cluster is None
+
+
+
 def test_pool_mapping_rules(app):
     cluster = make_cluster(app)
     with app.app_context():
