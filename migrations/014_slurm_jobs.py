@@ -7,7 +7,7 @@ from peewee_migrate import Migrator
 
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    migrator.sql("DROP INDEX node_url")  # 001's unique index (named after the model)
+    migrator.sql("DROP INDEX node_url")  # the unique index (named after the model)
     migrator.add_index("nodes", "url", unique=False)
     migrator.add_fields("nodes", host_root=pw.CharField(default='', max_length=512))
     migrator.add_fields("tasks", slurm_job_done=pw.BooleanField(default=False))

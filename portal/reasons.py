@@ -63,6 +63,10 @@ TEXTS = {
                            "(Slurm: %(reason)s)"),
     "slurm_waiting": N_("waiting in partition %(partition)s (Slurm: %(reason)s)"),
     "slurm_silent": N_("waiting: Slurm cluster %(cluster)s does not answer (%(detail)s)"),
+    "slurm_refused_for_now": N_("waiting: Slurm refused its job for now, trying again "
+                                "(%(detail)s)"),
+    "slurm_unusable": N_("Slurm started its job, but Hourglass cannot use what it gave yet: "
+                         "%(detail)s"),
 }
 # The sentences of a replica's moves (``scheduler.transitions``), by code; the values carry
 # names, times and Podman's own (English) words.

@@ -50,7 +50,8 @@ def plan():
     chosen = placement.place(inventory.node_states(),
                              [t for t in tasks if t.task_id not in short], now=utcnow(),
                              usage=usage, limits=limits, pool_names=inventory.pool_names())
-    chosen.pending.update(short)
+    # Only the tasks Hourglass places: a Slurm pool's say why they wait themselves.
+    chosen.pending.update({t.task_id: short[t.task_id] for t in tasks if t.task_id in short})
     return chosen
 
 
@@ -151,7 +152,7 @@ def store_reasons(pending):
     changed = {}
     for task_id, reason in pending.items():
         text = stored(reason.code, reason.params)[:512]
-        if current.get(task_id) != text:
+        if task_id in current and current[task_id] != text:  # only tasks that still wait
             changed.setdefault(text, []).append(task_id)
     for text, task_ids in changed.items():
         for ids in chunked(task_ids, 500):  # under any database's limit on parameters

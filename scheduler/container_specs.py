@@ -158,7 +158,7 @@ def _container(replica, spec, everyone, chips, instance, chip_root):
         cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib, pids_limit=PIDS_LIMIT,
         network=network_name(instance, task.id), hostname=name, aliases=(name,),
         ports=ports,
-        # the Epilog of a Slurm node removes the containers of the job that ended there
+        # the Epilog of a Slurm node stops the containers of the job that ended there
         labels={SLURM_JOB_LABEL: str(task.slurm_job)} if task.slurm_job else {})
     return attach_chips(container, chips, chip_root) if chips else container
 

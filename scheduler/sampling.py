@@ -119,7 +119,8 @@ class Sampler:
             replicas[replica.node_id].append(replica)
         held_on = defaultdict(int, ReplicaChip.select(NodeChip.node, fn.COUNT(ReplicaChip.id))
                               .join(NodeChip).group_by(NodeChip.node).tuples())
-        local = [node.id for node in nodes if node.url == self.local_url]
+        # (a Slurm node sharing this Podman has devices of its own, not under host_root)
+        local = [node.id for node in nodes if node.url == self.local_url and not node.host_root]
         chips = list(NodeChip.select().where(NodeChip.node.in_(local) & NodeChip.present))
         held = dict(ReplicaChip.select(ReplicaChip.chip, ReplicaChip.replica)
                     .where(ReplicaChip.chip.in_([chip.id for chip in chips])).tuples())

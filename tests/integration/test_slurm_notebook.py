@@ -32,7 +32,7 @@ from scheduler.backend import INSTANCE_LABEL, SLURM_JOB_LABEL
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
-from scheduler.slurm_jobs import job_name
+from scheduler.slurm_requests import job_name
 from tests.conftest import PASSWORD
 from tests.integration.test_slurm_pool import drive, job_of
 from tests.slurm_cluster import hourglass_lab
@@ -48,7 +48,7 @@ PEER_PORTS = range(32600, 32640)
 
 def containers_of(podman_service, reconciler, run):
     """The containers (running or not) labelled with ``run``'s Slurm job, of
-    ``reconciler``'s instance: other test sessions' clusters number their jobs from 1 too,
+    ``reconciler``'s instance: other test sessions' clusters may number a job alike,
     on the same Podman storage."""
     with PodmanBackend(podman_service.url).client() as client:
         return client.containers.list(all=True, filters=[

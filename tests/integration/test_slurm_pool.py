@@ -15,17 +15,19 @@ from pathlib import Path
 import pytest
 
 from portal import ledger
-from portal.models import Node, Pool, Replica, Task
+from portal.models import Node, Pool, Replica, ResourceSpec, SlurmCluster, Task
 from portal.pools import set_pool_limits
 from portal.reasons import english
 from portal.specs import parse_spec, save_spec
 from portal.task_views import reason_text
 from portal.tasks import create_task, request_stop
+from scheduler import inventory
 from scheduler.backend import SLURM_JOB_LABEL
 from scheduler.discovery import Discovery
 from scheduler.podman import PodmanBackend
 from scheduler.reconcile import Reconciler
-from scheduler.slurm_jobs import job_name
+from scheduler.slurm_jobs import SCRIPT
+from scheduler.slurm_requests import components, job_name
 from tests.conftest import PASSWORD
 from tests.integration.test_scheduler_restart import Api, instance_of
 from tests.slurm_cluster import PARTITION, hourglass_lab
@@ -197,19 +199,81 @@ def test_a_new_leader_carries_on_from_the_stored_job(lab, cluster, podman_servic
     wait_for(lambda: not running_containers_of(podman_service, job), what="no container left")
 
 
-def test_the_sweep_cancels_a_job_no_task_claims(lab, cluster):
-    _renter, reconciler, _slurm = lab
-    status, answer = cluster.request("POST", "/job/submit", {
-        "script": "#!/bin/sh\nexec sleep 600\n",
-        "job": {"name": job_name(reconciler.instance, 999999), "partition": PARTITION,
-                "tasks": 1, "environment": {"PATH": "/bin"}, "current_working_directory": "/tmp",
-                "standard_output": "/dev/null"}})
-    assert status == 200, answer
-    job = answer["job_id"]
-    state = lambda: cluster.request("GET", f"/job/{job}")[1]["jobs"][0]["job_state"]  # noqa: E731
-    wait_for(lambda: state() == "RUNNING", what="the job running")
-    reconciler.sweep()
-    wait_for(lambda: state() != "RUNNING", what="the unclaimed job cancelled")
+def test_the_sweep_cancels_a_job_no_task_claims_and_spares_the_others(lab, cluster,
+                                                                      test_image):
+    renter, reconciler, _slurm = lab
+    claimed = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    claimed = drive(reconciler, claimed, lambda t: t.state == "running", "a task running")
+
+    def job_named(name):
+        status, answer = cluster.request("POST", "/job/submit", {
+            "script": "#!/bin/sh\nexec sleep 600\n",
+            "job": {"name": name, "partition": PARTITION, "tasks": 1,
+                    "environment": {"PATH": "/bin"}, "current_working_directory": "/tmp",
+                    "standard_output": "/dev/null"}})
+        assert status == 200, answer
+        return answer["job_id"]
+
+    def state(job):
+        return cluster.request("GET", f"/job/{job}")[1]["jobs"][0]["job_state"]
+
+    # Another instance's job (another Hourglass on the same cluster) and a lab's own job.
+    unclaimed, theirs, own = (job_named(job_name(reconciler.instance, 999999)),
+                              job_named(job_name("another", 999999)), job_named("train"))
+    wait_for(lambda: {state(j) for j in (unclaimed, theirs, own)} == {"RUNNING"},
+             what="the jobs running")
+    reconciler.slurm_jobs.sweep(reconciler.instance)  # the pass's sweep, due or not
+    wait_for(lambda: state(unclaimed) != "RUNNING", what="the unclaimed job cancelled")
+    assert [state(j) for j in (claimed.slurm_job, theirs, own)] == ["RUNNING"] * 3
+    for job in (theirs, own):
+        cluster.run("scancel", str(job))
+
+
+def test_a_job_whose_id_never_got_stored_is_adopted_not_submitted_again(lab, cluster,
+                                                                        test_image):
+    """A crash (or a lost answer) between the submit and storing its id: the next pass finds
+    the job by its name and carries on with it."""
+    renter, reconciler, _slurm = lab
+    task = submit(renter, test_image, replicas=2, argv=("sleep", "600"))
+    lost = reconciler.slurm_jobs.client_for(_slurm).submit(
+        components(task, reconciler.instance, inventory.spec_needs()), SCRIPT)
+    task = drive(reconciler, task, lambda t: t.state == "running", "the task running")
+    assert task.slurm_job == lost
+    status, answer = cluster.request("GET", "/jobs")
+    assert [j["job_id"] for j in answer["jobs"] if j["name"] == job_name(
+        reconciler.instance, task.id) and j["job_state"] == "RUNNING"
+        and not j["het_job_offset"]] == [lost]
+
+
+def test_a_job_slurm_refuses_fails_the_task_with_slurms_words(lab, test_image):
+    renter, reconciler, _slurm = lab
+    task = submit(renter, test_image, replicas=1, argv=("true",))
+    # The spec grew since (as the portal lets no renter ask) past any node's memory: Slurm
+    # refuses the job, and no retry would change that.
+    ResourceSpec.update(memory_mib=64 * 1024).where(ResourceSpec.name == "two").execute()
+    reconciler.run()
+    task = Task.get_by_id(task.id)
+    (replica,) = Replica.select().where(Replica.task == task)
+    assert (task.state, replica.state, task.slurm_job) == ("failed", "failed", None)
+    assert english(replica.reason).startswith("Slurm refused its job: ")
+    assert "configuration is not available" in english(replica.reason)
+
+
+def test_a_cluster_that_stops_answering_holds_its_tasks_and_says_so(lab, test_image):
+    renter, reconciler, slurm = lab
+    running = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    running = drive(reconciler, running, lambda t: t.state == "running", "a task running")
+    rest_url = slurm.rest_url
+    SlurmCluster.update(rest_url=f"{rest_url}.gone").where(SlurmCluster.id == slurm.id).execute()
+    waiting = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    for _ in range(3):
+        reconciler.run()
+    waiting, running = Task.get_by_id(waiting.id), Task.get_by_id(running.id)
+    assert english(waiting.reason).startswith("waiting: Slurm cluster lab does not answer")
+    assert (waiting.state, waiting.slurm_job) == ("pending", None)
+    assert (running.state, running.reason) == ("running", "")  # its containers run on
+    SlurmCluster.update(rest_url=rest_url).where(SlurmCluster.id == slurm.id).execute()
+    drive(reconciler, waiting, lambda t: t.state == "running", "the waiting task running")
 
 
 def test_kill_9_of_hourglass_then_a_restart_carries_on_from_the_stored_jobs(

@@ -1,11 +1,12 @@
-"""The pure parts of the Slurm step (scheduler.slurm_jobs): job names, Slurm's pending reasons
-in words, components by leader. The step itself runs against a real cluster in
-tests/integration/test_slurm_pool.py."""
+"""The pure parts of the Slurm step (scheduler.slurm_jobs, scheduler.slurm_requests): job
+names, Slurm's pending reasons in words, the GRES asked for each chip kind. The step itself
+runs against a real cluster in tests/integration/test_slurm_pool.py."""
 
 import pytest
 
 from portal.reasons import render
-from scheduler.slurm_jobs import GRES_OF, _by_leader, job_name, reason_for, task_of
+from scheduler.slurm_jobs import reason_for
+from scheduler.slurm_requests import GRES_OF, job_name, task_of
 from scheduler.slurm_rest import SlurmJob
 
 
@@ -37,12 +38,6 @@ def test_a_job_name_says_its_instance_and_task_and_nothing_else_matches():
 def test_slurms_pending_reason_in_words(slurm, words):
     reason = reason_for(job(slurm), "tpu")
     assert render(reason.code, reason.params) == words
-
-
-def test_components_are_grouped_by_their_leader_in_offset_order():
-    plain = job(job_id=3)
-    second, first = job(job_id=5, leader=4, offset=1), job(job_id=4, leader=4, offset=0)
-    assert _by_leader([second, plain, first]) == {3: [plain], 4: [first, second]}
 
 
 def test_every_chip_kind_slurm_may_have_is_asked_for_by_its_gres():
