@@ -167,19 +167,6 @@ class SlurmClient:
         answer = self._call("GET", "/jobs/")
         return self._parsed("GET /jobs", lambda: [parse_job(j) for j in answer["jobs"]])
 
-    def job(self, job_id) -> SlurmJob | None:
-        """Job (or component) ``job_id``; None when Slurm does not know it (any more: an
-        ended job is forgotten after slurm.conf's MinJobAge)."""
-        for job in self._components(job_id):
-            if job.id == int(job_id):
-                return job
-        return None
-
-    def het_components(self, leader_id) -> list[SlurmJob]:
-        """The components of heterogeneous job ``leader_id`` in offset order (a plain job:
-        itself); [] when Slurm does not know it."""
-        return sorted(self._components(leader_id), key=lambda job: job.het_offset)
-
     def cancel(self, job_id):
         """Cancel job ``job_id`` (a leader's id: every component): Slurm ends its processes
         (SIGTERM, KillWait, SIGKILL) and runs the Epilog. A job that already ended, or that
@@ -191,15 +178,6 @@ class SlurmClient:
                 raise
 
     # --- HTTP -----------------------------------------------------------------------------
-
-    def _components(self, job_id):
-        try:
-            answer = self._call("GET", f"/job/{int(job_id)}")
-        except SlurmError as error:
-            if _unknown_job(error):
-                return []
-            raise
-        return self._parsed(f"GET /job/{job_id}", lambda: [parse_job(j) for j in answer["jobs"]])
 
     def _parsed(self, what, parse):
         try:
