@@ -18,8 +18,9 @@ from scheduler.slurm_discovery import GRES_KINDS, gres_kind, node_name
 GRES_OF = {kind: f"{name}:{gres_type}" if gres_type else name
            for (name, gres_type), kind in GRES_KINDS.items()}
 # A job's Slurm time limit is the task's maximum run time plus this: Hourglass stops the
-# containers itself first (grace, exact billing), Slurm's limit only backs it up.
-TIME_LIMIT_SLACK_MINUTES = 2
+# containers itself first (grace, exact billing), Slurm's limit only backs it up. Slurm's
+# clock starts with the job, Hourglass's with the container, after any image copy.
+TIME_LIMIT_SLACK_MINUTES = 10
 
 
 class Unusable(Exception):
