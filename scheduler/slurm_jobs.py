@@ -151,6 +151,7 @@ class _Pass:
         self.client = step.client_for(cluster, timeout=step.timeout)
 
     def run(self, tasks, short, held):
+        self.short = short
         try:
             listing = self.client.jobs()
         except SlurmError as error:
@@ -211,7 +212,9 @@ class _Pass:
         deciding.pop(task.id, None)
         ended = next((c for c in job if c.state != RUNNING), None)
         if leader is not None and ended is None:
-            if "pending" in states:
+            if "pending" in states and task.id in self.short:
+                self._give_back(task)
+            elif "pending" in states:
                 self._start_in(task, job)
             return
         if ended is not None and ended.state == COMPLETING:  # ended, Slurm's why not known
@@ -249,6 +252,18 @@ class _Pass:
             (Task.id == task.id) & Task.slurm_job.is_null()).execute()
         self._wait(task, Reason("slurm_submitting", {"partition": task.pool.partition}))
         step.deciding[task.id] = time.monotonic() + DECIDING_SECONDS
+
+    def _give_back(self, task):
+        """Slurm started the job of a task whose renter's balance no longer covers its start
+        (it waited in Slurm meanwhile): cancel the job and wait as on any pool, saying so; a
+        new job is submitted once the balance covers it. The id goes first: a crash in
+        between leaves a job no task claims, which the sweep cancels."""
+        Task.update(slurm_job=None).where(
+            (Task.id == task.id) & (Task.slurm_job == task.slurm_job)).execute()
+        self.client.cancel(task.slurm_job)
+        log.info("task %s: Slurm job %s cancelled, its renter's balance no longer covers its "
+                 "start", task.id, task.slurm_job)
+        self._wait(task, self.short[task.id])
 
     def _start_in(self, task, job):
         """Store the allocation of ``task``'s running job (the start step starts its replicas

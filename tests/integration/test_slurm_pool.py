@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from portal import ledger
-from portal.models import Node, Pool, Replica, ResourceSpec, SlurmCluster, Task
+from portal.models import Node, Pool, Replica, ResourceSpec, SlurmCluster, Task, User
 from portal.pools import set_pool_limits
 from portal.reasons import english
 from portal.specs import parse_spec, save_spec
@@ -31,7 +31,7 @@ from scheduler.slurm_requests import components, job_name
 from tests.conftest import PASSWORD
 from tests.integration.test_scheduler_restart import Api, instance_of
 from tests.slurm_cluster import PARTITION, hourglass_lab
-from tests.support import fund_on, wait_for
+from tests.support import fund, fund_on, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.podman]
 
@@ -419,3 +419,33 @@ def test_a_podman_pool_runs_beside_the_slurm_pool(lab, podman_service, test_imag
     drive(reconciler, on_podman, lambda t: t.state == "stopped", "the Podman task stopped")
     drive(reconciler, on_slurm, lambda t: t.slurm_job_done, "the Slurm job done")
     assert ledger.verify() == []
+
+
+def test_a_job_that_starts_once_the_balance_is_short_is_given_back(lab, cluster, test_image):
+    """The balance is checked again when Slurm starts a job that waited: one that no longer
+    covers the start gives the chips back, and the task waits as on any pool until it does."""
+    renter, reconciler, _slurm = lab
+    first = submit(renter, test_image, argv=("sleep", "600"))
+    drive(reconciler, first, lambda t: t.state == "running", "the first task running")
+    second = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
+    second = drive(reconciler, second, lambda t: "resources" in english(t.reason),
+                   "the second waiting in Slurm")
+    waited = second.slurm_job
+    balance = User.get_by_id(renter.id).balance
+    ledger.adjust(User.get_by_id(renter.id), -(balance - 1), None, "spent elsewhere")
+    request_stop(Task.get_by_id(first.id))
+    second = drive(reconciler, second, lambda t: t.slurm_job is None, "the job given back",
+                   timeout=90)
+    assert english(second.reason).startswith("your balance (")
+    assert second.state == "pending"
+    wait_for(lambda: job_of_id(cluster, waited)["job_state"] != "RUNNING",
+             what="the given-back job cancelled")
+    fund(User.get_by_id(renter.id))
+    drive(reconciler, second, lambda t: t.state == "running", "the second task running")
+    assert Task.get_by_id(second.id).slurm_job not in (None, waited)
+    assert ledger.verify() == []
+
+
+def job_of_id(cluster, job):
+    """Job ``job`` (its leader) as slurmrestd shows it."""
+    return cluster.request("GET", f"/job/{job}")[1]["jobs"][0]
