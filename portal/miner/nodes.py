@@ -23,7 +23,7 @@ from portal.nodes import (
     set_flags,
     set_labels,
 )
-from portal.presenters import page_or_partial
+from portal.presenters import page_or_partial, partial_requested
 from portal.signals import nodes_changed
 
 FLAG_ACTIONS = {
@@ -71,7 +71,7 @@ def _page(form=None, cluster_form=None, editing=None):
                            form=form or NodeForm(formdata=None), clusters=clusters,
                            cluster_nodes=slurm.nodes_by_cluster(), shown_url=slurm.shown_url,
                            cluster_form=cluster_form or ClusterForm(formdata=None, obj=editing),
-                           editing=editing)
+                           editing=editing, oob=partial_requested())
 
 
 @bp.post("/nodes")

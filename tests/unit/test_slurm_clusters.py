@@ -258,7 +258,7 @@ def test_miner_adds_a_cluster_and_the_token_is_never_shown(app, miner):
     html = miner.get("/miner/nodes").get_data(as_text=True)
     assert 'data-cluster="lab"' in html and "https://127.0.0.1:9" in html
     row = html.split('data-cluster="lab"')[1].split("</tr>")[0]
-    assert "<td>1</td>" in row  # the node it brought
+    assert f'<span id="cluster-nodes-{cluster.id}">1</span>' in row  # the node it brought
     edit = miner.get(f"/miner/nodes?cluster={cluster.id}").get_data(as_text=True)
     assert 'value="https://127.0.0.1:9"' in edit
     for page in (html, edit, miner.get("/miner/pools").get_data(as_text=True)):
@@ -472,3 +472,16 @@ def test_a_renter_is_offered_a_slurm_pool_as_any_pool(app, accounts):
         PoolGroup.create(pool=lab, group=group)
         assert open_pool(renter, "Lab-A").slurm_cluster_id == cluster.id
         assert "Lab-A" in {view.pool.name for view in open_pools(renter)}
+
+
+def test_a_clusters_node_count_follows_the_node_tables_refresh(app, miner):
+    cluster = make_cluster(app)
+    with app.app_context():
+        Node.create(name="lab-node1", url="unix:///box.sock", source="slurm",
+                    slurm_cluster=cluster)
+    count = f'<span id="cluster-nodes-{cluster.id}"'
+    page = miner.get("/miner/nodes").get_data(as_text=True)
+    assert page.count(count) == 1 and f'{count}>1</span>' in page
+    poll = miner.get("/miner/nodes", headers={"HX-Request": "true", "HX-Target": "node-table"}
+                     ).get_data(as_text=True)
+    assert f'{count} hx-swap-oob="true">1</span>' in poll and "<html" not in poll
