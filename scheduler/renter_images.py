@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -205,19 +206,19 @@ class RenterImages:
 
     def node_sizes(self, urls):
         """``{url: {image name: bytes}}`` of each node that answers; None for one that does
-        not."""
-        found = {}
-        for url in urls:
-            try:
-                found[url] = PodmanBackend(url, 5).image_sizes()
-            except BackendError:
-                found[url] = None
-        return found
+        not. Each Podman service is asked once (Slurm's nodes may share one), all at once: a
+        page waits for the slowest, not for the sum."""
+        urls = list(dict.fromkeys(urls))
+        if not urls:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(len(urls), 16)) as threads:
+            return dict(zip(urls, threads.map(_sizes, urls), strict=True))
 
     def remove(self, reference, urls):
-        """Remove ``reference`` from every node at ``urls``; the URLs that failed."""
+        """Remove ``reference`` from every node at ``urls`` (each Podman service once); the URLs
+        that failed."""
         failed = []
-        for url in urls:
+        for url in dict.fromkeys(urls):
             try:
                 self.backend(url).remove_image(reference)
             except BackendError as exc:
@@ -275,3 +276,11 @@ def for_app(app):
     return RenterImages(app.config["PODMAN_URL"], LocalPodmanService(app.instance_path).conf,
                         build_seconds=app.config["IMAGE_BUILD_SECONDS"],
                         presets=presets_of(app))
+
+
+def _sizes(url):
+    """{image name: bytes} of the node at ``url``, or None when it does not answer."""
+    try:
+        return PodmanBackend(url, 5).image_sizes()
+    except BackendError:
+        return None

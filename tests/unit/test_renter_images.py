@@ -378,3 +378,14 @@ def test_rows_left_busy_by_an_ended_process_are_failed(ctx, tmp_path):
         ("pending", "failed"), ("building", "failed"), ("ready", "ready"),
         ("recent", "building")]
     assert Image.get_by_id(rows["pending"].id).reason == STALE_REASON
+
+
+def test_image_sizes_ask_each_podman_once_and_a_silent_one_gives_none(tmp_path):
+    """Slurm's nodes may share one Podman: it is asked once. A socket nobody listens on is a
+    node that does not answer."""
+    from scheduler.renter_images import RenterImages
+
+    quiet, other = f"unix://{tmp_path / 'quiet.sock'}", f"unix://{tmp_path / 'other.sock'}"
+    engine = RenterImages("unix:///unused.sock", tmp_path / "containers.conf")
+    assert engine.node_sizes([quiet, quiet, other]) == {quiet: None, other: None}
+    assert engine.node_sizes([]) == {}
