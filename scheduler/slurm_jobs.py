@@ -142,7 +142,10 @@ class SlurmJobs:
 
 
 class _Pass:
-    """One pass over one cluster's open tasks, on one listing of its jobs."""
+    """One pass over one cluster's open tasks. Each task's job is asked for by its id, so
+    a pass costs what Hourglass's own tasks cost, however many jobs the cluster runs; the
+    whole job list is read only when a task is about to be submitted (a job named after it
+    is adopted instead)."""
 
     def __init__(self, step, cluster, instance, needs, local_url, peer_ports, waits):
         self.step, self.cluster, self.instance = step, cluster, instance
@@ -151,23 +154,12 @@ class _Pass:
         self.client = step.client_for(cluster, timeout=step.timeout)
 
     def run(self, tasks, short, held):
-        self.short = short
-        try:
-            listing = self.client.jobs()
-        except SlurmError as error:
-            return self._silent(tasks, error)
-        self.jobs, self.named = {}, {}
-        for job in listing:
-            self.jobs.setdefault(job.het_job_id or job.id, []).append(job)
-            if job.het_offset == 0 and (job.state == RUNNING or job.state in WAITING):
-                self.named[task_of(self.instance, job.name)] = job.id
-        for job in self.jobs.values():
-            job.sort(key=lambda component: component.het_offset)
+        self.short, self._named = short, None
         for number, task in enumerate(tasks):
             try:
                 if task.slurm_job is None and task.id in short:
                     self._wait(task, short[task.id])
-                elif task.slurm_job is None and task.id not in self.named and (
+                elif task.slurm_job is None and task.id not in self.named() and (
                         over := held.over(task)) is not None:
                     self._wait(task, over)
                 else:
@@ -176,6 +168,15 @@ class _Pass:
                 log.warning("Slurm job of task %s: %s", task.id, error)
                 return self._silent(tasks[number:], error)
         return None
+
+    def named(self):
+        """{task id: its job's id} of the jobs of this instance that run or wait, read once
+        a pass, when first needed."""
+        if self._named is None:
+            self._named = {task_of(self.instance, job.name): job.id
+                           for job in self.client.jobs() if job.het_offset == 0
+                           and (job.state == RUNNING or job.state in WAITING)}
+        return self._named
 
     def _silent(self, tasks, error):
         log.warning("Slurm cluster %r does not answer: %s", self.cluster.name, error)
@@ -188,7 +189,7 @@ class _Pass:
             self.waits[task.id] = reason
 
     def _follow(self, task):
-        """Move ``task`` on from its job as this pass's listing shows it."""
+        """Move ``task`` on from its job as Slurm shows it now."""
         states = [state for (state,) in Replica.select(Replica.state)
                   .where(Replica.task == task).tuples()]
         live = [s for s in states if s in ("starting", "running")]
@@ -200,7 +201,7 @@ class _Pass:
         if task.slurm_job is None:
             self._submit(task)
             return
-        job = self.jobs.get(task.slurm_job) or []
+        job = self.client.job(task.slurm_job)
         leader = job[0] if job else None
         deciding = self.step.deciding
         if leader is not None and leader.state in WAITING:
@@ -229,7 +230,7 @@ class _Pass:
         that no retry changes fails the task; another is tried again, ``SUBMIT_TRIES``
         passes in all."""
         step = self.step
-        job_id = self.named.get(task.id)
+        job_id = self.named().get(task.id)
         if job_id is None:
             try:
                 job_id = self.client.submit(components(task, self.instance, self.needs), SCRIPT)

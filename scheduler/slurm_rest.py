@@ -167,6 +167,18 @@ class SlurmClient:
         answer = self._call("GET", "/jobs/")
         return self._parsed("GET /jobs", lambda: [parse_job(j) for j in answer["jobs"]])
 
+    def job(self, job_id) -> list[SlurmJob]:
+        """Job ``job_id`` (a heterogeneous job's leader: each of its components) in offset
+        order; [] when Slurm does not know it (any more: after slurm.conf's MinJobAge)."""
+        try:
+            answer = self._call("GET", f"/job/{int(job_id)}")
+        except SlurmError as error:
+            if _unknown_job(error):
+                return []
+            raise
+        found = self._parsed(f"GET /job/{job_id}", lambda: [parse_job(j) for j in answer["jobs"]])
+        return sorted(found, key=lambda job: job.het_offset)
+
     def cancel(self, job_id):
         """Cancel job ``job_id`` (a leader's id: every component): Slurm ends its processes
         (SIGTERM, KillWait, SIGKILL) and runs the Epilog. A job that already ended, or that
