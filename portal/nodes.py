@@ -43,9 +43,11 @@ def add_node(name, url):
     if len(url) > URL_MAX or not URL_RE.fullmatch(url):
         raise NodeError(_("The address must be a Podman API URL: unix://…, ssh://… or tcp://…"),
                         "url")
-    # Unique among Podman nodes (one machine listed twice would give each chip out twice);
-    # only a Slurm cluster's nodes may share one Podman, each with its own devices.
-    if Node.select().where((Node.url == url) & Node.slurm_cluster.is_null()).exists():
+    # One machine listed twice would give each chip out twice: unique among Podman nodes and
+    # Slurm nodes with the host's own devices; only Slurm nodes with their own host root
+    # (a cluster on one host) may share a Podman.
+    if Node.select().where((Node.url == url) & (Node.slurm_cluster.is_null()
+                                                | Node.host_root.in_(("", "/")))).exists():
         raise NodeError(_("A node with this name or address already exists."))
     try:
         return Node.create(name=name, url=url, source="manual")

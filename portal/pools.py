@@ -172,15 +172,19 @@ def set_pool_slurm(pool, cluster, partition="", offered=None):
                                            & (Pool.id != pool.id)).exists():
             fail("partition", _("Partition '%(partition)s' of cluster '%(name)s' is already "
                                 "another pool's.", partition=partition, name=cluster.name))
-        # a Slurm job not yet cancelled counts too: unmapped, nothing would cancel it
         busy = (Task.select().join(Replica)
-                .where((Task.pool == pool) & (Replica.state.not_in(REPLICA_ENDED)
-                                              | (Task.slurm_job.is_null(False)
-                                                 & ~Task.slurm_job_done)))
+                .where((Task.pool == pool) & Replica.state.not_in(REPLICA_ENDED))
                 .distinct().count())
         if busy:
             fail("cluster", _("Pool '%(name)s' still has %(n)d task(s) waiting or running: "
                               "stop them first.", name=pool.name, n=busy))
+        # unmapped, nothing would cancel a Slurm job that is not cancelled yet
+        jobs = Task.select().where((Task.pool == pool) & Task.slurm_job.is_null(False)
+                                   & ~Task.slurm_job_done).count()
+        if jobs:
+            fail("cluster", _("%(n)d Slurm job(s) of pool '%(name)s' are not cancelled yet: "
+                              "Hourglass cancels them as soon as the cluster answers.",
+                              name=pool.name, n=jobs))
     pool.slurm_cluster, pool.partition = cluster, partition
     return pool
 

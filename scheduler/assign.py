@@ -90,7 +90,8 @@ def apply(chosen, local_url, peer_ports):
 
 
 def store_assignments(by_task, local_url, peer_ports):
-    """Store the placements ``{task id: [Assignment]}`` (see ``apply``)."""
+    """Store the placements ``{task id: [Assignment]}`` (see ``apply``); {task id: why} of
+    those not stored."""
     chip_ids = {(n, k, i): cid for cid, n, k, i in NodeChip.select(
         NodeChip.id, NodeChip.node, NodeChip.kind, NodeChip.index).where(
         NodeChip.present).tuples()}
@@ -106,6 +107,7 @@ def store_assignments(by_task, local_url, peer_ports):
     ports = _ports_in_use()
     notebooks = {task_id for (task_id,) in Task.select(Task.id).where(
         Task.id.in_(list(by_task)) & (Task.kind == "notebook")).tuples()}
+    not_stored = {}
     for task_id, assignments in by_task.items():
         spans_nodes = len({a.node_id for a in assignments}) > 1
         try:
@@ -133,14 +135,17 @@ def store_assignments(by_task, local_url, peer_ports):
                 Task.update(reason="").where(Task.id == task_id).execute()
         except IntegrityError:  # a chip was taken meanwhile: the next pass places again
             log.warning("placement of task %s lost a race; retrying next pass", task_id)
+            not_stored[task_id] = "a chip it was given is held by another replica"
             continue
         except StalePlan as why:
             log.info("placement of task %s not stored (%s)", task_id, why)
+            not_stored[task_id] = str(why)
             if isinstance(why, NoPeerPort):
                 Task.update(reason=stored("no_peer_port", {"address": why.address})).where(
                     Task.id == task_id).execute()
             continue
         refresh_state(Task(id=task_id))
+    return not_stored
 
 
 def store_reasons(pending):

@@ -42,6 +42,7 @@ READY_STATES = {"idle", "mixed", "allocated"}
 NOT_READY_FLAGS = {"DRAIN", "FAIL", "NOT_RESPONDING", "INVALID_REG", "POWER_DOWN",
                    "POWERED_DOWN", "POWERING_DOWN", "POWERING_UP", "REBOOT_ISSUED"}
 NAME_MAX = 64  # Node.name
+HOST_ROOTS = ("", "/")  # a host root that is the machine's own
 SAME_MACHINE = ("its Podman URL and host root are another node's: give each node its own with "
                 "{node} or {address} in the cluster's Podman URL or host root")
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -114,9 +115,12 @@ def discover_cluster(cluster, client=None, now=None):
         reason = f"Slurm cluster {cluster.name}: {error}"
         return {node.id: _not_ready(node, reason, now) for node in _nodes_of(cluster)}
     seen, results = {}, {}
-    # Nodes that would share a Podman URL and host root are one machine's devices listed
-    # twice: each chip could be given out twice. None of them is Ready.
+    # Nodes that would share a Podman URL and host root (with each other, or with a Podman
+    # node, whose devices are the host's own) are one machine's devices listed twice: each
+    # chip could be given out twice. None of them is Ready.
     machines = Counter(_where(cluster, n) for n in found)
+    machines.update((url, root) for (url,) in Node.select(Node.url).where(
+        Node.slurm_cluster.is_null()).tuples() for root in HOST_ROOTS)
     for slurm_node in found:
         pool = next((pools[p] for p in slurm_node.partitions if p in pools), None)
         seen[node_name(cluster.name, slurm_node.name)] = slurm_node

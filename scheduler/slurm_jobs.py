@@ -55,10 +55,15 @@ STOP_REASON_MAX = 128  # Task.stop_reason
 DECIDING_SECONDS = 10
 # Slurm's refusals that no retry changes (slurm_errno.h): a bad partition, access denied,
 # nodes not in the partition, too many CPUs, a bad node count, a node or partition
-# configuration no node has, a bad time limit, a bad GRES. Others (busy, not accepting jobs
-# now) are tried again, up to SUBMIT_TRIES passes.
+# configuration no node has, a bad time limit, a bad GRES. Others are tried again, for
+# REFUSED_SECONDS, unless they only say "not now" (WAIT_REFUSALS).
 PERMANENT_REFUSALS = {2000, 2002, 2004, 2005, 2006, 2014, 2015, 2051, 2072}
-SUBMIT_TRIES = 3
+# Refusals that say "not now": nodes busy, an accounting limit such as a QOS's MaxSubmitJobs
+# (every job is submitted as one Slurm user). The task waits with Slurm's words, however long.
+WAIT_REFUSALS = {2016, 2050}
+REFUSED_SECONDS = 60  # how long another refusal is tried again before the task fails
+SILENT_SECONDS = 30  # a cluster that did not answer is left alone this long
+LIST_ABOVE = 20  # with more open jobs than this, one job list a pass instead of one call each
 # How long a running job's allocation may stay unusable (a node discovery has not found
 # yet, a chip still held by an ended replica's lost container) before its task ends.
 UNUSABLE_SECONDS = 120
@@ -89,29 +94,36 @@ class SlurmJobs:
         # {task id: until when (monotonic)} for jobs submitted that Slurm has neither started
         # nor given a reason to wait yet: the passes come quickly for them meanwhile
         self.deciding = {}
-        self.refused = {}  # {task id: passes whose submit Slurm refused for now}
+        self.refused = {}  # {task id: since when (monotonic) Slurm refuses its job for now}
         self.unusable = {}  # {task id: since when (monotonic) its allocation is unusable}
+        self.silent = {}  # {cluster id: until when (monotonic) it is left alone}
 
     def run(self, instance, local_url, peer_ports):
         """One pass over every Slurm cluster with open tasks (see the module); whether a job
         just submitted awaits Slurm's decision (the next pass should come soon, not at the
         next tick)."""
         by_cluster = {}
-        for task in _open_tasks():
-            by_cluster.setdefault(task.pool.slurm_cluster, []).append(task)
+        now = time.monotonic()
+        if SlurmCluster.select().exists():  # a Podman-only Hourglass pays one query
+            for task in _open_tasks():
+                if self.silent.get(task.pool.slurm_cluster_id, 0) <= now:
+                    by_cluster.setdefault(task.pool.slurm_cluster, []).append(task)
         waits = {}  # {task id: Reason}, stored at the end in one go
         if by_cluster:
             # A task waits, as on any pool, while its renter's balance does not cover its
             # start or it would take them over the pool's per-user limits.
             needs = inventory.spec_needs()
             short, held = assign.unaffordable(), Held(needs)
+            states = _states([t for tasks in by_cluster.values() for t in tasks])
             for cluster, tasks in by_cluster.items():
                 pass_ = _Pass(self, cluster, instance, needs, local_url, peer_ports, waits)
-                pass_.run(tasks, short, held)
+                if not pass_.run(tasks, short, held, states):
+                    self.silent[cluster.id] = time.monotonic() + SILENT_SECONDS
             assign.store_reasons(waits)
         now, open_ids = time.monotonic(), {t.id for tasks in by_cluster.values() for t in tasks}
+        self.silent = {cluster: until for cluster, until in self.silent.items() if until > now}
         self.deciding = {task: until for task, until in self.deciding.items() if until > now}
-        self.refused = {task: n for task, n in self.refused.items() if task in open_ids}
+        self.refused = {task: t for task, t in self.refused.items() if task in open_ids}
         self.unusable = {task: t for task, t in self.unusable.items() if task in open_ids}
         return bool(self.deciding)
 
@@ -153,21 +165,35 @@ class _Pass:
         self.waits = waits
         self.client = step.client_for(cluster, timeout=step.timeout)
 
-    def run(self, tasks, short, held):
-        self.short, self._named = short, None
+    def run(self, tasks, short, held, states):
+        """Move each of ``tasks`` on (``states``: {task id: its replicas' states}); False
+        when the cluster stopped answering (the rest wait, saying so), else True."""
+        self.short, self.states, self._named = short, states, None
+        with_job = [task.slurm_job for task in tasks if task.slurm_job is not None]
+        self._listed = None
+        try:
+            if len(with_job) > LIST_ABOVE:  # one list costs less than a call each
+                self._listed = {}
+                for job in self.client.jobs():
+                    self._listed.setdefault(job.het_job_id or job.id, []).append(job)
+        except SlurmError as error:
+            self._silent(tasks, error)
+            return False
         for number, task in enumerate(tasks):
             try:
                 if task.slurm_job is None and task.id in short:
                     self._wait(task, short[task.id])
-                elif task.slurm_job is None and task.id not in self.named() and (
-                        over := held.over(task)) is not None:
+                elif task.slurm_job is None and (over := held.over(task)) is not None:
                     self._wait(task, over)
                 else:
                     self._follow(task)
-            except SlurmError as error:  # no answer (a refusal was dealt with): next pass
-                log.warning("Slurm job of task %s: %s", task.id, error)
-                return self._silent(tasks[number:], error)
-        return None
+            except SlurmRefused as error:  # about this task's job alone: the others go on
+                log.warning("Slurm refused a call about task %s's job: %s", task.id, error)
+                self._wait(task, Reason("slurm_refused_for_now", {"detail": str(error)}))
+            except SlurmError as error:  # no answer: the rest wait for a later pass
+                self._silent(tasks[number:], error)
+                return False
+        return True
 
     def named(self):
         """{task id: its job's id} of the jobs of this instance that run or wait, read once
@@ -188,10 +214,15 @@ class _Pass:
         if not task.stop_requested:
             self.waits[task.id] = reason
 
+    def _job(self, job_id):
+        """The components of job ``job_id`` in offset order ([]: Slurm does not know it)."""
+        if self._listed is None:
+            return self.client.job(job_id)
+        return sorted(self._listed.get(job_id, []), key=lambda job: job.het_offset)
+
     def _follow(self, task):
         """Move ``task`` on from its job as Slurm shows it now."""
-        states = [state for (state,) in Replica.select(Replica.state)
-                  .where(Replica.task == task).tuples()]
+        states = self.states.get(task.id, [])
         live = [s for s in states if s in ("starting", "running")]
         if "pending" not in states and not live:  # every replica ended: let the job go
             if task.slurm_job is not None:
@@ -201,7 +232,7 @@ class _Pass:
         if task.slurm_job is None:
             self._submit(task)
             return
-        job = self.client.job(task.slurm_job)
+        job = self._job(task.slurm_job)
         leader = job[0] if job else None
         deciding = self.step.deciding
         if leader is not None and leader.state in WAITING:
@@ -227,21 +258,22 @@ class _Pass:
     def _submit(self, task):
         """Adopt ``task``'s job when one named after it runs or waits (its id never got
         stored), else submit one, one component per replica, and store its id. A refusal
-        that no retry changes fails the task; another is tried again, ``SUBMIT_TRIES``
-        passes in all."""
+        that no retry changes fails the task; one that says "not now" keeps it waiting; another
+        is tried again for ``REFUSED_SECONDS``."""
         step = self.step
         job_id = self.named().get(task.id)
         if job_id is None:
             try:
                 job_id = self.client.submit(components(task, self.instance, self.needs), SCRIPT)
             except (SlurmRefused, ValueError) as error:  # ValueError: a kind without GRES
-                tries = step.refused.get(task.id, 0) + 1
-                if (isinstance(error, ValueError) or error.errno in PERMANENT_REFUSALS
-                        or tries >= SUBMIT_TRIES):
+                since = step.refused.setdefault(task.id, time.monotonic())
+                errno = getattr(error, "errno", None)
+                if errno not in WAIT_REFUSALS and (
+                        isinstance(error, ValueError) or errno in PERMANENT_REFUSALS
+                        or time.monotonic() - since >= REFUSED_SECONDS):
                     step.refused.pop(task.id, None)
                     _end(task, stored("slurm_refused", {"detail": str(error)}))
                 else:
-                    step.refused[task.id] = tries
                     self._wait(task, Reason("slurm_refused_for_now", {"detail": str(error)}))
                 return
             log.info("task %s submitted to Slurm cluster %r as job %s", task.id,
@@ -261,6 +293,7 @@ class _Pass:
         between leaves a job no task claims, which the sweep cancels."""
         Task.update(slurm_job=None).where(
             (Task.id == task.id) & (Task.slurm_job == task.slurm_job)).execute()
+        self.step.unusable.pop(task.id, None)
         self.client.cancel(task.slurm_job)
         log.info("task %s: Slurm job %s cancelled, its renter's balance no longer covers its "
                  "start", task.id, task.slurm_job)
@@ -276,10 +309,10 @@ class _Pass:
         try:
             placed = assignments(task, job, self.cluster, node_ids, self.needs)
             if placed:
-                assign.store_assignments({task.id: placed}, self.local_url, self.peer_ports)
-            if Replica.select().where((Replica.task == task)
-                                      & (Replica.state == "pending")).exists():
-                raise Unusable("a chip Slurm gave is still held in Hourglass")
+                why = assign.store_assignments({task.id: placed}, self.local_url,
+                                               self.peer_ports).get(task.id)
+                if why is not None:
+                    raise Unusable(why)
         except Unusable as why:
             since = unusable.setdefault(task.id, time.monotonic())
             if time.monotonic() - since < UNUSABLE_SECONDS:
@@ -298,6 +331,15 @@ def _open_tasks():
         & (Task.slurm_job.is_null(False)
            | (Task.id.in_(waiting) & ~Task.stop_requested & ~Task.deleted)))
         .order_by(Task.id))
+
+
+def _states(tasks):
+    """{task id: [its replicas' states]} of ``tasks``, in one query."""
+    states = {}
+    for task_id, state in (Replica.select(Replica.task, Replica.state)
+                           .where(Replica.task.in_([t.id for t in tasks])).tuples()):
+        states.setdefault(task_id, []).append(state)
+    return states
 
 
 def _end(task, reason):

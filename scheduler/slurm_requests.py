@@ -60,7 +60,10 @@ def components(task, instance, needs):
         component = {"name": job_name(instance, task.id), "partition": task.pool.partition,
                      "tasks": 1, "cpus_per_task": max(1, math.ceil(cpu / 1000)),
                      "memory_per_node": memory, "current_working_directory": "/tmp",
-                     "standard_output": "/dev/null", "standard_error": "/dev/null"}
+                     "standard_output": "/dev/null", "standard_error": "/dev/null",
+                     # a node failure ends it (Hourglass ends the task), never a rerun
+                     # of a job whose containers Hourglass believes it still owns
+                     "requeue": False}
         if gres:
             component["gres"] = ",".join(gres)
         if limit:  # Hourglass stops it at its limit; Slurm's is the backstop

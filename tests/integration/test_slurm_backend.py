@@ -224,6 +224,12 @@ def test_the_clusters_nodes_and_chips_become_nodes(app, slurm, tmp_path):
         assert set(discover_cluster(cluster).values()) == {
             "its Podman URL and host root are another node's: give each node its own with "
             "{node} or {address} in the cluster's Podman URL or host root"}
+        cluster.host_root = "/"  # the Podman node's own devices: one machine twice too
+        cluster.save()
+        assert set(discover_cluster(cluster).values()) == {
+            "its Podman URL and host root are another node's: give each node its own with "
+            "{node} or {address} in the cluster's Podman URL or host root"}
+        assert Node.get_by_id(podman.id).ready
         cluster.podman_url = f"unix://{slurm.root}/{{node}}/podman.sock"
         cluster.host_root = host_root
         cluster.save()

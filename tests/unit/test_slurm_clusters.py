@@ -201,7 +201,7 @@ def test_a_pool_whose_slurm_job_is_not_cancelled_yet_stays_mapped(app, accounts)
                            state="stopped", slurm_job=41)
         subtask = Subtask.create(task=task, role="main", spec=spec, count=1)
         Replica.create(task=task, subtask=subtask, index=0, state="stopped")
-        with pytest.raises(ResourceError, match="still has 1 task"):
+        with pytest.raises(ResourceError, match="1 Slurm job.* not cancelled yet"):
             set_pool_slurm(Pool.get_by_id(lab.id), None, "")
         Task.update(slurm_job_done=True).where(Task.id == task.id).execute()
         assert set_pool_slurm(Pool.get_by_id(lab.id), None, "").slurm_cluster is None
@@ -485,3 +485,18 @@ def test_a_clusters_node_count_follows_the_node_tables_refresh(app, miner):
     poll = miner.get("/miner/nodes", headers={"HX-Request": "true", "HX-Target": "node-table"}
                      ).get_data(as_text=True)
     assert f'{count} hx-swap-oob="true">1</span>' in poll and "<html" not in poll
+
+
+def test_a_manual_node_may_not_be_a_slurm_node_with_the_hosts_own_devices(app):
+    """One machine listed twice would give each chip out twice; Slurm nodes with a host root
+    of their own (a cluster on one host) may share a Podman."""
+    from portal.nodes import NodeError, add_node
+
+    cluster = make_cluster(app)
+    with app.app_context():
+        for name, root in (("lab-node1", "/"), ("lab-node2", "/srv/node2")):
+            Node.create(name=name, url=f"tcp://{name}:1", source="slurm", host_root=root,
+                        slurm_cluster=cluster)
+        with pytest.raises(NodeError, match="already exists"):
+            add_node("box", "tcp://lab-node1:1")
+        assert add_node("box", "tcp://lab-node2:1").url == "tcp://lab-node2:1"
