@@ -146,14 +146,20 @@ def test_a_two_replica_task_runs_in_one_job_with_its_chips(lab, cluster, podman_
                                         r.price_per_hour) and r.settled for r in ended)
 
 
-def test_a_task_larger_than_what_is_free_waits_with_slurms_reason(lab, cluster, test_image):
-    renter, reconciler, _slurm = lab
+def waiting_behind_a_running_task(renter, reconciler, test_image):
+    """(first, second): a 2-replica task running, two chips held on each node, and a task
+    of one replica of two chips, which fits on neither, waiting in Slurm (read again)."""
     first = submit(renter, test_image, argv=("sleep", "600"))
     drive(reconciler, first, lambda t: t.state == "running", "the first task running")
-    # Two chips are held on each node: a replica of two more fits on neither.
     second = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
-    second = drive(reconciler, second, lambda t: "resources" in reason_text(t.reason),
-                   "Slurm's reason")
+    second = drive(reconciler, second, lambda t: "resources" in english(t.reason),
+                   "the second waiting in Slurm")
+    return first, second
+
+
+def test_a_task_larger_than_what_is_free_waits_with_slurms_reason(lab, cluster, test_image):
+    renter, reconciler, _slurm = lab
+    first, second = waiting_behind_a_running_task(renter, reconciler, test_image)
     assert reason_text(second.reason) == f"waiting for resources in partition {PARTITION}"
     assert second.state == "pending" and second.slurm_job
     # The first ends: the second's job gets the chips and runs.
@@ -425,11 +431,7 @@ def test_a_job_that_starts_once_the_balance_is_short_is_given_back(lab, cluster,
     """The balance is checked again when Slurm starts a job that waited: one that no longer
     covers the start gives the chips back, and the task waits as on any pool until it does."""
     renter, reconciler, _slurm = lab
-    first = submit(renter, test_image, argv=("sleep", "600"))
-    drive(reconciler, first, lambda t: t.state == "running", "the first task running")
-    second = submit(renter, test_image, replicas=1, argv=("sleep", "600"))
-    second = drive(reconciler, second, lambda t: "resources" in english(t.reason),
-                   "the second waiting in Slurm")
+    first, second = waiting_behind_a_running_task(renter, reconciler, test_image)
     waited = second.slurm_job
     balance = User.get_by_id(renter.id).balance
     ledger.adjust(User.get_by_id(renter.id), -(balance - 1), None, "spent elsewhere")
